@@ -1,0 +1,449 @@
+"""Validation of a workflow definition: every problem at once, each with its JSON path.
+
+Works on the raw JSON so that one malformed node does not hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from jinja2 import TemplateSyntaxError
+from pydantic import ValidationError
+
+from workflow_engine.definition.expressions import (
+    ExpressionEngine,
+    is_template,
+    join_path,
+    pattern_of,
+)
+from workflow_engine.definition.model import ERROR_BRANCH, WorkflowDefinition
+from workflow_engine.errors import DefinitionError, Problem
+from workflow_engine.nodes.base import NodeType
+from workflow_engine.nodes.registry import NodeRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_nodes: int = 1000
+    max_expression_bytes: int = 64 * 1024
+
+
+def validate_definition(
+    raw: Any,
+    registry: NodeRegistry,
+    expressions: ExpressionEngine,
+    limits: Limits | None = None,
+) -> WorkflowDefinition:
+    """Return the parsed definition, or raise ``DefinitionError`` listing every problem."""
+    problems = find_problems(raw, registry, expressions, limits)
+    if problems:
+        raise DefinitionError(problems)
+    return WorkflowDefinition.model_validate(raw)
+
+
+def find_problems(
+    raw: Any,
+    registry: NodeRegistry,
+    expressions: ExpressionEngine,
+    limits: Limits | None = None,
+) -> list[Problem]:
+    if not isinstance(raw, dict):
+        return [Problem("$", "a workflow definition must be a JSON object", "invalid")]
+    checker = _Checker(raw, registry, expressions, limits or Limits())
+    checker.run()
+    return checker.problems
+
+
+def pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem]:
+    """Translate pydantic errors into problems with JSON paths under ``prefix``."""
+    problems = []
+    for err in error.errors(include_url=False):
+        path = prefix
+        for part in err["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else join_path(path, str(part))
+        message, code = err["msg"], "invalid"
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field '{err['loc'][-1]}'"
+        elif err["type"] == "string_pattern_mismatch" and err["loc"][-1:] == ("id",):
+            message, code = f"malformed id {err['input']!r}: {message}", "invalid_id"
+        problems.append(Problem(path or "$", message, code))
+    return problems
+
+
+@dataclass(slots=True)
+class _Node:
+    index: int
+    id: str
+    raw: dict[str, Any]
+    type: NodeType[Any] | None
+
+
+class _Checker:
+    def __init__(
+        self,
+        raw: dict[str, Any],
+        registry: NodeRegistry,
+        expressions: ExpressionEngine,
+        limits: Limits,
+    ) -> None:
+        self.raw = raw
+        self.registry = registry
+        self.expressions = expressions
+        self.limits = limits
+        self.problems: list[Problem] = []
+        self.nodes: dict[str, _Node] = {}
+        self.succ: dict[str, list[tuple[str, int]]] = {}
+        self.pred: dict[str, list[str]] = {}
+        self._bit: dict[str, int] = {}
+
+    def add(self, path: str, message: str, code: str) -> None:
+        self.problems.append(Problem(path, message, code))
+
+    def run(self) -> None:
+        try:
+            WorkflowDefinition.model_validate(self.raw)
+        except ValidationError as exc:
+            self.problems.extend(pydantic_problems(exc))
+        raw_nodes = self.raw.get("nodes")
+        raw_edges = self.raw.get("edges")
+        raw_nodes = raw_nodes if isinstance(raw_nodes, list) else []
+        raw_edges = raw_edges if isinstance(raw_edges, list) else []
+        if len(raw_nodes) > self.limits.max_nodes:
+            self.add(
+                "nodes",
+                f"{len(raw_nodes)} nodes exceed the limit of {self.limits.max_nodes}",
+                "limit",
+            )
+        self._collect_nodes(raw_nodes)
+        self._collect_edges(raw_edges)
+        for node in self.nodes.values():
+            self._check_inputs(node)
+        order = self._check_cycles(raw_edges)
+        ancestors = self._ancestors(order) if order is not None else None
+        for node in self.nodes.values():
+            self._check_expressions(node, ancestors)
+        self._check_input_schema()
+
+    # -- nodes and edges ------------------------------------------------------------------
+
+    def _collect_nodes(self, raw_nodes: list[Any]) -> None:
+        for i, raw in enumerate(raw_nodes):
+            if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+                continue
+            node_id = raw["id"]
+            if node_id in self.nodes:
+                first = self.nodes[node_id].index
+                self.add(
+                    f"nodes[{i}].id",
+                    f"duplicate node id '{node_id}' (first used at nodes[{first}])",
+                    "duplicate_id",
+                )
+                continue
+            type_name = raw.get("type")
+            node_type = self.registry.get(type_name) if isinstance(type_name, str) else None
+            if isinstance(type_name, str) and node_type is None:
+                known = ", ".join(self.registry.names())
+                self.add(
+                    f"nodes[{i}].type",
+                    f"unknown node type '{type_name}' (known types: {known})",
+                    "unknown_type",
+                )
+            self.nodes[node_id] = _Node(i, node_id, raw, node_type)
+            self.succ[node_id] = []
+            self.pred[node_id] = []
+
+    def _collect_edges(self, raw_edges: list[Any]) -> None:
+        seen: dict[tuple[Any, Any, Any], int] = {}
+        for j, edge in enumerate(raw_edges):
+            if not isinstance(edge, dict):
+                continue
+            source, target, branch = edge.get("source"), edge.get("target"), edge.get("branch")
+            valid = True
+            for key, value in (("source", source), ("target", target)):
+                if isinstance(value, str) and value not in self.nodes:
+                    self.add(
+                        f"edges[{j}].{key}", f"edge {key} '{value}' is not a node", "dangling_edge"
+                    )
+                    valid = False
+                elif not isinstance(value, str):
+                    valid = False
+            if not valid:
+                continue
+            assert isinstance(source, str)
+            assert isinstance(target, str)
+            if source == target:
+                self.add(f"edges[{j}]", f"self-edge on node '{source}'", "self_edge")
+                continue
+            edge_key = (source, target, branch)
+            if edge_key in seen:
+                self.add(f"edges[{j}]", f"duplicate of edges[{seen[edge_key]}]", "duplicate_edge")
+                continue
+            seen[edge_key] = j
+            if isinstance(branch, str):
+                self._check_branch(j, self.nodes[source], branch)
+            self.succ[source].append((target, j))
+            self.pred[target].append(source)
+
+    def _check_branch(self, j: int, source: _Node, branch: str) -> None:
+        on_error = source.raw.get("on_error", "fail")
+        chooses = source.type is not None and source.type.chooses_branch
+        if not chooses and on_error != "branch":
+            self.add(
+                f"edges[{j}].branch",
+                f"node '{source.id}' cannot choose a branch: only condition nodes and nodes "
+                "with on_error: branch have branched outgoing edges",
+                "invalid_branch",
+            )
+            return
+        allowed: set[str] = {ERROR_BRANCH} if on_error == "branch" else set()
+        if chooses and source.type is not None:
+            inputs = source.raw.get("inputs")
+            declared = source.type.declared_branches(inputs if isinstance(inputs, dict) else {})
+            if declared is None:
+                return
+            allowed |= declared
+        if branch not in allowed:
+            self.add(
+                f"edges[{j}].branch",
+                f"node '{source.id}' has no branch '{branch}' (it can take: "
+                f"{', '.join(sorted(allowed))})",
+                "invalid_branch",
+            )
+
+    # -- node inputs ----------------------------------------------------------------------
+
+    def _check_inputs(self, node: _Node) -> None:
+        inputs = node.raw.get("inputs", {})
+        if node.type is None or not isinstance(inputs, dict):
+            return
+        try:
+            node.type.Inputs.model_validate(inputs)
+        except ValidationError as exc:
+            prefix = f"nodes[{node.index}].inputs"
+            for err, problem in zip(
+                exc.errors(include_url=False), pydantic_problems(exc, prefix), strict=True
+            ):
+                if not _under_template(inputs, err["loc"]):
+                    self.problems.append(Problem(problem.path, problem.message, "invalid_inputs"))
+
+    # -- graph ----------------------------------------------------------------------------
+
+    def _check_cycles(self, raw_edges: list[Any]) -> list[str] | None:
+        """Topological order, or None after reporting every cycle."""
+        indegree = {n: len(p) for n, p in self.pred.items()}
+        queue = deque(n for n, d in indegree.items() if d == 0)
+        order: list[str] = []
+        while queue:
+            node = queue.popleft()
+            order.append(node)
+            for target, _ in self.succ[node]:
+                indegree[target] -= 1
+                if indegree[target] == 0:
+                    queue.append(target)
+        if len(order) == len(self.nodes):
+            return order
+        remaining = {n for n, d in indegree.items() if d > 0}
+        for component in _strongly_connected(remaining, self.succ):
+            if len(component) > 1:
+                cycle, edge_index = _a_cycle(component, self.succ)
+                self.add(f"edges[{edge_index}]", "cycle: " + " -> ".join(cycle), "cycle")
+        return None
+
+    def _ancestors(self, order: list[str]) -> dict[str, int]:
+        """Bitset of upstream nodes per node (bit i = the i-th node in topological order)."""
+        bit = {node: 1 << i for i, node in enumerate(order)}
+        ancestors: dict[str, int] = {}
+        for node in order:
+            acc = 0
+            for parent in self.pred[node]:
+                acc |= ancestors[parent] | bit[parent]
+            ancestors[node] = acc
+        self._bit = bit
+        return ancestors
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def _check_expressions(self, node: _Node, ancestors: dict[str, int] | None) -> None:
+        inputs = node.raw.get("inputs", {})
+        if not isinstance(inputs, dict):
+            return
+        bare = node.type.bare_expression_fields if node.type is not None else frozenset()
+        prefix = f"nodes[{node.index}].inputs"
+        for path, text in _strings(inputs, ""):
+            is_bare = pattern_of(path) in bare
+            if not is_bare and not is_template(text):
+                continue
+            where = f"{prefix}.{path}" if not path.startswith("[") else prefix + path
+            if len(text.encode()) > self.limits.max_expression_bytes:
+                self.add(
+                    where,
+                    f"expression exceeds {self.limits.max_expression_bytes} bytes",
+                    "limit",
+                )
+                continue
+            try:
+                analysis = self.expressions.analyze(text, bare=is_bare)
+            except TemplateSyntaxError as exc:
+                self.add(where, f"syntax error in {text!r}: {exc.message}", "syntax")
+                continue
+            for name in sorted(analysis.unknown_names):
+                self.add(
+                    where,
+                    f"unknown name '{name}' in {text!r} (visible: inputs, nodes, execution)",
+                    "unknown_name",
+                )
+            if analysis.dynamic_node_access:
+                self.add(
+                    where,
+                    f"{text!r}: refer to nodes as nodes.<id> or nodes['<id>']",
+                    "bad_reference",
+                )
+            for ref in sorted(analysis.node_refs):
+                self._check_reference(where, node, ref, ancestors)
+
+    def _check_reference(
+        self, where: str, node: _Node, ref: str, ancestors: dict[str, int] | None
+    ) -> None:
+        if ref not in self.nodes:
+            self.add(where, f"reference to unknown node '{ref}'", "bad_reference")
+        elif not self._is_upstream(ref, node.id, ancestors):
+            self.add(
+                where,
+                f"node '{node.id}' refers to node '{ref}', which is not upstream of it",
+                "bad_reference",
+            )
+
+    def _is_upstream(self, ref: str, node: str, ancestors: dict[str, int] | None) -> bool:
+        if ancestors is not None:
+            return bool(ancestors[node] & self._bit[ref])
+        seen: set[str] = set()  # the graph has a cycle: walk back from the node instead
+        stack = list(self.pred[node])
+        while stack:
+            parent = stack.pop()
+            if parent == ref:
+                return True
+            if parent not in seen:
+                seen.add(parent)
+                stack.extend(self.pred[parent])
+        return False
+
+    def _check_input_schema(self) -> None:
+        schema = self.raw.get("input_schema")
+        if not isinstance(schema, dict):
+            return
+        validator = jsonschema.validators.validator_for(schema)
+        try:
+            validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            path = "input_schema" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path
+            )
+            self.add(path, f"invalid JSON Schema: {exc.message}", "invalid_schema")
+
+
+def _under_template(inputs: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
+    """Whether the value at ``loc`` (or one of its parents) is a template string, whose type is
+    only known once it is rendered."""
+    value: Any = inputs
+    for part in loc:
+        if isinstance(value, str):
+            return is_template(value)
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(value, str) and is_template(value)
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, join_path(path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+
+
+def _strongly_connected(
+    nodes: set[str], succ: Mapping[str, list[tuple[str, int]]]
+) -> list[list[str]]:
+    """Tarjan's algorithm, iterative, restricted to ``nodes``."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for root in sorted(nodes):
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[tuple[str, int]]]] = [(root, iter(succ[root]))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child, _ in children:
+                if child not in nodes:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(succ[child])))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+    return components
+
+
+def _a_cycle(
+    component: list[str], succ: Mapping[str, list[tuple[str, int]]]
+) -> tuple[list[str], int]:
+    """One cycle through the first node of a strongly connected component, and the index of
+    the edge that closes it."""
+    members = set(component)
+    start = min(component)
+    parent: dict[str, tuple[str, int]] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for child, edge in succ[node]:
+            if child == start:
+                path = [start]
+                cursor = node
+                while cursor != start:
+                    path.append(cursor)
+                    cursor = parent[cursor][0]
+                path.append(start)
+                path[1:-1] = reversed(path[1:-1])
+                return path, edge
+            if child in members and child not in parent:
+                parent[child] = (node, edge)
+                queue.append(child)
+    raise AssertionError("a strongly connected component always holds a cycle")

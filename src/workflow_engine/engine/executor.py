@@ -1,0 +1,513 @@
+"""Runs one workflow graph in-process: the same code in ``wfe run`` and in every worker.
+
+Ready nodes run concurrently on at most ``max_parallel`` worker tasks. A worker that finishes a
+node and makes exactly one successor ready runs it itself, so a chain costs no task creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from workflow_engine.clock import Clock, SystemClock
+from workflow_engine.definition.expressions import ExpressionEngine
+from workflow_engine.definition.model import WorkflowDefinition
+from workflow_engine.definition.validate import Limits, pydantic_problems
+from workflow_engine.engine.hooks import (
+    ExecutionHooks,
+    NodeFinished,
+    NodeRetrying,
+    NodeStarted,
+    ProgressChanged,
+)
+from workflow_engine.engine.plan import WorkflowPlan, compile_workflow
+from workflow_engine.engine.results import ExecutionOutcome, NodeResult, Progress
+from workflow_engine.engine.scheduler import GraphState
+from workflow_engine.engine.status import FINAL_NODE_STATUSES, ExecutionStatus, NodeStatus
+from workflow_engine.errors import (
+    ExpressionError,
+    NodeError,
+    NodeInputError,
+    NodeTimeoutError,
+)
+from workflow_engine.ids import new_execution_id
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.nodes.base import NodeContext
+from workflow_engine.nodes.registry import NodeRegistry
+
+log = get_logger(__name__)
+
+DEFAULT_HTTP_TIMEOUT = 30.0
+
+
+class Executor:
+    """Compiles definitions and starts runs. Owns the shared resources nodes use (the HTTP client)
+    unless given them. Use as ``async with Executor() as ex:`` or call ``aclose()``."""
+
+    def __init__(
+        self,
+        registry: NodeRegistry | None = None,
+        *,
+        expressions: ExpressionEngine | None = None,
+        clock: Clock | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else NodeRegistry.default()
+        self.expressions = expressions if expressions is not None else ExpressionEngine()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.limits = limits or Limits()
+        self._http = http_client
+        self._owns_http = http_client is None
+
+    def http_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    def compile(self, definition: Mapping[str, Any] | WorkflowDefinition) -> WorkflowPlan:
+        """Validate and compile; raises ``DefinitionError`` listing every problem."""
+        return compile_workflow(definition, self.registry, self.expressions, self.limits)
+
+    def start(
+        self,
+        plan: WorkflowPlan,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        execution_id: str | None = None,
+        attempt: int = 1,
+        metadata: Mapping[str, Any] | None = None,
+        hooks: ExecutionHooks | None = None,
+        restored: Mapping[str, NodeResult] | None = None,
+        timeout: float | None = None,
+        max_parallel: int | None = None,
+    ) -> WorkflowRun:
+        """Prepare a run; ``await run.wait()`` executes it, ``run.cancel()`` stops it.
+
+        ``restored`` holds final node results of an earlier attempt (a checkpoint): those nodes
+        are not run again and their outputs are visible downstream.
+        """
+        return WorkflowRun(
+            self,
+            plan,
+            dict(inputs or {}),
+            execution_id=execution_id or new_execution_id(),
+            attempt=attempt,
+            metadata=dict(metadata or {}),
+            hooks=hooks,
+            restored=restored or {},
+            timeout=timeout,
+            max_parallel=max_parallel or plan.definition.max_parallel,
+        )
+
+    async def run(
+        self, plan: WorkflowPlan, inputs: Mapping[str, Any] | None = None, **options: Any
+    ) -> ExecutionOutcome:
+        return await self.start(plan, inputs, **options).wait()
+
+
+class _Stop(Exception):
+    """Internal: the run is stopping; the node must not start its work."""
+
+
+class WorkflowRun:
+    def __init__(
+        self,
+        executor: Executor,
+        plan: WorkflowPlan,
+        inputs: dict[str, Any],
+        *,
+        execution_id: str,
+        attempt: int,
+        metadata: dict[str, Any],
+        hooks: ExecutionHooks | None,
+        restored: Mapping[str, NodeResult],
+        timeout: float | None,
+        max_parallel: int,
+    ) -> None:
+        self.executor = executor
+        self.plan = plan
+        self.inputs = inputs
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self.metadata = metadata
+        self.hooks = hooks
+        self.timeout = timeout
+        self.max_parallel = max_parallel
+        self._restored = restored
+        self._clock = executor.clock
+        self._state = GraphState(plan)
+        self.results: dict[str, NodeResult] = {
+            node_id: NodeResult(node_id, p.type_name, p.definition.name)
+            for node_id, p in plan.nodes.items()
+        }
+        self._nodes_ns: dict[str, Any] = {
+            node_id: MappingProxyType({"status": "pending", "output": None, "error": None})
+            for node_id in plan.nodes
+        }
+        self._scope = executor.expressions.scope(
+            inputs=inputs,
+            nodes=self._nodes_ns,
+            execution={
+                "id": execution_id,
+                "workflow_id": plan.workflow_id,
+                "attempt": attempt,
+                "metadata": metadata,
+            },
+        )
+        self._queue: deque[str] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._in_work: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Future[None] | None = None
+        self._finished_order: list[str] = []
+        self._current: str | None = None
+        self._stopping = False
+        self._cancel_reason: str | None = None
+        self._failure: dict[str, Any] | None = None
+        self._outcome: ExecutionOutcome | None = None
+        self._started_at = 0.0
+
+    # -- control --------------------------------------------------------------------------
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the run: in-flight nodes are cancelled (an HTTP request is aborted) and the
+        outcome is ``cancelled``. Safe to call from any task, any number of times."""
+        if self._outcome is not None or self._stopping:
+            return
+        self._cancel_reason = reason
+        self._abort()
+
+    def _abort(self) -> None:
+        self._stopping = True
+        for task in list(self._in_work):
+            task.cancel()
+        if not self._workers and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self._current, tuple(self._finished_order), len(self.plan.nodes))
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def wait(self) -> ExecutionOutcome:
+        """Run to the end and return the outcome. Raises ``InputValidationError`` (before
+        anything runs) when the inputs break the definition's ``input_schema``."""
+        if self._outcome is not None:
+            return self._outcome
+        self.plan.check_inputs(self.inputs)
+        self._started_at = self._clock.now()
+        self._done = asyncio.get_running_loop().create_future()
+        try:
+            if not self._stopping:
+                await self._begin()
+            if not self._workers and not self._done.done():
+                self._done.set_result(None)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._done
+            except TimeoutError:
+                self._failure = {
+                    "message": f"execution timed out after {self.timeout}s",
+                    "nodeId": self._current,
+                    "type": "timeout",
+                }
+                self._abort()
+        except asyncio.CancelledError:
+            self._cancel_reason = self._cancel_reason or "cancelled"
+            self._abort()
+            await self._drain()
+            raise
+        await self._drain()
+        return await self._conclude()
+
+    async def _begin(self) -> None:
+        restored: dict[str, tuple[NodeStatus, str | None]] = {}
+        for node_id, result in self._restored.items():
+            if node_id not in self.results or result.status not in FINAL_NODE_STATUSES:
+                continue
+            if result.status is NodeStatus.CANCELLED:
+                continue
+            self.results[node_id] = result
+            self._publish(result)
+            restored[node_id] = (result.status, self._chosen(node_id, result))
+            self._finished_order.append(node_id)
+        settled = self._state.start(restored)
+        await self._skip(settled.skipped)
+        self._queue.extend(settled.ready)
+        self._spawn(len(self._queue))
+
+    def _spawn(self, count: int) -> None:
+        count = min(count, self.max_parallel - len(self._workers), len(self._queue))
+        for _ in range(count):
+            task = asyncio.ensure_future(self._worker(self._queue.popleft()))
+            self._workers.add(task)
+
+    async def _worker(self, node_id: str | None) -> None:
+        try:
+            while node_id is not None and not self._stopping:
+                result = await self._execute(node_id)
+                await self._complete(node_id, result)
+                node_id = self._queue.popleft() if self._queue and not self._stopping else None
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._workers.discard(task)
+            if not self._workers and self._done is not None and not self._done.done():
+                if self._stopping or not self._queue:
+                    self._done.set_result(None)
+                else:  # pragma: no cover - defensive: never leave ready nodes unclaimed
+                    self._spawn(len(self._queue))
+
+    async def _drain(self) -> None:
+        while self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+
+    # -- one node -------------------------------------------------------------------------
+
+    async def _execute(self, node_id: str) -> NodeResult:
+        plan_node = self.plan.nodes[node_id]
+        definition = plan_node.definition
+        result = self.results[node_id]
+        result.status = NodeStatus.RUNNING
+        result.started_at = self._clock.now()
+        self._current = node_id
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            try:
+                raw_inputs = (
+                    plan_node.resolve(self._scope)
+                    if plan_node.resolve is not None
+                    else definition.inputs
+                )
+                result.input = raw_inputs
+                inputs = plan_node.node_type.Inputs.model_validate(raw_inputs)
+            except ExpressionError as exc:
+                raise NodeError(
+                    f"node '{node_id}': {exc}", retryable=False, error_type="expression"
+                ) from exc
+            except ValidationError as exc:
+                details = "; ".join(str(p) for p in pydantic_problems(exc, "inputs"))
+                raise NodeInputError(f"node '{node_id}': invalid inputs: {details}") from exc
+            finally:
+                if self.hooks is not None:
+                    await self.hooks.on_node_start(
+                        NodeStarted(
+                            self.execution_id,
+                            node_id,
+                            plan_node.type_name,
+                            result.input,
+                            result.started_at,
+                        )
+                    )
+            attempts = definition.retry.attempts if definition.retry is not None else 1
+            for attempt in range(1, attempts + 1):
+                result.attempt = attempt
+                if self._stopping:
+                    raise _Stop
+                try:
+                    self._in_work.add(task)
+                    try:
+                        output = await self._attempt(node_id, plan_node.node_type, inputs, attempt)
+                    finally:
+                        self._in_work.discard(task)
+                    result.output = (
+                        output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+                    )
+                    result.status = NodeStatus.COMPLETED
+                    break
+                except NodeError as exc:
+                    error = exc
+                except Exception as exc:
+                    error = NodeError(f"{type(exc).__name__}: {exc}", error_type="exception")
+                if not error.retryable or attempt == attempts:
+                    raise error
+                assert definition.retry is not None
+                delay = definition.retry.delay_before(attempt + 1)
+                log.info(
+                    "node attempt failed; retrying",
+                    executionId=self.execution_id,
+                    nodeId=node_id,
+                    attempt=attempt,
+                    delay=delay,
+                    error=str(error),
+                )
+                if self.hooks is not None:
+                    await self.hooks.on_node_retry(
+                        NodeRetrying(self.execution_id, node_id, attempt, error.to_dict(), delay)
+                    )
+                self._in_work.add(task)
+                try:
+                    await self._clock.sleep(delay)
+                finally:
+                    self._in_work.discard(task)
+        except NodeError as exc:
+            result.status = NodeStatus.FAILED
+            result.error = exc.to_dict()
+            if definition.on_error == "continue":
+                result.output = definition.default_output
+            log.info(
+                "node failed",
+                executionId=self.execution_id,
+                nodeId=node_id,
+                error=str(exc),
+                errorType=exc.error_type,
+            )
+        except (asyncio.CancelledError, _Stop):
+            result.status = NodeStatus.CANCELLED
+            result.completed_at = self._clock.now()
+            if self._stopping:
+                return result
+            raise
+        result.completed_at = self._clock.now()
+        return result
+
+    async def _attempt(self, node_id: str, node_type: Any, inputs: Any, attempt: int) -> Any:
+        plan_node = self.plan.nodes[node_id]
+        ctx = NodeContext(
+            execution_id=self.execution_id,
+            workflow_id=self.plan.workflow_id,
+            node_id=node_id,
+            node_type=plan_node.type_name,
+            attempt=attempt,
+            metadata=self.metadata,
+            clock=self._clock,
+            expressions=self.executor.expressions,
+            scope=self._scope,
+            http_client=self.executor.http_client,
+        )
+        timeout = plan_node.definition.timeout
+        if timeout is None:
+            return await node_type.run(ctx, inputs)
+        try:
+            async with asyncio.timeout(timeout):
+                return await node_type.run(ctx, inputs)
+        except TimeoutError:
+            raise NodeTimeoutError(f"node '{node_id}' timed out after {timeout}s") from None
+
+    # -- after a node ---------------------------------------------------------------------
+
+    def _chosen(self, node_id: str, result: NodeResult) -> str | None:
+        if (
+            result.status is NodeStatus.COMPLETED
+            and self.plan.nodes[node_id].node_type.chooses_branch
+        ):
+            output = result.output
+            branch = output.get("branch") if isinstance(output, dict) else None
+            return branch if isinstance(branch, str) else None
+        return None
+
+    def _publish(self, result: NodeResult) -> None:
+        self._nodes_ns[result.node_id] = MappingProxyType(
+            {"status": str(result.status), "output": result.output, "error": result.error}
+        )
+
+    async def _complete(self, node_id: str, result: NodeResult) -> None:
+        if result.status is NodeStatus.CANCELLED:
+            return
+        self._publish(result)
+        self._finished_order.append(node_id)
+        definition = self.plan.nodes[node_id].definition
+        if result.status is NodeStatus.FAILED and definition.on_error == "fail":
+            error = result.error or {}
+            if self._failure is None and self._cancel_reason is None:
+                self._failure = {
+                    "message": error.get("message", "node failed"),
+                    "nodeId": node_id,
+                    "type": error.get("type", "node_error"),
+                }
+            self._abort()
+            if self.hooks is not None:
+                await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            return
+        settled = self._state.settle(node_id, result.status, self._chosen(node_id, result))
+        if self.hooks is not None:
+            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+        await self._skip(settled.skipped)
+        if self.hooks is not None:
+            await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
+        if not self._stopping:
+            self._queue.extend(settled.ready)
+            # this worker goes on with one of them itself
+            self._spawn(len(self._queue) - 1)
+
+    async def _skip(self, skipped: list[str]) -> None:
+        now = self._clock.now()
+        for node_id in skipped:
+            result = self.results[node_id]
+            result.status = NodeStatus.SKIPPED
+            result.completed_at = now
+            self._publish(result)
+            self._finished_order.append(node_id)
+        if self.hooks is not None:
+            for node_id in skipped:
+                await self.hooks.on_node_complete(
+                    NodeFinished(self.execution_id, self.results[node_id])
+                )
+
+    async def _conclude(self) -> ExecutionOutcome:
+        now = self._clock.now()
+        stopped: list[NodeResult] = []
+        for result in self.results.values():
+            if result.status not in FINAL_NODE_STATUSES:
+                result.status = NodeStatus.CANCELLED
+                result.completed_at = now
+            if result.status is NodeStatus.CANCELLED:
+                stopped.append(result)
+        if self.hooks is not None:
+            for result in stopped:
+                await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+        error: dict[str, Any] | None = None
+        result_value: Any = None
+        if self._failure is not None:
+            status, error = ExecutionStatus.FAILED, self._failure
+        elif self._cancel_reason is not None:
+            status = ExecutionStatus.CANCELLED
+            error = {"message": self._cancel_reason, "nodeId": None, "type": "cancelled"}
+        else:
+            status, result_value = ExecutionStatus.COMPLETED, self._result_value()
+        self._outcome = ExecutionOutcome(
+            execution_id=self.execution_id,
+            workflow_id=self.plan.workflow_id,
+            status=status,
+            result=result_value,
+            error=error,
+            nodes=self.results,
+            progress=self.progress,
+            started_at=self._started_at,
+            completed_at=now,
+            metadata=self.metadata,
+        )
+        return self._outcome
+
+    def _result_value(self) -> Any:
+        """The ``value`` of the one output node that ran; a dict by node id if several ran;
+        else the outputs of the completed sink nodes."""
+        ran = [n for n in self.plan.output_nodes if self.results[n].status is NodeStatus.COMPLETED]
+        if len(ran) == 1:
+            return self.results[ran[0]].output
+        if ran:
+            return {n: self.results[n].output for n in ran}
+        return {
+            n: self.results[n].output
+            for n in self.plan.sinks
+            if self.results[n].status is NodeStatus.COMPLETED
+        }

@@ -1,0 +1,58 @@
+"""Progress hooks. Payloads are dataclasses so that a new field never breaks a hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workflow_engine.engine.results import NodeResult, Progress
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted:
+    execution_id: str
+    node_id: str
+    node_type: str
+    input: Any
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRetrying:
+    execution_id: str
+    node_id: str
+    attempt: int
+    """The attempt that failed; the next one is ``attempt + 1``."""
+    error: dict[str, Any]
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFinished:
+    """A node reached a final status: completed, failed, skipped or cancelled."""
+
+    execution_id: str
+    result: NodeResult
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressChanged:
+    execution_id: str
+    progress: Progress
+
+
+class ExecutionHooks:
+    """Override what you need; every hook defaults to nothing. Hooks run inline in the executor:
+    a slow hook slows the execution, so hand heavy work to a queue or a batch."""
+
+    async def on_node_start(self, event: NodeStarted) -> None:
+        return None
+
+    async def on_node_retry(self, event: NodeRetrying) -> None:
+        return None
+
+    async def on_node_complete(self, event: NodeFinished) -> None:
+        return None
+
+    async def on_progress(self, event: ProgressChanged) -> None:
+        return None

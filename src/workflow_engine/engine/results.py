@@ -1,0 +1,105 @@
+"""What an execution produces: node results, progress, the outcome. Wire form is camelCase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from workflow_engine.engine.status import ExecutionStatus, NodeStatus
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds, as on the wire."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class NodeResult:
+    node_id: str
+    node_type: str
+    name: str | None
+    status: NodeStatus = NodeStatus.PENDING
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempt: int = 0
+    started_at: float | None = None
+    completed_at: float | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return round((self.completed_at - self.started_at) * 1000, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeId": self.node_id,
+            "nodeType": self.node_type,
+            "name": self.name,
+            "status": str(self.status),
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "attempt": self.attempt,
+            "startedAt": iso(self.started_at),
+            "completedAt": iso(self.completed_at),
+            "durationMs": self.duration_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    current_node: str | None
+    completed_nodes: tuple[str, ...]
+    total_nodes: int
+
+    @property
+    def percentage(self) -> int:
+        if self.total_nodes == 0:
+            return 100
+        return len(self.completed_nodes) * 100 // self.total_nodes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "currentNode": self.current_node,
+            "completedNodes": list(self.completed_nodes),
+            "totalNodes": self.total_nodes,
+            "percentage": self.percentage,
+        }
+
+
+@dataclass(slots=True)
+class ExecutionOutcome:
+    execution_id: str
+    workflow_id: str
+    status: ExecutionStatus
+    result: Any
+    error: dict[str, Any] | None
+    nodes: dict[str, NodeResult]
+    progress: Progress
+    started_at: float
+    completed_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ExecutionStatus.COMPLETED
+
+    def to_dict(self, *, nodes: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "executionId": self.execution_id,
+            "workflowId": self.workflow_id,
+            "status": str(self.status),
+            "result": self.result,
+            "error": self.error,
+            "progress": self.progress.to_dict(),
+            "startedAt": iso(self.started_at),
+            "completedAt": iso(self.completed_at),
+        }
+        if nodes:
+            data["nodes"] = [n.to_dict() for n in self.nodes.values()]
+        return data

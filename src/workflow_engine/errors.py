@@ -1,0 +1,90 @@
+"""The exception tree. One root; each subsystem has a base; the class says whether to retry."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a definition or with inputs, located by a JSON path."""
+
+    path: str
+    message: str
+    code: str = "invalid"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class WorkflowEngineError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ProblemsError(WorkflowEngineError):
+    """Raised with every problem found at once."""
+
+    def __init__(self, summary: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(f"{summary}: " + "; ".join(str(p) for p in problems))
+
+
+class DefinitionError(ProblemsError):
+    """The workflow definition is invalid."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"invalid workflow definition ({len(problems)} problems)", problems)
+
+
+class InputValidationError(ProblemsError):
+    """The workflow inputs do not match the definition's ``input_schema``."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"invalid workflow inputs ({len(problems)} problems)", problems)
+
+
+class ExpressionError(WorkflowEngineError):
+    """A template or expression could not be evaluated."""
+
+    def __init__(self, expression: str, message: str, path: str = "") -> None:
+        self.expression = expression
+        self.path = path
+        self.reason = message
+        where = f"input '{path}': " if path else ""
+        super().__init__(f"{where}expression {expression!r} failed: {message}")
+
+
+class NodeError(WorkflowEngineError):
+    """A node failed. ``retryable`` says whether another attempt could succeed."""
+
+    error_type = "node_error"
+    retryable = True
+
+    def __init__(
+        self, message: str, *, retryable: bool | None = None, error_type: str | None = None
+    ) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+        if error_type is not None:
+            self.error_type = error_type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": str(self), "type": self.error_type}
+
+
+class NodeInputError(NodeError):
+    """The node's resolved inputs are invalid; running it again gives the same answer."""
+
+    error_type = "invalid_input"
+    retryable = False
+
+
+class NodeTimeoutError(NodeError):
+    """One attempt of the node ran longer than its ``timeout``."""
+
+    error_type = "timeout"

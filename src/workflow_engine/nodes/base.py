@@ -1,0 +1,84 @@
+"""The node-type contract: an input model and ``async run(ctx, inputs)``; the rest optional."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from workflow_engine.clock import Clock
+
+if TYPE_CHECKING:
+    import httpx
+
+    from workflow_engine.definition.expressions import ExpressionEngine, Scope
+
+
+class NodeInputs(BaseModel):
+    """Base of input models: unknown inputs are an error, so a typo is caught at submit time."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+InputsT = TypeVar("InputsT", bound=BaseModel)
+
+
+async def _discard(_chunk: Any) -> None:
+    return None
+
+
+@dataclass(slots=True, eq=False)
+class NodeContext:
+    """What a running node may use. Built by the executor for every attempt."""
+
+    execution_id: str
+    workflow_id: str
+    node_id: str
+    node_type: str
+    attempt: int
+    metadata: Mapping[str, Any]
+    clock: Clock
+    expressions: ExpressionEngine
+    scope: Scope
+    http_client: Callable[[], httpx.AsyncClient]
+    emit_stream: Callable[[Any], Awaitable[None]] = field(default=_discard)
+
+    def evaluate(self, expression: str) -> Any:
+        """Evaluate a bare expression (``nodes.a.output.total > 100``) in this node's scope."""
+        return self.expressions.evaluate(expression, self.scope)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The executor's shared HTTP client (connection pooling across nodes)."""
+        return self.http_client()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+
+
+class NodeType(ABC, Generic[InputsT]):
+    """A kind of node. Subclasses set ``type_name`` and ``Inputs`` and implement ``run``.
+
+    Optional:
+    - ``chooses_branch``: the output is ``{"branch": name}`` and picks the outgoing edges;
+    - ``bare_expression_fields``: input paths (``branches[*].when``) holding bare expressions that
+      the node evaluates itself with ``ctx.evaluate``; they are checked, not rendered;
+    - ``declared_branches(inputs)``: the branch names the node can choose, for validation.
+    """
+
+    type_name: ClassVar[str]
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = ""
+    Inputs: ClassVar[type[BaseModel]]
+    chooses_branch: ClassVar[bool] = False
+    bare_expression_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    async def run(self, ctx: NodeContext, inputs: InputsT) -> Any:
+        """Do the work; return JSON-shaped output or raise (``NodeError`` says whether to retry)."""
+
+    def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:
+        return None

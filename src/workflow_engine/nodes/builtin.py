@@ -1,0 +1,24 @@
+"""The first set of built-in node types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflow_engine.nodes.base import NodeType
+from workflow_engine.nodes.condition import ConditionNode
+from workflow_engine.nodes.delay import DelayNode
+from workflow_engine.nodes.echo import EchoNode
+from workflow_engine.nodes.fail import FailNode
+from workflow_engine.nodes.http import HttpNode
+from workflow_engine.nodes.output import OutputNode
+from workflow_engine.nodes.transform import TransformNode
+
+BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
+    TransformNode,
+    OutputNode,
+    ConditionNode,
+    HttpNode,
+    DelayNode,
+    EchoNode,
+    FailNode,
+)

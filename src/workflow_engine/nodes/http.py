@@ -1,0 +1,109 @@
+"""``http``: one HTTP request with httpx. Cancelling the node aborts the request in flight."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import Field, model_validator
+
+from workflow_engine.errors import NodeError, NodeTimeoutError
+from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
+
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+Scalar = str | int | float | bool
+
+
+class HttpInputs(NodeInputs):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL.")
+    headers: dict[str, Scalar] = Field(default_factory=dict)
+    query: dict[str, Scalar | list[Scalar] | None] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+    body: str | None = None
+    timeout: float | None = Field(None, gt=0, description="Seconds; default 30.")
+    raise_for_status: bool = True
+    follow_redirects: bool = True
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpInputs:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either `json` or `body`, not both")
+        return self
+
+
+class HttpNode(NodeType[HttpInputs]):
+    type_name = "http"
+    description = "Sends an HTTP request; output `{status, headers, body}`."
+    Inputs = HttpInputs
+
+    async def run(self, ctx: NodeContext, inputs: HttpInputs) -> Any:
+        url = httpx.URL(inputs.url)
+        query = {k: v for k, v in inputs.query.items() if v is not None}
+        request = ctx.http.build_request(
+            inputs.method,
+            url.copy_merge_params(query) if query else url,  # keeps a query already in the URL
+            headers={k: str(v) for k, v in inputs.headers.items()},
+            json=inputs.json_body,
+            content=inputs.body,
+            timeout=inputs.timeout if inputs.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        try:
+            response = await ctx.http.send(
+                request, stream=True, follow_redirects=inputs.follow_redirects
+            )
+            try:
+                content = await _read_capped(response)
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise NodeTimeoutError(f"{inputs.method} {inputs.url} timed out ({exc!r})") from exc
+        except httpx.HTTPError as exc:
+            raise NodeError(
+                f"{inputs.method} {inputs.url} failed: {exc!r}", error_type="http_error"
+            ) from exc
+        if inputs.raise_for_status and response.status_code >= 400:
+            status = response.status_code
+            raise NodeError(
+                f"{inputs.method} {inputs.url} answered HTTP {status}: {_excerpt(content)}",
+                error_type="http_status",
+                retryable=status >= 500 or status in RETRYABLE_STATUSES,
+            )
+        return {
+            "status": response.status_code,
+            "headers": dict(response.headers.items()),
+            "body": _decode_body(response, content),
+        }
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise NodeError(
+                f"response body exceeds {MAX_RESPONSE_BYTES} bytes",
+                error_type="http_error",
+                retryable=False,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode_body(response: httpx.Response, content: bytes) -> Any:
+    content_type = response.headers.get("content-type", "").lower()
+    if "json" in content_type and content:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return content.decode(response.encoding or "utf-8", errors="replace")
+
+
+def _excerpt(content: bytes, limit: int = 200) -> str:
+    text = content[:limit].decode("utf-8", errors="replace")
+    return text + ("…" if len(content) > limit else "")

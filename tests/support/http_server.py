@@ -1,0 +1,106 @@
+"""A small real HTTP/1.1 server on a loopback socket, for the http node's tests.
+
+It can tell when a client aborted a request (the connection closed before an answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class LocalHttpServer:
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[Request] = field(default_factory=list)
+    slow_started: asyncio.Event = field(default_factory=asyncio.Event)
+    slow_aborted: asyncio.Event = field(default_factory=asyncio.Event)
+    hits: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _server: asyncio.Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> LocalHttpServer:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await self._read(reader)
+            if request is None:
+                return
+            self.requests.append(request)
+            if request.path == "/slow":
+                self.slow_started.set()
+                if await reader.read(1) == b"":
+                    self.slow_aborted.set()
+                return
+            status, content_type, body = self._route(request)
+            head = (
+                f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> Request | None:
+        line = await reader.readline()
+        if not line:
+            return None
+        method, target, _ = line.decode().split(" ", 2)
+        headers: dict[str, str] = {}
+        while (header := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = header.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await reader.readexactly(length) if length else b""
+        url = urlsplit(target)
+        return Request(method, url.path, parse_qs(url.query), headers, body)
+
+    def _route(self, request: Request) -> tuple[int, str, bytes]:
+        parts = request.path.strip("/").split("/")
+        self.hits[request.path] += 1
+        if parts[0] == "orders" and len(parts) == 2:
+            total = int(request.query.get("total", ["150"])[0])
+            return 200, "application/json", json.dumps({"id": parts[1], "total": total}).encode()
+        if parts[0] == "echo":
+            payload = {
+                "method": request.method,
+                "query": {k: v[0] for k, v in request.query.items()},
+                "headers": request.headers,
+                "body": request.body.decode(),
+            }
+            return 200, "application/json; charset=utf-8", json.dumps(payload).encode()
+        if parts[0] == "text":
+            return 200, "text/plain; charset=utf-8", "héllo".encode()
+        if parts[0] == "status" and len(parts) == 2:
+            return int(parts[1]), "text/plain", f"status {parts[1]}".encode()
+        if parts[0] == "flaky" and len(parts) == 2:
+            fail = int(request.query.get("fail", ["1"])[0])
+            if self.hits[request.path] <= fail:
+                return 503, "text/plain", b"try again"
+            return 200, "application/json", json.dumps({"hits": self.hits[request.path]}).encode()
+        return 404, "text/plain", b"not found"
