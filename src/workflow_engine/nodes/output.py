@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from workflow_engine.nodes.base import NodeContext, NodeType
-from workflow_engine.nodes.transform import ValueInputs
+from workflow_engine.nodes.transform import TransformNode
 
 
-class OutputNode(NodeType[ValueInputs]):
+class OutputNode(TransformNode):
     type_name = "output"
     description = "Outputs `value`; it also becomes the execution result."
-    Inputs = ValueInputs
-
-    async def run(self, ctx: NodeContext, inputs: ValueInputs) -> Any:
-        return inputs.value
