@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
+import structlog
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 
+from workflow_engine import serve
+from workflow_engine.api.auth import new_key
+from workflow_engine.client import ClientError, WorkflowEngineClient
+from workflow_engine.client.client import DEFAULT_URL, FINAL
+from workflow_engine.config import QUEUE_NAMES, ConfigError, Settings, load_settings
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.loader import LoadError, load_document, parse_assignment
 from workflow_engine.definition.validate import find_problems
+from workflow_engine.embedded_redis import EmbeddedRedisError
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.hooks import ExecutionHooks, NodeFinished, NodeRetrying
 from workflow_engine.engine.results import ExecutionOutcome
@@ -21,6 +31,7 @@ from workflow_engine.engine.status import NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError, Problem
 from workflow_engine.monitor.logging import configure_logging
 from workflow_engine.nodes.registry import NodeRegistry
+from workflow_engine.store import open_store
 
 app = typer.Typer(
     name="workflow-engine",
@@ -55,6 +66,23 @@ def _load(path: Path) -> Any:
     except LoadError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+
+
+def _inputs(assignments: list[str] | None, inputs_file: Path | None) -> dict[str, Any]:
+    """--inputs-file first, then each --input key=value over it."""
+    inputs: dict[str, Any] = {}
+    if inputs_file is not None:
+        loaded = _load(inputs_file)
+        if not isinstance(loaded, dict):
+            err.print(f"[red]error:[/] {inputs_file} must hold a JSON object")
+            raise typer.Exit(1)
+        inputs.update(loaded)
+    try:
+        inputs.update(parse_assignment(item) for item in assignments or [])
+    except LoadError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    return inputs
 
 
 @app.command()
@@ -116,18 +144,7 @@ def run(
     """Run a workflow in this process (no Redis) and print its result as JSON on stdout."""
     configure_logging("WARNING")
     raw = _load(file)
-    inputs: dict[str, Any] = {}
-    if inputs_file is not None:
-        loaded = _load(inputs_file)
-        if not isinstance(loaded, dict):
-            err.print(f"[red]error:[/] {inputs_file} must hold a JSON object")
-            raise typer.Exit(1)
-        inputs.update(loaded)
-    try:
-        inputs.update(parse_assignment(item) for item in input or [])
-    except LoadError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+    inputs = _inputs(input, inputs_file)
     outcome = asyncio.run(_run(raw, inputs, None if quiet else _ConsoleProgress(), timeout))
     sys.stdout.write(_dump(outcome.to_dict() if json_output else outcome.result) + "\n")
     if not outcome.ok:
@@ -154,6 +171,214 @@ async def _run(
         except InputValidationError as exc:
             _print_problems("invalid inputs", exc.problems)
             raise typer.Exit(1) from None
+
+
+# -- the service --------------------------------------------------------------------------
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, json=settings.log_json)
+    structlog.contextvars.bind_contextvars(workerId=settings.worker_id)
+    return settings
+
+
+def _serve(main: Any) -> None:
+    try:
+        serve.run(main)
+    except (ConfigError, EmbeddedRedisError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    host: Annotated[str, typer.Option(help="API address.")] = "127.0.0.1",
+) -> None:
+    """API + worker + an embedded Redis + SQLite in ./.wfe — nothing to configure."""
+    settings = _settings(port=port, host=host, store_url=_dev_store_url())
+    _serve(serve.serve_dev(settings, lambda text: err.print(text, markup=False)))
+
+
+def _dev_store_url() -> str | None:
+    return (
+        None
+        if "WFE_STORE_URL" in os.environ or "MONGODB_URI" in os.environ
+        else (f"sqlite:///{serve.DEV_DIR / 'wfe.db'}")
+    )
+
+
+@app.command()
+def api(
+    port: Annotated[int | None, typer.Option(help="Port (default: WFE_PORT, PORT, 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: WFE_HOST, loopback).")] = None,
+) -> None:
+    """Serve the HTTP API (uses WFE_REDIS_URL and WFE_STORE_URL)."""
+    _serve(serve.serve_api(_settings(port=port, host=host)))
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queue classes to work on.")
+    ] = ",".join(QUEUE_NAMES),
+) -> None:
+    """Run a worker: takes jobs from the queues, runs them, records every result."""
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(names) - set(QUEUE_NAMES))
+    if unknown or not names:
+        known = ", ".join(QUEUE_NAMES)
+        err.print(f"[red]unknown queue(s):[/] {', '.join(unknown)} (known: {known})")
+        raise typer.Exit(2)
+    _serve(serve.serve_worker(_settings(), names))
+
+
+@app.command()
+def cleanup(
+    days: Annotated[float, typer.Option(help="Remove finished executions older than this.")] = 30,
+) -> None:
+    """Delete finished executions (and their node results) older than --days."""
+    settings = _settings()
+
+    async def go() -> int:
+        store = open_store(settings.store_url)
+        try:
+            await store.migrate()
+            return await store.cleanup(days)
+        finally:
+            await store.close()
+
+    removed = asyncio.run(go())
+    err.print(f"removed {removed} execution(s) finished more than {days:g} day(s) ago")
+
+
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    tenant: Annotated[str, typer.Option(help="The tenant (userId) the key acts for.")],
+) -> None:
+    """Make a key: give the key to the client, put the hashed entry in WFE_API_KEYS."""
+    key, hashed = new_key()
+    sys.stdout.write(f"key:            {key}\nWFE_API_KEYS:   {tenant}={hashed}\n")
+
+
+# -- talking to a running service -----------------------------------------------------------
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="WFE_API_URL", help="The API's base URL.")]
+KeyOption = Annotated[
+    str | None, typer.Option("--key", envvar="WFE_API_KEY", help="API key (Bearer).")
+]
+
+
+def _call(fn: Any) -> Any:
+    try:
+        return fn()
+    except ClientError as exc:
+        err.print(f"[red]error {exc.status or ''}:[/] {exc.message}", markup=True)
+        for detail in exc.details:
+            err.print(f"  {detail.get('path', '')}: {detail.get('message', '')}", markup=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="Workflow definition (JSON or YAML).")],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="key=value")] = None,
+    inputs_file: Annotated[Path | None, typer.Option("--inputs-file")] = None,
+    queue: Annotated[str, typer.Option("--type", help="Queue class.")] = "workflow",
+    priority: Annotated[int, typer.Option(help="1 is the highest; 0: none.")] = 0,
+    delay: Annotated[int, typer.Option(help="Milliseconds before it may start.")] = 0,
+    client_id: Annotated[str | None, typer.Option("--client-id")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Submit a workflow to a running service; print the execution id (and, with --wait, the
+    result)."""
+    definition = _load(file)
+    inputs = _inputs(input, inputs_file)
+    with WorkflowEngineClient(url, key) as client:
+        submitted = _call(
+            lambda: client.execute(
+                definition,
+                inputs,
+                type=queue,
+                priority=priority or None,
+                delay=delay or None,
+                client_id=client_id,
+            )
+        )
+        execution_id = submitted["executionId"]
+        if not wait:
+            sys.stdout.write(execution_id + "\n")
+            return
+        final = _wait_with_progress(client, execution_id)
+    sys.stdout.write(_dump(final["result"]) + "\n")
+    if final["context"]["status"] != "completed":
+        error = final["context"].get("error") or {}
+        err.print(f"[red]execution {final['context']['status']}:[/] {error.get('message', '')}")
+        raise typer.Exit(1)
+
+
+def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> dict[str, Any]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(execution_id, total=100)
+        while True:
+            status = _call(lambda: client.get_status(execution_id))
+            progress = status["progress"] or {}
+            bar.update(
+                task,
+                completed=progress.get("percentage", 0),
+                description=f"{execution_id} {status['context']['status']}"
+                + (f" · {progress['currentNode']}" if progress.get("currentNode") else ""),
+            )
+            if status["context"]["status"] in FINAL:
+                return dict(status)
+            time.sleep(0.2)
+
+
+@app.command()
+def status(
+    execution_id: Annotated[str, typer.Argument()],
+    nodes: Annotated[bool, typer.Option("--nodes", help="Include node results.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Print an execution's status JSON."""
+    with WorkflowEngineClient(url, key) as client:
+        sys.stdout.write(_dump(_call(lambda: client.get_status(execution_id, nodes=nodes))) + "\n")
+
+
+@app.command()
+def cancel(
+    execution_id: Annotated[str, typer.Argument()],
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Cancel an execution."""
+    with WorkflowEngineClient(url, key) as client:
+        sys.stdout.write(_dump(_call(lambda: client.cancel(execution_id))) + "\n")
+
+
+@app.command()
+def stats(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Queue counts and execution counts."""
+    with WorkflowEngineClient(url, key) as client:
+        sys.stdout.write(_dump(_call(client.stats)) + "\n")
 
 
 def main() -> None:

@@ -225,7 +225,7 @@ class WorkflowRun:
                     await self._done
             except TimeoutError:
                 self._failure = {
-                    "message": f"execution timed out after {self.timeout}s",
+                    "message": f"execution timed out after {self.timeout:g}s",
                     "nodeId": self._current,
                     "type": "timeout",
                 }
@@ -243,8 +243,11 @@ class WorkflowRun:
         for node_id, result in self._restored.items():
             if node_id not in self.results or result.status not in FINAL_NODE_STATUSES:
                 continue
-            if result.status is NodeStatus.CANCELLED:
-                continue
+            if result.status is NodeStatus.CANCELLED or (
+                result.status is NodeStatus.FAILED
+                and self.plan.nodes[node_id].definition.on_error == "fail"
+            ):
+                continue  # it runs again
             self.results[node_id] = result
             self._publish(result)
             restored[node_id] = (result.status, self._chosen(node_id, result))

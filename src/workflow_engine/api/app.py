@@ -1,0 +1,48 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from workflow_engine import __version__
+from workflow_engine.api.errors import install_error_handlers
+from workflow_engine.api.limits import BodySizeLimit
+from workflow_engine.api.responses import FastJSONResponse
+from workflow_engine.api.routes import health, workflow
+from workflow_engine.api.services import Services
+from workflow_engine.config import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The API. With ``services`` given, the caller owns them (tests, ``wfe dev``); otherwise
+    they are opened at startup and closed at shutdown."""
+    settings = settings or (services.settings if services else load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        opened = await Services.open(settings)
+        app.state.services = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    app = FastAPI(
+        title="workflow-engine",
+        version=__version__,
+        description="Run workflow graphs on Redis/BullMQ workers; observe and cancel them.",
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(workflow.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

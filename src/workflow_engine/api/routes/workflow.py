@@ -1,0 +1,137 @@
+"""The workflow endpoints of SPEC section 4."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from workflow_engine.api.auth import Principal, principal
+from workflow_engine.api.errors import ApiError
+from workflow_engine.api.schemas import ExecuteRequest
+from workflow_engine.api.services import Services
+from workflow_engine.engine.status import ExecutionStatus
+from workflow_engine.queue.submit import NotFound, Submission
+from workflow_engine.store.records import iso_ms
+
+router = APIRouter(prefix="/api/workflow", tags=["workflow"])
+
+Who = Annotated[Principal, Depends(principal)]
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+@router.post("/execute", status_code=202)
+async def execute(body: ExecuteRequest, who: Who, svc: Svc) -> dict[str, Any]:
+    """Submit an execution. 202 once the execution is recorded and its job is queued."""
+    if who.tenant_id is not None and body.user_id not in (None, who.tenant_id):
+        raise ApiError(403, "forbidden", f"this API key cannot act for user {body.user_id!r}")
+    unsupported = [
+        name
+        for name, value in (("repeat", body.repeat), ("callbackUrl", body.callback_url))
+        if value is not None
+    ]
+    if unsupported:
+        raise ApiError(
+            422,
+            "unsupported",
+            "not available in this version: " + ", ".join(unsupported),
+            [
+                {"path": name, "message": "not supported yet", "code": "unsupported"}
+                for name in unsupported
+            ],
+        )
+    submitted = await svc.submitter.submit(
+        Submission(
+            definition=body.workflow_definition,
+            inputs=body.inputs,
+            tenant_id=who.tenant_id or body.user_id or "anonymous",
+            queue=body.type,
+            priority=body.priority,
+            delay_ms=body.delay,
+            client_id=body.client_id,
+            metadata=body.metadata,
+            idempotency_key=body.idempotency_key,
+        )
+    )
+    return {
+        "executionId": submitted.execution_id,
+        "jobId": submitted.job_id,
+        "status": str(submitted.status),
+    }
+
+
+@router.get("/status/{execution_id}")
+async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> dict[str, Any]:
+    """The execution's context, progress and result; ``?nodes=true`` adds every node result."""
+    record = await svc.store.get(execution_id, who.tenant_id)
+    if record is None:
+        raise NotFound(f"execution {execution_id} not found")
+    body: dict[str, Any] = {
+        "context": record.context(),
+        "progress": record.progress_or_empty(),
+        "result": record.result,
+    }
+    if nodes:
+        body["nodes"] = [n.to_dict() for n in await svc.store.node_results(execution_id)]
+    return body
+
+
+@router.get("/reconnect/{client_id}")
+async def reconnect(client_id: str, who: Who, svc: Svc) -> list[dict[str, Any]]:
+    """The client's executions that are still pending, running or waiting."""
+    records = await svc.store.active_for_client(who.tenant_id, client_id)
+    return [
+        {
+            "executionId": r.execution_id,
+            "status": str(r.status),
+            "progress": r.progress_or_empty(),
+            "startedAt": iso_ms(r.started_at),
+            "lastEventId": None,
+        }
+        for r in records
+    ]
+
+
+@router.post("/cancel/{execution_id}")
+async def cancel(execution_id: str, who: Who, svc: Svc) -> dict[str, Any]:
+    """Cancel an execution that has not started; 409 once it finished."""
+    await svc.submitter.cancel_pending(execution_id, who.tenant_id)
+    return {"executionId": execution_id, "status": "cancelled"}
+
+
+@router.get("/stats")
+async def stats(who: Who, svc: Svc) -> dict[str, Any]:
+    """Job counts per queue class and execution counts per status (of the caller's tenant)."""
+    return {
+        "queues": await svc.queues.counts(),
+        "executions": await svc.store.count_by_status(who.tenant_id),
+    }
+
+
+@router.get("/executions")
+async def executions(
+    who: Who,
+    svc: Svc,
+    status: ExecutionStatus | None = None,
+    workflow_id: Annotated[str | None, Query(alias="workflowId")] = None,
+    client_id: Annotated[str | None, Query(alias="clientId")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Executions newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
+    page = await svc.store.list_executions(
+        who.tenant_id,
+        status=status,
+        workflow_id=workflow_id,
+        client_id=client_id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"items": [r.context() for r in page.items], "nextCursor": page.next_cursor}

@@ -1,0 +1,62 @@
+"""What the API process holds open: the store, a Redis client, the queues, the submitter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from workflow_engine.api.auth import KeyRing
+from workflow_engine.config import Settings
+from workflow_engine.definition.validate import Limits
+from workflow_engine.engine.cache import PlanCache
+from workflow_engine.engine.executor import Executor
+from workflow_engine.queue.queues import QueueSet
+from workflow_engine.queue.submit import Submitter
+from workflow_engine.store import StateStore, open_store
+
+
+def fail_fast_redis(url: str) -> aioredis.Redis:
+    """A client that answers "unreachable" within about a second instead of retrying for
+    minutes, so that the API can say 503 and the caller can retry. One quick retry covers a
+    pooled connection that went stale while Redis restarted."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=1,
+        socket_timeout=5,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: StateStore
+    redis: aioredis.Redis
+    queues: QueueSet
+    submitter: Submitter
+    keys: KeyRing
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        keys = KeyRing(settings.api_keys)
+        store = open_store(
+            settings.store_url,
+            max_batch=settings.group_commit_max,
+            batch_window_ms=settings.group_commit_ms,
+        )
+        await store.migrate()
+        client = fail_fast_redis(settings.redis_url)
+        queues = QueueSet(settings, client)
+        executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
+        submitter = Submitter(store, queues, PlanCache(executor))
+        return cls(settings, store, client, queues, submitter, keys)
+
+    async def close(self) -> None:
+        await self.queues.close()
+        await self.redis.aclose()
+        await self.store.close()

@@ -1,0 +1,30 @@
+"""The Python SDK for the workflow-engine HTTP API."""
+
+from workflow_engine.client.client import AsyncWorkflowEngineClient, WorkflowEngineClient
+from workflow_engine.client.errors import (
+    BadRequest,
+    ClientError,
+    ConflictError,
+    Forbidden,
+    InvalidRequest,
+    NotFoundError,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
+
+__all__ = [
+    "AsyncWorkflowEngineClient",
+    "BadRequest",
+    "ClientError",
+    "ConflictError",
+    "Forbidden",
+    "InvalidRequest",
+    "NotFoundError",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "WorkflowEngineClient",
+]

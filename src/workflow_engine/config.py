@@ -1,0 +1,157 @@
+"""Configuration from the environment (prefix ``WFE_``), strict: an unknown ``WFE_`` variable is
+an error, not a silent no-op. The seed's names (``REDIS_HOST``, ``REDIS_PORT``,
+``REDIS_PASSWORD``, ``REDIS_DB``, ``MONGODB_URI``, ``PORT``, ``WORKER_ID``) are honoured."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflow_engine.errors import WorkflowEngineError
+
+QUEUE_NAMES = ("realtime", "workflow", "scheduled", "background")
+QueueName = Literal["realtime", "workflow", "scheduled", "background"]
+
+
+class ConfigError(WorkflowEngineError):
+    """The configuration is invalid; the message says which variable and why."""
+
+
+class QueueSettings(BaseModel):
+    """One queue class: job defaults (BullMQ) and the worker's concurrency for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(3, ge=1)
+    backoff_ms: int = Field(2000, ge=0, description="First retry delay, doubling (0: no backoff).")
+    timeout_s: float | None = Field(300, gt=0, description="Execution timeout (None: none).")
+    remove_on_complete: int = Field(100, ge=0)
+    remove_on_fail: int = Field(50, ge=0)
+    concurrency: int = Field(16, ge=1, le=10_000)
+
+
+class RealtimeQueue(QueueSettings):
+    attempts: int = Field(2, ge=1)
+    backoff_ms: int = Field(0, ge=0)
+    timeout_s: float | None = Field(30, gt=0)
+    remove_on_complete: int = Field(50, ge=0)
+    remove_on_fail: int = Field(20, ge=0)
+
+
+class ScheduledQueue(QueueSettings):
+    attempts: int = Field(5, ge=1)
+    backoff_ms: int = Field(5000, ge=0)
+    timeout_s: float | None = Field(None, gt=0)
+    remove_on_complete: int = Field(1000, ge=0)
+    remove_on_fail: int = Field(100, ge=0)
+
+
+class BackgroundQueue(QueueSettings):
+    timeout_s: float | None = Field(1800, gt=0)
+    concurrency: int = Field(4, ge=1, le=10_000)
+
+
+class Queues(BaseModel):
+    """The four queue classes of SPEC section 3, each with the seed's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    realtime: RealtimeQueue = Field(default_factory=RealtimeQueue)
+    workflow: QueueSettings = Field(default_factory=QueueSettings)
+    scheduled: ScheduledQueue = Field(default_factory=ScheduledQueue)
+    background: BackgroundQueue = Field(default_factory=BackgroundQueue)
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WFE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    store_url: str = "sqlite+aiosqlite:///.wfe/wfe.db"
+    queue_prefix: str = Field("wfe", description="Prefix of every Redis key of ours and BullMQ's.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    worker_id: str = Field(default_factory=_default_worker_id)
+    api_keys: str = Field(
+        "", description="Comma-separated tenant=key or tenant=sha256:<hex>; empty: no auth."
+    )
+    queues: Queues = Field(default_factory=Queues)
+    stalled_interval_ms: int = Field(30_000, ge=1000)
+    max_stalled_count: int = Field(3, ge=0)
+    lock_duration_ms: int = Field(30_000, ge=1000)
+    rate_limit_max: int | None = Field(None, ge=1, description="Jobs per rate_limit_duration_ms.")
+    rate_limit_duration_ms: int = Field(60_000, ge=1)
+    shutdown_grace_s: float = Field(25, ge=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_nodes: int = Field(1000, ge=1)
+    group_commit_ms: float = Field(2.0, ge=0, description="How long a store batch collects.")
+    group_commit_max: int = Field(1000, ge=1)
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def queue(self, name: str) -> QueueSettings:
+        settings: QueueSettings = getattr(self.queues, name)
+        return settings
+
+
+def _legacy(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Values from the seed's variable names, used when the WFE_ name is not set."""
+    values: dict[str, Any] = {}
+    if "WFE_REDIS_URL" not in environ and "REDIS_HOST" in environ:
+        password = environ.get("REDIS_PASSWORD")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        host, port, db = (
+            environ["REDIS_HOST"],
+            environ.get("REDIS_PORT", "6379"),
+            environ.get("REDIS_DB", "0"),
+        )
+        values["redis_url"] = f"redis://{auth}{host}:{port}/{db}"
+    if "WFE_STORE_URL" not in environ and "MONGODB_URI" in environ:
+        values["store_url"] = environ["MONGODB_URI"]
+    if "WFE_PORT" not in environ and "PORT" in environ:
+        values["port"] = environ["PORT"]
+    if "WFE_WORKER_ID" not in environ and "WORKER_ID" in environ:
+        values["worker_id"] = environ["WORKER_ID"]
+    return values
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; raise ``ConfigError`` naming every bad or unknown variable.
+    ``overrides`` (from command-line flags) win over the environment."""
+    known = {f"WFE_{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(
+        key
+        for key in os.environ
+        if key.startswith("WFE_") and key.split("__")[0] not in known and key not in _NOT_SETTINGS
+    )
+    if unknown:
+        raise ConfigError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    values = {**_legacy(os.environ), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"WFE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+# Variables with our prefix that are read elsewhere (tests, scripts), not settings.
+_NOT_SETTINGS = frozenset(
+    {"WFE_REQUIRE_POSTGRES", "WFE_VENV", "WFE_TEST_POSTGRES_URL", "WFE_API_URL", "WFE_API_KEY"}
+)

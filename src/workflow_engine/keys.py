@@ -1,0 +1,24 @@
+"""Every Redis key and channel name of ours, in one place. BullMQ's own keys live under
+``{prefix}:{queue}:...``; ours under ``{prefix}:wfe:...`` so one prefix scopes a deployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "wfe"
+
+    @property
+    def bullmq_prefix(self) -> str:
+        """The ``prefix`` option given to every BullMQ Queue and Worker."""
+        return self.prefix
+
+    def _ours(self, *parts: str) -> str:
+        return ":".join((self.prefix, "wfe", *parts))
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which cancel requests reach every worker."""
+        return self._ours("cancel")

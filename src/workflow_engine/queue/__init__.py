@@ -1,0 +1,1 @@
+"""BullMQ queues: the four queue classes, submitting executions, cancelling pending ones."""

@@ -1,0 +1,153 @@
+"""Submitting an execution: validate, record it (durable), enqueue it. Nothing is acknowledged
+before both the record and the job exist; if the enqueue fails, the record is removed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflow_engine.config import QUEUE_NAMES
+from workflow_engine.engine.cache import PlanCache
+from workflow_engine.engine.status import ExecutionStatus
+from workflow_engine.errors import WorkflowEngineError
+from workflow_engine.ids import new_execution_id
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.queues import JOB_NAME, QueueSet
+from workflow_engine.store.base import FINAL_STATUSES, StateStore
+from workflow_engine.store.records import ExecutionRecord, now_ms
+
+log = get_logger(__name__)
+
+MAX_PRIORITY = 2_097_152
+
+
+class QueueError(WorkflowEngineError):
+    """Base of queue errors."""
+
+
+class QueueUnavailable(QueueError):
+    """Redis cannot be reached; nothing was submitted. Retry later."""
+
+
+class NotFound(WorkflowEngineError):
+    """No such execution (for this tenant)."""
+
+
+class Conflict(WorkflowEngineError):
+    """The execution is in a state that does not allow the request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    definition: dict[str, Any]
+    inputs: dict[str, Any] = field(default_factory=dict)
+    tenant_id: str = "anonymous"
+    queue: str = "workflow"
+    priority: int = 0
+    delay_ms: int = 0
+    client_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    execution_id: str
+    job_id: str
+    status: ExecutionStatus
+    created: bool
+    """False when an idempotency key matched an earlier submission: nothing new started."""
+
+
+def job_data(record: ExecutionRecord) -> dict[str, Any]:
+    """What a worker needs to run the execution, JSON-safe."""
+    return {
+        "executionId": record.execution_id,
+        "workflowDefinition": record.definition,
+        "inputs": record.inputs or {},
+        "tenantId": record.tenant_id,
+        "clientId": record.client_id,
+        "metadata": record.metadata,
+    }
+
+
+class Submitter:
+    def __init__(self, store: StateStore, queues: QueueSet, plans: PlanCache) -> None:
+        self.store = store
+        self.queues = queues
+        self.plans = plans
+
+    async def submit(self, submission: Submission) -> Submitted:
+        """Raises ``DefinitionError`` / ``InputValidationError`` (nothing stored),
+        ``StoreUnavailable`` or ``QueueUnavailable`` (nothing left behind)."""
+        if submission.queue not in QUEUE_NAMES:
+            raise ValueError(f"unknown queue type {submission.queue!r}")
+        plan = self.plans.get(submission.definition)
+        plan.check_inputs(submission.inputs)
+        record = ExecutionRecord(
+            execution_id=new_execution_id(),
+            workflow_id=plan.workflow_id,
+            tenant_id=submission.tenant_id,
+            queue=submission.queue,
+            client_id=submission.client_id,
+            priority=submission.priority,
+            metadata=submission.metadata,
+            definition=submission.definition,
+            inputs=submission.inputs,
+            idempotency_key=submission.idempotency_key,
+            progress={
+                "currentNode": None,
+                "completedNodes": [],
+                "totalNodes": len(plan.nodes),
+                "percentage": 0,
+            },
+        )
+        record, fresh = await self.store.create(record)
+        if not fresh:
+            return Submitted(record.execution_id, record.execution_id, record.status, False)
+        options: dict[str, Any] = {"jobId": record.execution_id}
+        if submission.priority:
+            options["priority"] = submission.priority
+        if submission.delay_ms:
+            options["delay"] = submission.delay_ms
+        try:
+            await self.queues[submission.queue].add(JOB_NAME, job_data(record), options)
+        except Exception as exc:
+            await self._forget(record.execution_id)
+            raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc
+        return Submitted(record.execution_id, record.execution_id, ExecutionStatus.PENDING, True)
+
+    async def _forget(self, execution_id: str) -> None:
+        try:
+            await self.store.delete(execution_id)
+        except Exception as exc:  # the store is down too: mark it failed when it is back
+            log.error(
+                "could not remove an execution whose enqueue failed",
+                executionId=execution_id,
+                error=repr(exc),
+            )
+
+    async def cancel_pending(self, execution_id: str, tenant_id: str | None) -> ExecutionRecord:
+        """Cancel an execution that has not started: its job leaves the queue. Raises
+        ``NotFound``, or ``Conflict`` when it already finished (or is running)."""
+        record = await self.store.get(execution_id, tenant_id)
+        if record is None:
+            raise NotFound(f"execution {execution_id} not found")
+        if record.status in FINAL_STATUSES:
+            raise Conflict(f"execution {execution_id} already finished ({record.status})")
+        now = now_ms()
+        cancelled = await self.store.transition(
+            execution_id,
+            ExecutionStatus.CANCELLED,
+            expect=frozenset({ExecutionStatus.PENDING}),
+            completed_at=now,
+            error={"message": "cancelled before it started", "nodeId": None, "type": "cancelled"},
+        )
+        if not cancelled:
+            current = await self.store.get(execution_id)
+            status = current.status if current else "gone"
+            raise Conflict(f"execution {execution_id} is {status}")
+        # the record is final now: a worker that picks the job up will not run it
+        await self.queues[record.queue].remove(execution_id)
+        record.status = ExecutionStatus.CANCELLED
+        return record

@@ -1,0 +1,138 @@
+"""Long-running processes: the API server, a worker, and ``dev`` (both plus an embedded Redis).
+
+Signals: the first SIGINT/SIGTERM stops gracefully (uvicorn drains, the worker lets active
+executions finish within the grace period, then releases them); the servers shut down in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from workflow_engine.api.app import create_app
+from workflow_engine.api.auth import KeyRing, check_bind
+from workflow_engine.api.services import Services
+from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.definition.validate import Limits
+from workflow_engine.embedded_redis import EmbeddedRedis
+from workflow_engine.engine.executor import Executor
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.store import open_store
+from workflow_engine.worker.worker import WorkerService
+
+log = get_logger(__name__)
+
+DEV_DIR = Path(".wfe")
+
+
+def run(main: Any) -> None:
+    """Run a coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+
+        uvloop.run(main)
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(main)
+
+
+def _on_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """Route SIGINT/SIGTERM to ``stop``. Uses ``signal.signal`` so that uvicorn, which swaps
+    handlers while it serves and re-raises what it caught, hands the signal on to us."""
+    loop = asyncio.get_running_loop()
+    previous = {
+        sig: signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _server(app: Any, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
+    )
+    return uvicorn.Server(config)
+
+
+async def serve_api(settings: Settings) -> None:
+    check_bind(settings.host, KeyRing(settings.api_keys))
+    stop = asyncio.Event()
+    restore = _on_stop_signals(stop)
+    server = _server(create_app(settings), settings.host, settings.port)
+    try:
+        serving = asyncio.ensure_future(server.serve())
+        await asyncio.wait(
+            {serving, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED"
+        )
+        server.should_exit = True
+        await serving
+    finally:
+        restore()
+
+
+async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> None:
+    store = open_store(
+        settings.store_url,
+        max_batch=settings.group_commit_max,
+        batch_window_ms=settings.group_commit_ms,
+    )
+    await store.migrate()
+    executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
+    service = WorkerService(settings, store, queues, executor)
+    try:
+        await service.run_until_stopped()
+    finally:
+        await executor.aclose()
+        await store.close()
+
+
+async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None:
+    """API + worker + embedded Redis + SQLite in ``./.wfe``: one command, nothing to set up."""
+    check_bind(settings.host, KeyRing(settings.api_keys))
+    redis_server = EmbeddedRedis(DEV_DIR / "redis", persist=True).start()
+    settings = settings.model_copy(update={"redis_url": redis_server.url})
+    stop = asyncio.Event()
+    restore = _on_stop_signals(stop)
+    services: Services | None = None
+    worker: WorkerService | None = None
+    try:
+        services = await Services.open(settings)
+        worker = WorkerService(settings, services.store)
+        await worker.start()
+        server = _server(create_app(settings, services), settings.host, settings.port)
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+            await asyncio.sleep(0.01)
+        if serving.done():
+            await serving  # it failed to start: say why
+            return
+        base = f"http://{settings.host}:{settings.port}"
+        announce(
+            f"workflow-engine dev is running\n"
+            f"  API      {base}   (OpenAPI docs: {base}/docs)\n"
+            f"  Redis    {redis_server.url}   (data in {DEV_DIR / 'redis'})\n"
+            f"  store    {settings.store_url}\n"
+            f"  worker   queues {', '.join(QUEUE_NAMES)}\n"
+            f"Press Ctrl-C to stop."
+        )
+        await asyncio.wait(
+            {serving, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED"
+        )
+        server.should_exit = True
+        await serving
+    finally:
+        if worker is not None:
+            await worker.stop()
+        if services is not None:
+            await services.close()
+        redis_server.stop()
+        restore()

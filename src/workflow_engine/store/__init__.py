@@ -1,0 +1,65 @@
+"""The state store: executions and node results. ``open_store(url)`` picks the backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflow_engine.config import ConfigError
+from workflow_engine.store.base import (
+    IllegalTransition,
+    StateStore,
+    StoreError,
+    StoreUnavailable,
+)
+from workflow_engine.store.records import ExecutionRecord, Page
+
+__all__ = [
+    "ExecutionRecord",
+    "IllegalTransition",
+    "Page",
+    "StateStore",
+    "StoreError",
+    "StoreUnavailable",
+    "normalize_url",
+    "open_store",
+]
+
+_DRIVERS = {
+    "sqlite": ("sqlite+aiosqlite", "aiosqlite", "workflow-engine (aiosqlite is a core dependency)"),
+    "postgresql": ("postgresql+asyncpg", "asyncpg", "workflow-engine[postgres]"),
+}
+
+
+def normalize_url(url: str) -> str:
+    """``sqlite:///x.db`` -> ``sqlite+aiosqlite:///x.db``; ``postgres://`` and ``postgresql://``
+    -> ``postgresql+asyncpg://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"store URL {url!r} has no scheme (sqlite:///path or postgresql://...)")
+    base = scheme.split("+")[0]
+    if base == "postgres":
+        base = "postgresql"
+    if base in _DRIVERS:
+        return f"{_DRIVERS[base][0]}://{rest}"
+    return url
+
+
+def open_store(url: str, **options: Any) -> StateStore:
+    """The store for ``url``; its driver is imported only now, and a missing one is an error that
+    names the extra to install."""
+    url = normalize_url(url)
+    base = url.split("://")[0].split("+")[0]
+    if base in {"mongodb", "mongodb+srv"}:
+        raise ConfigError(
+            "the MongoDB store is not available yet; use sqlite:///path or postgresql://..."
+        )
+    if base not in _DRIVERS:
+        raise ConfigError(f"unsupported store URL scheme {base!r}: use sqlite:// or postgresql://")
+    _, module, extra = _DRIVERS[base]
+    try:
+        __import__(module)
+    except ImportError:
+        raise ConfigError(f"the {base} store needs {module}: pip install '{extra}'") from None
+    from workflow_engine.store.sql import SqlStore
+
+    return SqlStore(url, **options)

@@ -1,0 +1,69 @@
+"""Versioned schema migrations, applied in order, each once, under a lock so that several
+processes starting together do not race (PostgreSQL: an advisory lock; SQLite: a file lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from workflow_engine.store.records import now_ms
+from workflow_engine.store.schema import executions, metadata, node_results, schema_migrations
+
+Migration = Callable[[sa.Connection], None]
+
+ADVISORY_LOCK_KEY = 0x57_46_45_01  # "WFE" + 1
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[executions, node_results], checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1_initial)]
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Apply every migration not applied yet; return the versions applied now."""
+    async with _exclusive(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY)))
+        await conn.run_sync(
+            lambda c: metadata.create_all(c, tables=[schema_migrations], checkfirst=True)
+        )
+        done = set((await conn.execute(sa.select(schema_migrations.c.version))).scalars())
+        applied = []
+        for version, step in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.run_sync(step)
+            await conn.execute(
+                sa.insert(schema_migrations).values(version=version, applied_at=now_ms())
+            )
+            applied.append(version)
+        return applied
+
+
+@asynccontextmanager
+async def _exclusive(engine: AsyncEngine) -> AsyncIterator[None]:
+    """A file lock beside a SQLite database (PostgreSQL locks inside the transaction)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
+    with lock_path.open("a") as handle:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    row = await conn.execute(sa.select(sa.func.max(schema_migrations.c.version)))
+    return int(row.scalar() or 0)

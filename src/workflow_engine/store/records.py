@@ -1,0 +1,74 @@
+"""What the store keeps: one record per execution (SPEC section 4 "context") and the node
+results. Times are epoch milliseconds in the store, ISO 8601 on the wire."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflow_engine.engine.results import iso
+from workflow_engine.engine.status import ExecutionStatus
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso_ms(ms: int | None) -> str | None:
+    return None if ms is None else iso(ms / 1000)
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    execution_id: str
+    workflow_id: str
+    tenant_id: str
+    queue: str
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    client_id: str | None = None
+    priority: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    definition: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    attempts: int = 0
+    idempotency_key: str | None = None
+    created_at: int = field(default_factory=now_ms)
+    started_at: int | None = None
+    updated_at: int = field(default_factory=now_ms)
+    completed_at: int | None = None
+
+    def context(self) -> dict[str, Any]:
+        """The execution context of SPEC section 4, camelCase."""
+        return {
+            "executionId": self.execution_id,
+            "workflowId": self.workflow_id,
+            "userId": self.tenant_id,
+            "clientId": self.client_id,
+            "type": self.queue,
+            "status": str(self.status),
+            "metadata": self.metadata,
+            "attempts": self.attempts,
+            "createdAt": iso_ms(self.created_at),
+            "startedAt": iso_ms(self.started_at),
+            "updatedAt": iso_ms(self.updated_at),
+            "completedAt": iso_ms(self.completed_at),
+            "error": self.error,
+        }
+
+    def progress_or_empty(self, total_nodes: int = 0) -> dict[str, Any]:
+        return self.progress or {
+            "currentNode": None,
+            "completedNodes": [],
+            "totalNodes": total_nodes,
+            "percentage": 0,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[ExecutionRecord]
+    next_cursor: str | None

@@ -1,0 +1,64 @@
+"""The SQL schema (SQLAlchemy Core), shared by SQLite and PostgreSQL. Table names carry a
+``wfe_`` prefix so the store can share a database with an application."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+JSON = sa.JSON(none_as_null=True)
+
+executions = sa.Table(
+    "wfe_executions",
+    metadata,
+    sa.Column("execution_id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(200), nullable=False),
+    sa.Column("workflow_id", sa.String(200), nullable=False),
+    sa.Column("client_id", sa.String(200)),
+    sa.Column("queue", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("metadata", JSON),
+    sa.Column("definition", JSON),
+    sa.Column("inputs", JSON),
+    sa.Column("result", JSON),
+    sa.Column("error", JSON),
+    sa.Column("progress", JSON),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger),
+    # the API's queries: a tenant's executions newest first, by status, by client, by workflow
+    sa.Index("ix_wfe_executions_tenant", "tenant_id", "execution_id"),
+    sa.Index("ix_wfe_executions_status", "status", "completed_at"),
+    sa.Index("ix_wfe_executions_client", "client_id", "status"),
+    sa.Index("ix_wfe_executions_workflow", "workflow_id", "execution_id"),
+    sa.Index("ux_wfe_executions_idempotency", "tenant_id", "idempotency_key", unique=True),
+)
+
+node_results = sa.Table(
+    "wfe_node_results",
+    metadata,
+    sa.Column("execution_id", sa.String(64), primary_key=True),
+    sa.Column("node_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("node_type", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(500)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", JSON),
+    sa.Column("output", JSON),
+    sa.Column("error", JSON),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("completed_at", sa.BigInteger),
+)
+
+schema_migrations = sa.Table(
+    "wfe_schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,355 @@
+"""SQLite (aiosqlite, WAL) and PostgreSQL (asyncpg) through SQLAlchemy Core async."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from workflow_engine.engine.results import NodeResult
+from workflow_engine.engine.status import ExecutionStatus, NodeStatus
+from workflow_engine.store import migrations
+from workflow_engine.store.base import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    SaveNode,
+    SaveProgress,
+    StateStore,
+    StoreUnavailable,
+    Transition,
+    Write,
+)
+from workflow_engine.store.records import ExecutionRecord, Page, now_ms
+from workflow_engine.store.schema import executions, node_results
+
+_UNAVAILABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+_CONTEXT_COLUMNS = [c for c in executions.c if c.name not in {"definition", "inputs"}]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(value: Any) -> Any:
+    # SQLite gives a JSON column numeric affinity: a bare number comes back as a number
+    return value if isinstance(value, int | float) else orjson.loads(value)
+
+
+class SqlStore(StateStore):
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.url = sa.make_url(url)
+        kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_timeout=10)
+            kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.url.get_backend_name() == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @asynccontextmanager
+    async def _connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"state store unreachable: {exc}") from exc
+
+    async def migrate(self) -> None:
+        try:
+            await migrations.migrate(self.engine)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"state store unreachable: {exc}") from exc
+
+    async def ping(self) -> None:
+        async with self._connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.flush()
+        await self.engine.dispose()
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
+        row = _record_row(record)
+        async with self._connect(write=True) as conn:
+            if record.idempotency_key is None:
+                await conn.execute(sa.insert(executions).values(**row))
+                return None
+            insert = self._dialect_insert(executions).values(**row)
+            result = await conn.execute(
+                insert.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+            )
+            if result.rowcount == 1:
+                return None
+            existing = await conn.execute(
+                sa.select(*_CONTEXT_COLUMNS).where(
+                    executions.c.tenant_id == record.tenant_id,
+                    executions.c.idempotency_key == record.idempotency_key,
+                )
+            )
+            return _record(existing.one()._mapping)
+
+    async def _apply(self, writes: Sequence[Write]) -> list[bool]:
+        results: list[bool] = []
+        nodes: dict[tuple[str, str], dict[str, Any]] = {}
+        progress: dict[str, dict[str, Any]] = {}
+        now = now_ms()
+        async with self._connect(write=True) as conn:
+            for op in writes:
+                if isinstance(op, Transition):
+                    results.append(await self._transition(conn, op, now))
+                elif isinstance(op, SaveNode):
+                    nodes[(op.execution_id, op.result.node_id)] = _node_row(op)
+                    results.append(True)
+                elif isinstance(op, SaveProgress):
+                    progress[op.execution_id] = op.progress
+                    results.append(True)
+            if nodes:
+                await conn.execute(self._node_upsert(), list(nodes.values()))
+            if progress:
+                await conn.execute(
+                    sa.update(executions)
+                    .where(executions.c.execution_id == sa.bindparam("eid"))
+                    .values(progress=sa.bindparam("p"), updated_at=now),
+                    [{"eid": eid, "p": p} for eid, p in progress.items()],
+                )
+        return results
+
+    async def _transition(self, conn: AsyncConnection, op: Transition, now: int) -> bool:
+        values: dict[str, Any] = {"status": str(op.to), "updated_at": now, **op.values}
+        if "started_at" in values:  # the first start is kept across retries
+            values["started_at"] = sa.func.coalesce(executions.c.started_at, values["started_at"])
+        result = await conn.execute(
+            sa.update(executions)
+            .where(
+                executions.c.execution_id == op.execution_id,
+                executions.c.status.in_([str(s) for s in op.allowed_from]),
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount == 1)
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _node_upsert(self) -> Any:
+        insert = self._dialect_insert(node_results)
+        updated = {
+            c.name: insert.excluded[c.name]
+            for c in node_results.c
+            if c.name not in {"execution_id", "node_id"}
+        }
+        return insert.on_conflict_do_update(
+            index_elements=["execution_id", "node_id"], set_=updated
+        )
+
+    async def delete(self, execution_id: str) -> None:
+        async with self._connect(write=True) as conn:
+            await conn.execute(
+                sa.delete(node_results).where(node_results.c.execution_id == execution_id)
+            )
+            await conn.execute(
+                sa.delete(executions).where(executions.c.execution_id == execution_id)
+            )
+
+    async def _delete_finished_before(self, cutoff_ms: int) -> int:
+        old = sa.select(executions.c.execution_id).where(
+            executions.c.status.in_([str(s) for s in FINAL_STATUSES]),
+            executions.c.completed_at < cutoff_ms,
+        )
+        async with self._connect(write=True) as conn:
+            await conn.execute(sa.delete(node_results).where(node_results.c.execution_id.in_(old)))
+            result = await conn.execute(
+                sa.delete(executions).where(executions.c.execution_id.in_(old))
+            )
+        return int(result.rowcount or 0)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get(
+        self, execution_id: str, tenant_id: str | None = None, *, with_definition: bool = False
+    ) -> ExecutionRecord | None:
+        columns = list(executions.c) if with_definition else _CONTEXT_COLUMNS
+        query = sa.select(*columns).where(executions.c.execution_id == execution_id)
+        if tenant_id is not None:
+            query = query.where(executions.c.tenant_id == tenant_id)
+        async with self._connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return None if row is None else _record(row._mapping)
+
+    async def node_results(self, execution_id: str) -> list[NodeResult]:
+        query = (
+            sa.select(node_results)
+            .where(node_results.c.execution_id == execution_id)
+            .order_by(node_results.c.seq, node_results.c.node_id)
+        )
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_node_result(row._mapping) for row in rows]
+
+    async def list_executions(
+        self,
+        tenant_id: str | None,
+        *,
+        status: ExecutionStatus | None = None,
+        workflow_id: str | None = None,
+        client_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        query = sa.select(*_CONTEXT_COLUMNS)
+        if tenant_id is not None:
+            query = query.where(executions.c.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(executions.c.status == str(status))
+        if workflow_id is not None:
+            query = query.where(executions.c.workflow_id == workflow_id)
+        if client_id is not None:
+            query = query.where(executions.c.client_id == client_id)
+        if cursor is not None:  # ids sort by creation time: keyset pagination on the id
+            query = query.where(executions.c.execution_id < cursor)
+        query = query.order_by(executions.c.execution_id.desc()).limit(limit + 1)
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        items = [_record(row._mapping) for row in rows[:limit]]
+        next_cursor = items[-1].execution_id if len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    async def active_for_client(
+        self, tenant_id: str | None, client_id: str
+    ) -> list[ExecutionRecord]:
+        query = sa.select(*_CONTEXT_COLUMNS).where(
+            executions.c.client_id == client_id,
+            executions.c.status.in_([str(s) for s in ACTIVE_STATUSES]),
+        )
+        if tenant_id is not None:
+            query = query.where(executions.c.tenant_id == tenant_id)
+        async with self._connect() as conn:
+            rows = (await conn.execute(query.order_by(executions.c.execution_id))).all()
+        return [_record(row._mapping) for row in rows]
+
+    async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
+        query = sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+        if tenant_id is not None:
+            query = query.where(executions.c.tenant_id == tenant_id)
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        counts = {str(s): 0 for s in ExecutionStatus}
+        counts.update({status: int(count) for status, count in rows})
+        return counts
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _record_row(record: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "execution_id": record.execution_id,
+        "tenant_id": record.tenant_id,
+        "workflow_id": record.workflow_id,
+        "client_id": record.client_id,
+        "queue": record.queue,
+        "status": str(record.status),
+        "priority": record.priority,
+        "metadata": record.metadata,
+        "definition": record.definition,
+        "inputs": record.inputs,
+        "result": record.result,
+        "error": record.error,
+        "progress": record.progress,
+        "attempts": record.attempts,
+        "idempotency_key": record.idempotency_key,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "updated_at": record.updated_at,
+        "completed_at": record.completed_at,
+    }
+
+
+def _record(row: Any) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row["execution_id"],
+        workflow_id=row["workflow_id"],
+        tenant_id=row["tenant_id"],
+        queue=row["queue"],
+        status=ExecutionStatus(row["status"]),
+        client_id=row["client_id"],
+        priority=row["priority"],
+        metadata=row["metadata"] or {},
+        definition=row.get("definition"),
+        inputs=row.get("inputs"),
+        result=row["result"],
+        error=row["error"],
+        progress=row["progress"],
+        attempts=row["attempts"],
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def _node_row(op: SaveNode) -> dict[str, Any]:
+    r = op.result
+    return {
+        "execution_id": op.execution_id,
+        "node_id": r.node_id,
+        "seq": op.seq,
+        "node_type": r.node_type,
+        "name": r.name,
+        "status": str(r.status),
+        "input": r.input,
+        "output": r.output,
+        "error": r.error,
+        "attempt": r.attempt,
+        "started_at": _ms(r.started_at),
+        "completed_at": _ms(r.completed_at),
+    }
+
+
+def _node_result(row: Any) -> NodeResult:
+    return NodeResult(
+        node_id=row["node_id"],
+        node_type=row["node_type"],
+        name=row["name"],
+        status=NodeStatus(row["status"]),
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        attempt=row["attempt"],
+        started_at=None if row["started_at"] is None else row["started_at"] / 1000,
+        completed_at=None if row["completed_at"] is None else row["completed_at"] / 1000,
+    )

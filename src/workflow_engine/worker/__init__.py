@@ -1,0 +1,1 @@
+"""Workers: BullMQ Workers feeding the executor, with persistence and graceful shutdown."""

@@ -1,0 +1,129 @@
+"""The worker process: one BullMQ Worker per chosen queue class, all feeding one JobRunner.
+
+Shutdown (SIGTERM/SIGINT): stop taking jobs, let the active ones finish within the grace period,
+then release the rest to the queue so that another worker resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from bullmq import Queue, Worker
+
+from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.engine.executor import Executor
+from workflow_engine.keys import Keys
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.store.base import StateStore
+from workflow_engine.worker.runner import JobRunner
+
+log = get_logger(__name__)
+
+
+class WorkerService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        queues: Sequence[str] = QUEUE_NAMES,
+        executor: Executor | None = None,
+    ) -> None:
+        unknown = sorted(set(queues) - set(QUEUE_NAMES))
+        if unknown:
+            raise ValueError(
+                f"unknown queue(s): {', '.join(unknown)} (known: {', '.join(QUEUE_NAMES)})"
+            )
+        self.settings = settings
+        self.store = store
+        self.queue_names = list(queues)
+        self.executor = executor or Executor()
+        self.runner = JobRunner(settings, store, self.executor)
+        self.workers: dict[str, Worker] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        keys = Keys(self.settings.queue_prefix)
+        for name in self.queue_names:
+            queue_settings = self.settings.queue(name)
+            worker = Worker(
+                name,
+                self.runner.process,
+                {
+                    "connection": self.settings.redis_url,
+                    "prefix": keys.bullmq_prefix,
+                    "concurrency": queue_settings.concurrency,
+                    "stalledInterval": self.settings.stalled_interval_ms,
+                    "maxStalledCount": self.settings.max_stalled_count,
+                    "lockDuration": self.settings.lock_duration_ms,
+                    "autorun": False,
+                    "name": self.settings.worker_id,
+                },
+            )
+            worker.on("error", lambda err, *_: log.warning("bullmq worker error", error=repr(err)))
+            self.workers[name] = worker
+            self._tasks.append(asyncio.ensure_future(worker.run()))
+        if self.settings.rate_limit_max:
+            await self._apply_rate_limit()
+        log.info(
+            "worker started",
+            queues=self.queue_names,
+            concurrency={n: self.settings.queue(n).concurrency for n in self.queue_names},
+        )
+
+    async def _apply_rate_limit(self) -> None:
+        keys = Keys(self.settings.queue_prefix)
+        for name in self.queue_names:
+            queue = Queue(
+                name, {"connection": self.settings.redis_url, "prefix": keys.bullmq_prefix}
+            )
+            try:
+                await queue.setGlobalRateLimit(
+                    self.settings.rate_limit_max, self.settings.rate_limit_duration_ms
+                )
+            finally:
+                await queue.close()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``request_stop``), then shut down gracefully. A second
+        signal skips the grace period."""
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            await self.start()
+            await self._stopping.wait()
+            await self.stop()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self) -> None:
+        if self._stopping.is_set():
+            log.warning("second signal: releasing active executions now")
+            self.runner.release_all()
+        self._stopping.set()
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        log.info("worker stopping", active=len(self.runner.active), grace_s=grace)
+        closing = asyncio.ensure_future(
+            asyncio.gather(*(w.close() for w in self.workers.values()), return_exceptions=True)
+        )
+        done, _ = await asyncio.wait({closing}, timeout=grace)
+        if not done:
+            log.warning(
+                "grace period over: releasing active executions", active=len(self.runner.active)
+            )
+            self.runner.release_all()
+            await closing
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.flush()
+        log.info("worker stopped")

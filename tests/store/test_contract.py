@@ -1,0 +1,345 @@
+"""One contract for every store backend, run against SQLite and PostgreSQL (see ``store_url``)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from typing import Any
+
+import pytest
+
+from workflow_engine.engine.results import NodeResult
+from workflow_engine.engine.status import ExecutionStatus, NodeStatus
+from workflow_engine.store import (
+    ExecutionRecord,
+    IllegalTransition,
+    StateStore,
+    StoreUnavailable,
+    open_store,
+)
+from workflow_engine.store.records import now_ms
+
+S = ExecutionStatus
+
+
+def record(execution_id: str, **fields: Any) -> ExecutionRecord:
+    defaults: dict[str, Any] = {
+        "workflow_id": "wf",
+        "tenant_id": "t1",
+        "queue": "workflow",
+        "definition": {"id": "wf", "nodes": []},
+        "inputs": {"x": 1},
+        "metadata": {"source": "test"},
+    }
+    return ExecutionRecord(execution_id=execution_id, **{**defaults, **fields})
+
+
+async def test_create_and_read_back(store: StateStore) -> None:
+    created, fresh = await store.create(record("exec_1", client_id="c1", priority=3))
+    assert fresh
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.status is S.PENDING
+    assert got.definition is None  # heavy columns only on request
+    full = await store.get("exec_1", with_definition=True)
+    assert full is not None
+    assert full.definition == {"id": "wf", "nodes": []}
+    assert full.inputs == {"x": 1}
+    context = got.context()
+    assert context["executionId"] == "exec_1"
+    assert context["userId"] == "t1"
+    assert context["clientId"] == "c1"
+    assert context["type"] == "workflow"
+    assert context["metadata"] == {"source": "test"}
+    assert context["createdAt"].endswith("Z")
+    assert context["startedAt"] is None
+    assert context["error"] is None
+    assert await store.get("nope") is None
+
+
+async def test_get_is_scoped_by_tenant(store: StateStore) -> None:
+    await store.create(record("exec_1", tenant_id="a"))
+    assert await store.get("exec_1", "a") is not None
+    assert await store.get("exec_1", "b") is None
+
+
+async def test_idempotency_key_returns_the_first_execution(store: StateStore) -> None:
+    first, fresh1 = await store.create(record("exec_1", idempotency_key="k"))
+    second, fresh2 = await store.create(record("exec_2", idempotency_key="k"))
+    other, fresh3 = await store.create(record("exec_3", idempotency_key="k", tenant_id="t2"))
+    assert (fresh1, fresh2, fresh3) == (True, False, True)
+    assert second.execution_id == "exec_1"
+    assert await store.get("exec_2") is None
+    assert other.execution_id == "exec_3"
+
+
+async def test_status_transitions_follow_the_rules(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    assert not await store.transition("exec_1", S.COMPLETED)  # pending -> completed: no
+    assert await store.mark_running("exec_1", attempt=1)
+    assert await store.finish("exec_1", S.COMPLETED, result={"ok": True})
+    assert not await store.mark_running("exec_1", attempt=2)  # completed is final
+    assert not await store.transition("exec_1", S.CANCELLED)
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.status is S.COMPLETED
+    assert got.result == {"ok": True}
+    assert got.completed_at is not None
+    with pytest.raises(
+        IllegalTransition, match="execution exec_1 is completed; it cannot become running"
+    ):
+        await store.require_transition("exec_1", S.RUNNING)
+    with pytest.raises(IllegalTransition, match="does not exist"):
+        await store.require_transition("ghost", S.RUNNING)
+
+
+async def test_cancelled_pending_execution_cannot_start(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    assert await store.transition("exec_1", S.CANCELLED)
+    assert not await store.mark_running("exec_1", attempt=1)
+
+
+async def test_retry_keeps_the_first_start_and_counts_attempts(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    assert await store.mark_running("exec_1", attempt=1)
+    first = await store.get("exec_1")
+    assert first is not None
+    await asyncio.sleep(0.01)  # two distinct millisecond clocks
+    assert await store.mark_running("exec_1", attempt=2)  # running -> running: a retry
+    again = await store.get("exec_1")
+    assert again is not None
+    assert again.attempts == 2
+    assert again.started_at == first.started_at
+    assert again.updated_at >= first.updated_at
+
+
+async def test_failed_execution_keeps_its_error(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    await store.mark_running("exec_1", attempt=1)
+    error = {"message": "boom", "nodeId": "n", "type": "fail"}
+    progress = {"currentNode": "n", "completedNodes": ["n"], "totalNodes": 2, "percentage": 50}
+    assert await store.finish("exec_1", S.FAILED, error=error, progress=progress)
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.context()["error"] == error
+    assert got.progress == progress
+
+
+async def test_node_results_round_trip_and_upsert(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    base = 1_700_000_000.0
+    a = NodeResult(
+        "a",
+        "http",
+        "Fetch",
+        NodeStatus.COMPLETED,
+        {"url": "u"},
+        {"status": 200},
+        None,
+        2,
+        base,
+        base + 0.25,
+    )
+    b = NodeResult(
+        "b",
+        "fail",
+        None,
+        NodeStatus.FAILED,
+        {},
+        None,
+        {"message": "x", "type": "fail"},
+        1,
+        base + 1,
+        base + 1.5,
+    )
+    c = NodeResult("c", "echo", None, NodeStatus.SKIPPED, completed_at=base + 2)
+    await asyncio.gather(
+        store.save_node("exec_1", b, 2),
+        store.save_node("exec_1", a, 1),
+        store.save_node("exec_1", c, 3),
+    )
+    results = await store.node_results("exec_1")
+    assert [r.node_id for r in results] == ["a", "b", "c"]
+    assert results[0] == a
+    assert results[0].to_dict()["durationMs"] == 250.0
+    assert results[1].error == {"message": "x", "type": "fail"}
+    assert results[2].status is NodeStatus.SKIPPED
+    # a node re-run after a retry replaces its row
+    a2 = NodeResult(
+        "a",
+        "http",
+        "Fetch",
+        NodeStatus.COMPLETED,
+        {"url": "u"},
+        {"status": 201},
+        None,
+        3,
+        base,
+        base + 0.5,
+    )
+    await store.save_node("exec_1", a2, 1)
+    results = await store.node_results("exec_1")
+    assert len(results) == 3
+    assert results[0].output == {"status": 201}
+    assert results[0].attempt == 3
+
+
+@pytest.mark.parametrize("output", [2, 2.5, "text", "", True, None, [1, "a"], {"k": [None]}])
+async def test_any_json_output_round_trips(store: StateStore, output: Any) -> None:
+    await store.create(record("exec_1"))
+    await store.save_node(
+        "exec_1", NodeResult("n", "echo", None, NodeStatus.COMPLETED, output, output)
+    )
+    await store.mark_running("exec_1", 1)
+    await store.finish("exec_1", S.COMPLETED, result=output)
+    [node] = await store.node_results("exec_1")
+    assert (node.input, node.output) == (output, output)
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.result == output
+
+
+async def test_progress_is_saved(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    progress = {"currentNode": "a", "completedNodes": ["a"], "totalNodes": 3, "percentage": 33}
+    assert await store.save_progress("exec_1", progress)
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.progress == progress
+
+
+async def test_concurrent_writes_are_group_committed(store: StateStore) -> None:
+    for i in range(50):
+        await store.create(record(f"exec_{i:03}"))
+    batches: list[int] = []
+    apply = store._apply
+
+    async def counting(writes: Any) -> list[bool]:
+        batches.append(len(writes))
+        return await apply(writes)
+
+    store._apply = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(store.mark_running(f"exec_{i:03}", 1) for i in range(50)))
+    assert all(results)
+    assert sum(batches) == 50
+    assert len(batches) < 10  # the first write goes alone, the rest share a few transactions
+    counts = await store.count_by_status()
+    assert counts["running"] == 50
+
+
+async def test_list_executions_newest_first_with_filters_and_cursor(store: StateStore) -> None:
+    for i in range(7):
+        await store.create(
+            record(f"exec_{i:03}", client_id="c1" if i % 2 else "c2", workflow_id=f"wf{i % 3}")
+        )
+    await store.create(record("exec_999", tenant_id="other"))
+    await store.mark_running("exec_004", 1)
+    page = await store.list_executions("t1", limit=3)
+    assert [r.execution_id for r in page.items] == ["exec_006", "exec_005", "exec_004"]
+    page2 = await store.list_executions("t1", limit=3, cursor=page.next_cursor)
+    assert [r.execution_id for r in page2.items] == ["exec_003", "exec_002", "exec_001"]
+    page3 = await store.list_executions("t1", limit=3, cursor=page2.next_cursor)
+    assert [r.execution_id for r in page3.items] == ["exec_000"]
+    assert page3.next_cursor is None
+    running = await store.list_executions("t1", status=S.RUNNING)
+    assert [r.execution_id for r in running.items] == ["exec_004"]
+    by_client = await store.list_executions("t1", client_id="c1")
+    assert [r.execution_id for r in by_client.items] == ["exec_005", "exec_003", "exec_001"]
+    by_workflow = await store.list_executions("t1", workflow_id="wf0")
+    assert [r.execution_id for r in by_workflow.items] == ["exec_006", "exec_003", "exec_000"]
+    everyone = await store.list_executions(None, limit=100)
+    assert len(everyone.items) == 8
+
+
+async def test_active_executions_of_a_client(store: StateStore) -> None:
+    for i in range(4):
+        await store.create(record(f"exec_{i}", client_id="c1"))
+    await store.create(record("exec_x", client_id="c1", tenant_id="other"))
+    await store.mark_running("exec_1", 1)
+    await store.mark_running("exec_2", 1)
+    await store.finish("exec_2", S.COMPLETED)
+    await store.transition("exec_3", S.CANCELLED)
+    active = await store.active_for_client("t1", "c1")
+    assert [(r.execution_id, r.status) for r in active] == [
+        ("exec_0", S.PENDING),
+        ("exec_1", S.RUNNING),
+    ]
+
+
+async def test_count_by_status_per_tenant(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    await store.create(record("exec_2"))
+    await store.create(record("exec_3", tenant_id="other"))
+    await store.mark_running("exec_2", 1)
+    counts = await store.count_by_status("t1")
+    assert counts["pending"] == 1
+    assert counts["running"] == 1
+    assert counts["completed"] == 0
+    assert (await store.count_by_status())["pending"] == 2
+
+
+async def test_cleanup_removes_old_finished_executions_and_their_nodes(store: StateStore) -> None:
+    old = now_ms() - 40 * 86_400_000
+    for name in ("old_done", "recent_done", "old_running"):
+        await store.create(record(name))
+        await store.mark_running(name, 1)
+        await store.save_node(name, NodeResult("n", "echo", None, NodeStatus.COMPLETED, attempt=1))
+    await store.transition("old_done", S.COMPLETED, completed_at=old)
+    await store.finish("recent_done", S.COMPLETED)
+    assert await store.cleanup(days=30) == 1
+    assert await store.get("old_done") is None
+    assert await store.node_results("old_done") == []
+    assert await store.get("recent_done") is not None
+    assert await store.get("old_running") is not None
+    assert len(await store.node_results("recent_done")) == 1
+
+
+async def test_delete_removes_the_execution(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    await store.delete("exec_1")
+    assert await store.get("exec_1") is None
+
+
+async def test_migrate_is_idempotent(store: StateStore) -> None:
+    await store.migrate()
+    await store.migrate()
+    await store.create(record("exec_1"))
+    assert await store.get("exec_1") is not None
+
+
+def _migrate_in_process(url: str) -> None:
+    async def run() -> None:
+        s = open_store(url)
+        await s.migrate()
+        await s.close()
+
+    asyncio.run(run())
+
+
+async def test_migrations_are_safe_from_several_processes_at_once(store_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_migrate_in_process, args=(store_url,)) for _ in range(4)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        await asyncio.to_thread(p.join, 60)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    s = open_store(store_url)
+    try:
+        await s.create(record("exec_1"))
+        assert await s.get("exec_1") is not None
+    finally:
+        await s.close()
+
+
+async def test_an_unreachable_database_is_reported_as_unavailable(tmp_path: Any) -> None:
+    from tests.support.services import free_port
+
+    s = open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/nope")
+    with pytest.raises(StoreUnavailable):
+        await s.ping()
+    with pytest.raises(StoreUnavailable):
+        await s.create(record("exec_1"))
+    with pytest.raises(StoreUnavailable):
+        await s.mark_running("exec_1", 1)
+    await s.close()
