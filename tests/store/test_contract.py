@@ -35,7 +35,7 @@ def record(execution_id: str, **fields: Any) -> ExecutionRecord:
 
 
 async def test_create_and_read_back(store: StateStore) -> None:
-    created, fresh = await store.create(record("exec_1", client_id="c1", priority=3))
+    _, fresh = await store.create(record("exec_1", client_id="c1", priority=3))
     assert fresh
     got = await store.get("exec_1")
     assert got is not None
@@ -64,7 +64,7 @@ async def test_get_is_scoped_by_tenant(store: StateStore) -> None:
 
 
 async def test_idempotency_key_returns_the_first_execution(store: StateStore) -> None:
-    first, fresh1 = await store.create(record("exec_1", idempotency_key="k"))
+    _, fresh1 = await store.create(record("exec_1", idempotency_key="k"))
     second, fresh2 = await store.create(record("exec_2", idempotency_key="k"))
     other, fresh3 = await store.create(record("exec_3", idempotency_key="k", tenant_id="t2"))
     assert (fresh1, fresh2, fresh3) == (True, False, True)
