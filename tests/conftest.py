@@ -2,19 +2,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.http_server import LocalHttpServer
 from tests.support.nodes import Probe, make_registry
+from tests.support.processes import PLUGIN_PATH
 from tests.support.services import RedisServer, create_postgres_database, drop_postgres_database
+from workflow_engine.api.app import create_app
+from workflow_engine.api.services import Services
+from workflow_engine.config import Settings
 from workflow_engine.engine.executor import Executor
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.store import StateStore, open_store
+from workflow_engine.worker.worker import WorkerService
+
+# the test plugin (record, hold) is installed for in-process registries too
+if PLUGIN_PATH not in sys.path:
+    sys.path.insert(0, PLUGIN_PATH)
 
 
 @pytest.fixture
@@ -105,3 +117,59 @@ async def store(store_url: str) -> AsyncIterator[StateStore]:
     await s.migrate()
     yield s
     await s.close()
+
+
+# -- the service, in-process ----------------------------------------------------------------
+
+
+def make_settings(redis_url: str, store_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "store_url": store_url,
+        "queue_prefix": f"t{uuid.uuid4().hex[:10]}",  # a keyspace of its own per test
+        "stalled_interval_ms": 1000,
+        "lock_duration_ms": 2000,
+        "shutdown_grace_s": 5,
+        "worker_id": "test-worker",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+    return make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db")
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    opened = await Services.open(settings)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def api(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process (ASGI transport), sharing ``services`` with the test."""
+    app = create_app(services.settings, services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield client
+
+
+@pytest.fixture
+async def worker(services: Services) -> AsyncIterator[WorkerService]:
+    """A worker in this process, on every queue class."""
+    service = WorkerService(services.settings, services.store)
+    await service.start()
+    yield service
+    await service.stop(grace=5)
+    await service.executor.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _close_test_node_clients() -> AsyncIterator[None]:
+    yield
+    import wfe_testnodes
+
+    await wfe_testnodes.close_clients()

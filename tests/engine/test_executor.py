@@ -533,3 +533,22 @@ async def test_execution_variables_are_visible(executor: Executor) -> None:
     )
     outcome = await executor.run(plan, execution_id="exec_x", attempt=2, metadata={"k": "v"})
     assert outcome.result == ["exec_x", "w", 2, "v"]
+
+
+async def test_a_node_that_ignores_cancellation_is_abandoned(registry: Any, probe: Probe) -> None:
+    async with Executor(registry, cancel_grace=0.05) as executor:
+        plan = executor.compile(wf([node("s", "stubborn")], []))
+        run = executor.start(plan)
+        task = asyncio.ensure_future(run.wait())
+        async with asyncio.timeout(5):
+            await probe.entered["s"].wait()
+        run.cancel()
+        async with asyncio.timeout(5):  # bounded by the grace, not by the node
+            outcome = await task
+        assert outcome.status is ExecutionStatus.CANCELLED
+        assert outcome.nodes["s"].status is NodeStatus.CANCELLED
+        probe.release["s"].set()  # the node finally gives up: the outcome does not change
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert outcome.nodes["s"].status is NodeStatus.CANCELLED
+        assert outcome.nodes["s"].error is None

@@ -17,6 +17,7 @@ from workflow_engine.store import (
     StoreUnavailable,
     open_store,
 )
+from workflow_engine.store.base import Start
 from workflow_engine.store.records import now_ms
 
 S = ExecutionStatus
@@ -96,16 +97,17 @@ async def test_status_transitions_follow_the_rules(store: StateStore) -> None:
 async def test_cancelled_pending_execution_cannot_start(store: StateStore) -> None:
     await store.create(record("exec_1"))
     assert await store.transition("exec_1", S.CANCELLED)
-    assert not await store.mark_running("exec_1", attempt=1)
+    assert await store.mark_running("exec_1", attempt=1) is Start.REFUSED
 
 
 async def test_retry_keeps_the_first_start_and_counts_attempts(store: StateStore) -> None:
     await store.create(record("exec_1"))
-    assert await store.mark_running("exec_1", attempt=1)
+    assert await store.mark_running("exec_1", attempt=1) is Start.STARTED
     first = await store.get("exec_1")
     assert first is not None
     await asyncio.sleep(0.01)  # two distinct millisecond clocks
-    assert await store.mark_running("exec_1", attempt=2)  # running -> running: a retry
+    # running -> running: a retry or a stalled job taken over; its nodes are to be restored
+    assert await store.mark_running("exec_1", attempt=2) is Start.RESUMED
     again = await store.get("exec_1")
     assert again is not None
     assert again.attempts == 2

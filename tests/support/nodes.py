@@ -69,6 +69,22 @@ def make_registry(probe: Probe) -> NodeRegistry:
             return {"calls": probe.calls[ctx.node_id], "attempt": ctx.attempt}
 
     @registry.register
+    class Stubborn(NodeType[GateInputs]):
+        """Ignores cancellation (as some client libraries do) and fails later instead."""
+
+        type_name = "stubborn"
+        Inputs = GateInputs
+
+        async def run(self, ctx: NodeContext, inputs: GateInputs) -> Any:
+            probe.entered[ctx.node_id].set()
+            try:
+                await probe.release[ctx.node_id].wait()
+            except asyncio.CancelledError:
+                await probe.release[ctx.node_id].wait()
+                raise NodeError("too late") from None
+            return "done"
+
+    @registry.register
     class Count(NodeType[GateInputs]):
         type_name = "count"
         Inputs = GateInputs

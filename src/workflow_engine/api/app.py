@@ -24,7 +24,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
-            app.state.services = services
             yield
             return
         opened = await Services.open(settings)
@@ -41,6 +40,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
     )
+    if services is not None:
+        app.state.services = services
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(workflow.router)

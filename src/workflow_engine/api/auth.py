@@ -83,7 +83,7 @@ def check_bind(host: str, keys: KeyRing) -> None:
         )
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """FastAPI dependency: who is calling."""
     keys: KeyRing = request.app.state.services.keys
     return keys.authenticate(request.headers.get("authorization"))

@@ -58,7 +58,9 @@ class Executor:
         clock: Clock | None = None,
         http_client: httpx.AsyncClient | None = None,
         limits: Limits | None = None,
+        cancel_grace: float = 2.0,
     ) -> None:
+        self.cancel_grace = cancel_grace
         self.registry = registry if registry is not None else NodeRegistry.default()
         self.expressions = expressions if expressions is not None else ExpressionEngine()
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -195,10 +197,11 @@ class WorkflowRun:
         self._abort()
 
     def _abort(self) -> None:
+        """Stop: cancel the nodes in flight and conclude (``_drain`` gives them a grace)."""
         self._stopping = True
         for task in list(self._in_work):
             task.cancel()
-        if not self._workers and self._done is not None and not self._done.done():
+        if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
     @property
@@ -280,8 +283,18 @@ class WorkflowRun:
                     self._spawn(len(self._queue))
 
     async def _drain(self) -> None:
-        while self._workers:
-            await asyncio.gather(*self._workers, return_exceptions=True)
+        """Wait for the worker tasks. When stopping, a node gets ``cancel_grace`` seconds to
+        honour its cancellation; one that ignores it is abandoned (and ends ``cancelled``)."""
+        if not self._workers:
+            return
+        grace = self.executor.cancel_grace if self._stopping else None
+        _, pending = await asyncio.wait(set(self._workers), timeout=grace)
+        if pending:
+            log.warning(
+                "nodes ignored cancellation; abandoned",
+                executionId=self.execution_id,
+                grace_s=grace,
+            )
 
     # -- one node -------------------------------------------------------------------------
 
@@ -332,6 +345,8 @@ class WorkflowRun:
                         output = await self._attempt(node_id, plan_node.node_type, inputs, attempt)
                     finally:
                         self._in_work.discard(task)
+                    if self._outcome is not None:  # abandoned, and the run is over
+                        return result
                     result.output = (
                         output.model_dump(mode="json") if isinstance(output, BaseModel) else output
                     )
@@ -363,6 +378,12 @@ class WorkflowRun:
                 finally:
                     self._in_work.discard(task)
         except NodeError as exc:
+            if self._outcome is not None:
+                return result
+            if self._stopping:  # the failure is how the node reacted to being cancelled
+                result.status = NodeStatus.CANCELLED
+                result.completed_at = self._clock.now()
+                return result
             result.status = NodeStatus.FAILED
             result.error = exc.to_dict()
             if definition.on_error == "continue":
@@ -375,6 +396,8 @@ class WorkflowRun:
                 errorType=exc.error_type,
             )
         except (asyncio.CancelledError, _Stop):
+            if self._outcome is not None:
+                return result
             result.status = NodeStatus.CANCELLED
             result.completed_at = self._clock.now()
             if self._stopping:
@@ -424,7 +447,7 @@ class WorkflowRun:
         )
 
     async def _complete(self, node_id: str, result: NodeResult) -> None:
-        if result.status is NodeStatus.CANCELLED:
+        if result.status is NodeStatus.CANCELLED or self._outcome is not None:
             return
         self._publish(result)
         self._finished_order.append(node_id)

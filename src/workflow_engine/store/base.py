@@ -7,6 +7,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from workflow_engine.engine.results import NodeResult
@@ -32,6 +33,19 @@ running -> running is a retry or a stalled job taken over; waiting is reserved f
 
 ACTIVE_STATUSES = frozenset({S.PENDING, S.RUNNING, S.WAITING})
 FINAL_STATUSES = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED})
+
+
+_FRESH = frozenset({S.PENDING})
+_TAKEN_OVER = frozenset({S.RUNNING, S.WAITING})
+
+
+class Start(Enum):
+    STARTED = "started"
+    RESUMED = "resumed"
+    REFUSED = "refused"
+
+    def __bool__(self) -> bool:
+        return self is not Start.REFUSED
 
 
 class StoreError(WorkflowEngineError):
@@ -184,11 +198,17 @@ class StateStore(ABC):
             current = await self.get(execution_id)
             raise IllegalTransition(execution_id, to, current.status if current else None)
 
-    async def mark_running(self, execution_id: str, attempt: int) -> bool:
+    async def mark_running(self, execution_id: str, attempt: int) -> Start:
+        """Claim an execution for a run: ``STARTED`` from pending, ``RESUMED`` when an earlier
+        run had it (a retry, a stalled or released job: its recorded nodes are restored),
+        ``REFUSED`` when it is final (cancelled before it started, or already done)."""
         now = now_ms()
-        return await self.transition(
-            execution_id, S.RUNNING, attempts=attempt, started_at=now, updated_at=now
-        )
+        values = {"attempts": attempt, "started_at": now, "updated_at": now}
+        if await self.transition(execution_id, S.RUNNING, expect=_FRESH, **values):
+            return Start.STARTED
+        if await self.transition(execution_id, S.RUNNING, expect=_TAKEN_OVER, **values):
+            return Start.RESUMED
+        return Start.REFUSED
 
     async def finish(
         self,

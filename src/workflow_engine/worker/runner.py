@@ -19,7 +19,7 @@ from workflow_engine.engine.results import NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.store.base import FINAL_STATUSES, StateStore
+from workflow_engine.store.base import FINAL_STATUSES, Start, StateStore
 
 log = get_logger(__name__)
 
@@ -93,7 +93,8 @@ class JobRunner:
         queue: str = job.queue.name if hasattr(job.queue, "name") else "workflow"
         attempt = max(int(getattr(job, "attemptsStarted", 0) or 0), job.attemptsMade + 1)
         started = time.monotonic()
-        if not await self.store.mark_running(execution_id, attempt):
+        start = await self.store.mark_running(execution_id, attempt)
+        if start is Start.REFUSED:
             record = await self.store.get(execution_id)
             status = record.status if record is not None else None
             log.info(
@@ -111,7 +112,7 @@ class JobRunner:
                 error={"message": str(exc), "nodeId": None, "type": "invalid_definition"},
             )
             raise UnrecoverableError(str(exc)) from exc
-        restored = await self._checkpoint(execution_id) if attempt > 1 or job.stalledCounter else {}
+        restored = await self._checkpoint(execution_id) if start is Start.RESUMED else {}
         hooks = StoreHooks(self.store, execution_id, seq=len(restored))
         timeout = self.settings.queue(queue).timeout_s
         run = self.executor.start(

@@ -1,0 +1,70 @@
+"""Node types for tests that run in separate worker processes, installed as a real plugin
+(an entry point in ``wfe_testnodes-1.0.dist-info``) by putting this folder on PYTHONPATH.
+
+- ``record`` appends {executionId, nodeId, attempt, pid} to a Redis list: who ran what, how often;
+- ``hold`` announces itself on ``<key>:entered`` and waits for a value on ``<key>:release``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
+
+_clients: dict[tuple[str, int], aioredis.Redis] = {}
+
+
+def _client(url: str) -> aioredis.Redis:
+    key = (url, id(asyncio.get_running_loop()))  # tests run a loop each
+    if key not in _clients:
+        _clients[key] = aioredis.Redis.from_url(url, decode_responses=True)
+    return _clients[key]
+
+
+class RecordInputs(NodeInputs):
+    redis_url: str
+    key: str
+
+
+class Record(NodeType[RecordInputs]):
+    type_name = "record"
+    Inputs = RecordInputs
+
+    async def run(self, ctx: NodeContext, inputs: RecordInputs) -> Any:
+        entry = {
+            "executionId": ctx.execution_id,
+            "nodeId": ctx.node_id,
+            "attempt": ctx.attempt,
+            "pid": os.getpid(),
+        }
+        await _client(inputs.redis_url).rpush(inputs.key, json.dumps(entry))
+        return {"pid": os.getpid()}
+
+
+class HoldInputs(NodeInputs):
+    redis_url: str
+    key: str
+    seconds: float = 60
+
+
+class Hold(NodeType[HoldInputs]):
+    type_name = "hold"
+    Inputs = HoldInputs
+
+    async def run(self, ctx: NodeContext, inputs: HoldInputs) -> Any:
+        client = _client(inputs.redis_url)
+        await client.rpush(f"{inputs.key}:entered", ctx.execution_id)
+        released = await client.blpop([f"{inputs.key}:release"], timeout=inputs.seconds)
+        return {"released": released is not None, "pid": os.getpid()}
+
+
+async def close_clients() -> None:
+    """Close the clients this event loop opened (tests call it when a test ends)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _clients if k[1] == loop_id]:
+        await _clients.pop(key).aclose()

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+
+from workflow_engine.config import ConfigError, load_settings
+from workflow_engine.queue.queues import job_defaults
+from workflow_engine.store import normalize_url, open_store
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("WFE_") or key in {
+            "REDIS_HOST",
+            "REDIS_PORT",
+            "REDIS_PASSWORD",
+            "REDIS_DB",
+            "MONGODB_URI",
+            "PORT",
+            "WORKER_ID",
+        }:
+            monkeypatch.delenv(key)
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = load_settings()
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.store_url.startswith("sqlite")
+    assert settings.port == 8000
+    assert settings.max_body_bytes == 10 * 1024 * 1024
+
+
+def test_the_seed_queue_defaults() -> None:
+    s = load_settings()
+    assert job_defaults(s.queue("realtime")) == {
+        "attempts": 2,
+        "removeOnComplete": 50,
+        "removeOnFail": 20,
+    }
+    assert s.queue("realtime").timeout_s == 30
+    assert job_defaults(s.queue("workflow")) == {
+        "attempts": 3,
+        "removeOnComplete": 100,
+        "removeOnFail": 50,
+        "backoff": {"type": "exponential", "delay": 2000},
+    }
+    assert s.queue("workflow").timeout_s == 300
+    assert job_defaults(s.queue("scheduled")) == {
+        "attempts": 5,
+        "removeOnComplete": 1000,
+        "removeOnFail": 100,
+        "backoff": {"type": "exponential", "delay": 5000},
+    }
+    assert s.queue("background").timeout_s == 1800
+    assert (s.stalled_interval_ms, s.max_stalled_count) == (30_000, 3)
+
+
+def test_nested_queue_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_QUEUES__REALTIME__CONCURRENCY", "64")
+    settings = load_settings()
+    assert settings.queue("realtime").concurrency == 64
+    assert settings.queue("realtime").attempts == 2  # the other defaults of the class stay
+
+
+def test_unknown_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_REDIS_ULR", "redis://x")
+    with pytest.raises(ConfigError, match="unknown setting: WFE_REDIS_ULR"):
+        load_settings()
+
+
+def test_misspelt_nested_setting_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_QUEUES__REALTIME__CONCURENCY", "64")
+    with pytest.raises(ConfigError, match="WFE_QUEUES__REALTIME__CONCURENCY"):
+        load_settings()
+
+
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_PORT", "eighty")
+    with pytest.raises(ConfigError, match="WFE_PORT"):
+        load_settings()
+
+
+def test_the_seed_variable_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_HOST", "redis.internal")
+    monkeypatch.setenv("REDIS_PORT", "6380")
+    monkeypatch.setenv("REDIS_PASSWORD", "p@ss")
+    monkeypatch.setenv("REDIS_DB", "2")
+    monkeypatch.setenv("PORT", "3000")
+    monkeypatch.setenv("WORKER_ID", "worker-1")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://db/workflow")
+    settings = load_settings()
+    assert settings.redis_url == "redis://:p%40ss@redis.internal:6380/2"
+    assert settings.port == 3000
+    assert settings.worker_id == "worker-1"
+    assert settings.store_url == "mongodb://db/workflow"
+    monkeypatch.setenv("WFE_REDIS_URL", "redis://wins:1/0")
+    assert load_settings().redis_url == "redis://wins:1/0"
+
+
+def test_store_urls_are_normalised_and_checked() -> None:
+    assert normalize_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalize_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+    with pytest.raises(ConfigError, match="MongoDB store is not available yet"):
+        open_store("mongodb://db/x")
+    with pytest.raises(ConfigError, match="unsupported store URL scheme 'mysql'"):
+        open_store("mysql://db/x")
