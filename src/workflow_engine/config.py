@@ -95,7 +95,12 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(25, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_nodes: int = Field(1000, ge=1)
-    group_commit_ms: float = Field(2.0, ge=0, description="How long a store batch collects.")
+    group_commit_ms: float = Field(
+        0, ge=0, description="Extra wait before a store batch commits (0: commit at once)."
+    )
+    progress_interval_ms: int = Field(
+        250, ge=0, description="Persist an execution's progress at most this often."
+    )
     group_commit_max: int = Field(1000, ge=1)
     log_level: str = "INFO"
     log_json: bool = False

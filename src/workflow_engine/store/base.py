@@ -76,6 +76,8 @@ class Transition:
     """Other columns to set with the status (result, error, progress, attempts, *_at)."""
     expect: frozenset[ExecutionStatus] | None = None
     """Narrow the statuses it may follow (``{PENDING}``: only if it has not started)."""
+    stamp: frozenset[str] = frozenset()
+    """Time columns the backend sets to the commit time (``started_at`` only if unset)."""
 
     @property
     def allowed_from(self) -> frozenset[ExecutionStatus]:
@@ -109,6 +111,8 @@ class StateStore(ABC):
         self._window = batch_window_ms / 1000
         self._pending: list[tuple[Write, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.batched_writes = 0
 
     # -- the backend's hooks ------------------------------------------------------------
 
@@ -202,11 +206,11 @@ class StateStore(ABC):
         """Claim an execution for a run: ``STARTED`` from pending, ``RESUMED`` when an earlier
         run had it (a retry, a stalled or released job: its recorded nodes are restored),
         ``REFUSED`` when it is final (cancelled before it started, or already done)."""
-        now = now_ms()
-        values = {"attempts": attempt, "started_at": now, "updated_at": now}
-        if await self.transition(execution_id, S.RUNNING, expect=_FRESH, **values):
+        values = {"attempts": attempt}
+        stamp = frozenset({"started_at"})
+        if await self.write(Transition(execution_id, S.RUNNING, values, _FRESH, stamp)):
             return Start.STARTED
-        if await self.transition(execution_id, S.RUNNING, expect=_TAKEN_OVER, **values):
+        if await self.write(Transition(execution_id, S.RUNNING, values, _TAKEN_OVER, stamp)):
             return Start.RESUMED
         return Start.REFUSED
 
@@ -219,18 +223,28 @@ class StateStore(ABC):
         error: dict[str, Any] | None = None,
         progress: dict[str, Any] | None = None,
     ) -> bool:
+        return await self.finish_later(
+            execution_id, status, result=result, error=error, progress=progress
+        )
+
+    def finish_later(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> asyncio.Future[bool]:
+        """``finish`` queued behind the writes already submitted; await the future."""
         if status not in FINAL_STATUSES:
             raise StoreError(f"{status} is not a final status")
-        now = now_ms()
-        values: dict[str, Any] = {
-            "result": result,
-            "error": error,
-            "completed_at": now,
-            "updated_at": now,
-        }
+        values: dict[str, Any] = {"result": result, "error": error}
         if progress is not None:
             values["progress"] = progress
-        return await self.transition(execution_id, status, **values)
+        return self.submit(
+            Transition(execution_id, status, values, stamp=frozenset({"completed_at"}))
+        )
 
     async def cleanup(self, days: float) -> int:
         """Remove finished executions (and their node results) older than ``days``."""
@@ -266,15 +280,23 @@ class StateStore(ABC):
 
     async def _flush_loop(self) -> None:
         while self._pending:
-            if self._window and len(self._pending) < self._max_batch:
-                await asyncio.sleep(self._window)
+            if len(self._pending) < self._max_batch:
+                if self._window:
+                    await asyncio.sleep(self._window)
+                else:  # let the tasks that are ready add their writes to this batch
+                    await asyncio.sleep(0)
             batch, self._pending = (
                 self._pending[: self._max_batch],
                 self._pending[self._max_batch :],
             )
+            self.batches += 1
+            self.batched_writes += len(batch)
             try:
                 results = await self._apply([op for op, _ in batch])
             except Exception as exc:
+                # what was queued behind the failed batch fails too: no write may take effect
+                # after an earlier one that failed (an outcome without its node results)
+                batch, self._pending = batch + self._pending, []
                 log.warning("store batch failed", writes=len(batch), error=repr(exc))
                 for _, future in batch:
                     if not future.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,6 @@ from workflow_engine.store.base import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     SaveNode,
-    SaveProgress,
     StateStore,
     StoreUnavailable,
     Transition,
@@ -64,12 +64,14 @@ class SqlStore(StateStore):
             kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        self._writer = self.engine.execution_options(wfe_write=True)
 
     @asynccontextmanager
     async def _connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self.engine.begin() if write else self.engine.connect() as conn:
+            async with self._writer.begin() if write else self.engine.connect() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"state store unreachable: {exc}") from exc
@@ -111,50 +113,114 @@ class SqlStore(StateStore):
             return _record(existing.one()._mapping)
 
     async def _apply(self, writes: Sequence[Write]) -> list[bool]:
-        results: list[bool] = []
+        """One transaction: progress first (it was submitted before any outcome in the same
+        batch), then transitions grouped into a few set-based statements, then node results."""
+        results: list[bool] = [True] * len(writes)
         nodes: dict[tuple[str, str], dict[str, Any]] = {}
         progress: dict[str, dict[str, Any]] = {}
+        segments: list[list[tuple[int, Transition]]] = [[]]
+        seen: set[str] = set()
+        for index, op in enumerate(writes):
+            if isinstance(op, Transition):
+                if op.execution_id in seen:  # a second transition of one execution: keep order
+                    segments.append([])
+                    seen = set()
+                seen.add(op.execution_id)
+                segments[-1].append((index, op))
+            elif isinstance(op, SaveNode):
+                nodes[(op.execution_id, op.result.node_id)] = _node_row(op)
+            else:
+                progress[op.execution_id] = op.progress
         now = now_ms()
         async with self._connect(write=True) as conn:
-            for op in writes:
-                if isinstance(op, Transition):
-                    results.append(await self._transition(conn, op, now))
-                elif isinstance(op, SaveNode):
-                    nodes[(op.execution_id, op.result.node_id)] = _node_row(op)
-                    results.append(True)
-                elif isinstance(op, SaveProgress):
-                    progress[op.execution_id] = op.progress
-                    results.append(True)
-            if nodes:
-                await conn.execute(self._node_upsert(), list(nodes.values()))
             if progress:
                 await conn.execute(
-                    sa.update(executions)
-                    .where(executions.c.execution_id == sa.bindparam("eid"))
-                    .values(progress=sa.bindparam("p"), updated_at=now),
-                    [{"eid": eid, "p": p} for eid, p in progress.items()],
+                    self._progress_update,
+                    [{"eid": eid, "p": p, "now": now} for eid, p in progress.items()],
                 )
+            for segment in segments:
+                groups: dict[tuple[Any, ...], list[tuple[int, Transition]]] = {}
+                for index, op in segment:
+                    key = (op.to, op.allowed_from, op.stamp, tuple(sorted(op.values)))
+                    groups.setdefault(key, []).append((index, op))
+                for group in groups.values():
+                    taken = await self._transition_group(conn, [op for _, op in group], now)
+                    for index, op in group:
+                        results[index] = op.execution_id in taken
+            if nodes:
+                await conn.execute(self._node_upsert, list(nodes.values()))
         return results
 
-    async def _transition(self, conn: AsyncConnection, op: Transition, now: int) -> bool:
-        values: dict[str, Any] = {"status": str(op.to), "updated_at": now, **op.values}
+    async def _transition_group(
+        self, conn: AsyncConnection, ops: list[Transition], now: int
+    ) -> set[str]:
+        """Apply transitions that share a target status and columns; return the ids that were
+        in an allowed status (and so were changed). Rows are locked first, so the answer is
+        exact under concurrent writers."""
+        first = ops[0]
+        allowed = [str(s) for s in first.allowed_from]
+        ids = [op.execution_id for op in ops]
+        same_values = all(op.values == first.values for op in ops)
+        values: dict[str, Any] = {"status": str(first.to), "updated_at": now}
+        for column in first.stamp:
+            values[column] = now
         if "started_at" in values:  # the first start is kept across retries
-            values["started_at"] = sa.func.coalesce(executions.c.started_at, values["started_at"])
-        result = await conn.execute(
+            values["started_at"] = sa.func.coalesce(executions.c.started_at, now)
+        if same_values and self.engine.dialect.update_returning:  # one statement in all
+            changed = await conn.execute(
+                sa.update(executions)
+                .where(executions.c.execution_id.in_(ids), executions.c.status.in_(allowed))
+                .values(**values, **first.values)
+                .returning(executions.c.execution_id)
+            )
+            return set(changed.scalars())
+        eligible = sa.select(executions.c.execution_id).where(
+            executions.c.execution_id.in_(ids), executions.c.status.in_(allowed)
+        )
+        if self.engine.dialect.name == "postgresql":
+            eligible = eligible.with_for_update()
+        taken = set((await conn.execute(eligible)).scalars())
+        if not taken:
+            return taken
+        if same_values:
+            await conn.execute(
+                sa.update(executions)
+                .where(executions.c.execution_id.in_(taken), executions.c.status.in_(allowed))
+                .values(**values, **first.values)
+            )
+            return taken
+        for column in first.values:
+            values[column] = sa.bindparam(f"v_{column}")
+        statement = (
             sa.update(executions)
             .where(
-                executions.c.execution_id == op.execution_id,
-                executions.c.status.in_([str(s) for s in op.allowed_from]),
+                executions.c.execution_id == sa.bindparam("eid"),
+                sa.or_(*(executions.c.status == status for status in allowed)),
             )
             .values(**values)
         )
-        return bool(result.rowcount == 1)
+        rows = [
+            {"eid": op.execution_id, **{f"v_{k}": v for k, v in op.values.items()}}
+            for op in ops
+            if op.execution_id in taken
+        ]
+        await conn.execute(statement, rows)
+        return taken
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    @functools.cached_property
+    def _progress_update(self) -> Any:
+        return (
+            sa.update(executions)
+            .where(executions.c.execution_id == sa.bindparam("eid"))
+            .values(progress=sa.bindparam("p"), updated_at=sa.bindparam("now"))
+        )
+
+    @functools.cached_property
     def _node_upsert(self) -> Any:
         insert = self._dialect_insert(node_results)
         updated = {
@@ -262,12 +328,21 @@ class SqlStore(StateStore):
         return counts
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    """Writes take the database's write lock at BEGIN: a batch that reads statuses and then
+    updates them sees no other process's write in between (and waits its turn, up to the
+    busy timeout, instead of failing on a lock upgrade)."""
+    write = conn.get_execution_options().get("wfe_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _record_row(record: ExecutionRecord) -> dict[str, Any]:

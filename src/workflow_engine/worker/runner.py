@@ -28,25 +28,35 @@ RESTORABLE = frozenset({NodeStatus.COMPLETED, NodeStatus.SKIPPED, NodeStatus.FAI
 
 @dataclass
 class StoreHooks(ExecutionHooks):
-    """Persist node results and progress through the store's group commit without waiting;
-    ``durable()`` waits for all of them before the outcome is written."""
+    """Queue node results and progress on the store's group commit without waiting for them.
+    The outcome is queued behind them and awaited with them (``durable``): the store applies
+    writes in order and fails everything behind a failed batch, so an outcome is never
+    recorded without its node results. Progress is persisted at most every
+    ``progress_interval`` seconds; the outcome carries the final one."""
 
     store: StateStore
     execution_id: str
     seq: int = 0
+    progress_interval: float = 0.25
     pending: list[asyncio.Future[bool]] = field(default_factory=list)
+    _last_progress: float = 0.0
 
     async def on_node_complete(self, event: NodeFinished) -> None:
         self.seq += 1
         self.pending.append(self.store.save_node(self.execution_id, event.result, self.seq))
 
     async def on_progress(self, event: ProgressChanged) -> None:
-        self.pending.append(self.store.save_progress(self.execution_id, event.progress.to_dict()))
+        now = time.monotonic()
+        if now - self._last_progress >= self.progress_interval:
+            self._last_progress = now
+            self.pending.append(
+                self.store.save_progress(self.execution_id, event.progress.to_dict())
+            )
 
-    async def durable(self) -> None:
-        if self.pending:
-            await asyncio.gather(*self.pending)
-            self.pending.clear()
+    async def durable(self, *more: asyncio.Future[bool]) -> None:
+        futures, self.pending = [*self.pending, *more], []
+        if futures:
+            await asyncio.gather(*futures)
 
 
 class JobRunner:
@@ -113,7 +123,13 @@ class JobRunner:
             )
             raise UnrecoverableError(str(exc)) from exc
         restored = await self._checkpoint(execution_id) if start is Start.RESUMED else {}
-        hooks = StoreHooks(self.store, execution_id, seq=len(restored))
+        hooks = StoreHooks(
+            self.store,
+            execution_id,
+            seq=len(restored),
+            progress_interval=self.settings.progress_interval_ms / 1000,
+            _last_progress=time.monotonic(),
+        )
         timeout = self.settings.queue(queue).timeout_s
         run = self.executor.start(
             plan,
@@ -137,19 +153,20 @@ class JobRunner:
             raise UnrecoverableError(str(exc)) from exc
         finally:
             self.active.pop(execution_id, None)
-        await hooks.durable()
         if execution_id in self._releasing:
+            await hooks.durable()
             self._releasing.discard(execution_id)
             await job.moveToDelayed(int(time.time() * 1000), token)
             log.info("execution released to the queue", executionId=execution_id)
             raise DelayedError()
-        await self.store.finish(
+        finished = self.store.finish_later(
             execution_id,
             outcome.status,
             result=outcome.result,
             error=outcome.error,
             progress=outcome.progress.to_dict(),
         )
+        await hooks.durable(finished)
         log.info(
             "execution finished",
             executionId=execution_id,

@@ -11,13 +11,14 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
-from bullmq import Queue, Worker
+from bullmq import Queue
 
 from workflow_engine.config import QUEUE_NAMES, Settings
 from workflow_engine.engine.executor import Executor
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
+from workflow_engine.worker.chaining import ChainingWorker
 from workflow_engine.worker.runner import JobRunner
 
 log = get_logger(__name__)
@@ -41,7 +42,7 @@ class WorkerService:
         self.queue_names = list(queues)
         self.executor = executor or Executor()
         self.runner = JobRunner(settings, store, self.executor)
-        self.workers: dict[str, Worker] = {}
+        self.workers: dict[str, ChainingWorker] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
 
@@ -49,7 +50,7 @@ class WorkerService:
         keys = Keys(self.settings.queue_prefix)
         for name in self.queue_names:
             queue_settings = self.settings.queue(name)
-            worker = Worker(
+            worker = ChainingWorker(
                 name,
                 self.runner.process,
                 {

@@ -1,0 +1,320 @@
+"""The service end to end, side by side with raw BullMQ on the same private Redis.
+
+    python -m benchmarks.service [--executions 2000] [--stores sqlite,postgres]
+
+Prints, in one run:
+  - raw Python bullmq: no-op jobs/s with 1 and 2 worker processes (the ceiling for a Python
+    worker);
+  - our engine, a trivial 3-node workflow, through the queue directly (records created by the
+    Submitter, then drained by `wfe worker` processes) with 1 and 2 workers, per store:
+    executions/s, and the drain as a share of the raw rate;
+  - submit-to-complete latency at low load (one execution at a time), p50/p99;
+  - through the HTTP API (`wfe api` on a socket, httpx client, 16 in flight): executions/s.
+
+Every worker is a separate `wfe worker` process; logs at WARNING.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from workflow_engine.api.services import Services
+from workflow_engine.config import Settings
+from workflow_engine.embedded_redis import EmbeddedRedis, free_port
+from workflow_engine.queue.submit import Submission
+
+WFE = str(Path(sys.executable).with_name("wfe"))
+THREE_NODES = {
+    "id": "bench3",
+    "nodes": [
+        {"id": "a", "type": "transform", "inputs": {"value": "{{ inputs.n }}"}},
+        {"id": "b", "type": "transform", "inputs": {"value": "{{ nodes.a.output + 1 }}"}},
+        {"id": "c", "type": "output", "inputs": {"value": "{{ nodes.b.output * 2 }}"}},
+    ],
+    "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}],
+}
+CONCURRENCY = 50
+
+RAW_WORKER = f"""
+import asyncio, sys
+from bullmq import Worker
+async def noop(job, token):
+    return None
+async def main():
+    options = {{"connection": sys.argv[1], "concurrency": {CONCURRENCY}, "prefix": sys.argv[3]}}
+    worker = Worker(sys.argv[2], noop, options)
+    await asyncio.Event().wait()
+try:
+    import uvloop; uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    env.update(
+        WFE_REDIS_URL=settings.redis_url,
+        WFE_STORE_URL=settings.store_url,
+        WFE_QUEUE_PREFIX=settings.queue_prefix,
+        WFE_LOG_LEVEL="WARNING",
+        WFE_QUEUES__WORKFLOW__CONCURRENCY=str(CONCURRENCY),
+    )
+    return env
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.005
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step did not finish")
+        await asyncio.sleep(every)
+
+
+async def span_seconds(services: Services, ids: list[str]) -> float:
+    """From the first start to the last completion, as the store recorded them."""
+    import sqlalchemy as sa
+
+    from workflow_engine.store.schema import executions
+
+    store: Any = services.store
+    query = sa.select(
+        sa.func.min(executions.c.started_at), sa.func.max(executions.c.completed_at)
+    ).where(executions.c.execution_id.in_(ids))
+    async with store.engine.connect() as conn:
+        first, last = (await conn.execute(query)).one()
+    return float(last - first) / 1000
+
+
+async def raw_bullmq(redis_url: str, n: int, workers: int) -> float:
+    from bullmq import Queue
+
+    prefix = f"raw{time.monotonic_ns()}"
+    queue = Queue("raw", {"connection": redis_url, "prefix": prefix})
+    for start in range(0, n, 1000):
+        await queue.addBulk([{"name": "noop", "data": {}} for _ in range(min(1000, n - start))])
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RAW_WORKER, redis_url, "raw", prefix])
+        for _ in range(workers)
+    ]
+    started = time.perf_counter()
+
+    async def drained() -> bool:
+        return (await queue.getJobCounts("completed"))["completed"] >= n
+
+    try:
+        await wait_for(drained, 600)
+        elapsed = time.perf_counter() - started
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        await queue.obliterate(force=True)
+        await queue.close()
+    return n / elapsed
+
+
+async def engine_drain(settings: Settings, services: Services, n: int, workers: int) -> float:
+    """Executions recorded and queued first; then worker processes drain them. The rate is
+    taken from the store's own timestamps (first start to last completion)."""
+    semaphore = asyncio.Semaphore(64)
+    ids: list[str] = []
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            submitted = await services.submitter.submit(Submission(THREE_NODES, {"n": i}))
+            ids.append(submitted.execution_id)
+
+    before = await services.store.count_by_status()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    procs = [
+        subprocess.Popen(
+            [WFE, "worker", "--queues", "workflow"],
+            env=env_for(settings),
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+
+    async def drained() -> bool:
+        counts = await services.store.count_by_status()
+        done = counts["completed"] + counts["failed"]
+        return done - before["completed"] - before["failed"] >= n
+
+    try:
+        await wait_for(drained, 600, every=0.25)  # seldom: the store is what is measured
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+    counts = await services.store.count_by_status()
+    assert counts["completed"] - before["completed"] >= n, counts
+    return n / await span_seconds(services, ids)
+
+
+async def engine_latency(settings: Settings, services: Services, n: int) -> tuple[float, float]:
+    """One at a time, a worker waiting: submit (durable record + job) to the completed record."""
+    proc = subprocess.Popen(
+        [WFE, "worker", "--queues", "workflow"], env=env_for(settings), stderr=subprocess.DEVNULL
+    )
+    samples = []
+    try:
+        await asyncio.sleep(1.0)  # let the worker connect before timing
+        for i in range(n):
+            t0 = time.perf_counter()
+            submitted = await services.submitter.submit(Submission(THREE_NODES, {"n": i}))
+
+            async def done(execution_id: str = submitted.execution_id) -> bool:
+                record = await services.store.get(execution_id)
+                return record is not None and record.status == "completed"
+
+            await wait_for(done, 30)
+            samples.append((time.perf_counter() - t0) * 1000)
+    finally:
+        proc.terminate()
+        proc.wait()
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+async def through_api(settings: Settings, services: Services, n: int, workers: int) -> float:
+    port = free_port()
+    env = env_for(settings) | {"WFE_PORT": str(port)}
+    api = subprocess.Popen([WFE, "api"], env=env, stderr=subprocess.DEVNULL)
+    procs = [
+        subprocess.Popen(
+            [WFE, "worker", "--queues", "workflow"],
+            env=env_for(settings),
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/health")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(up, 30)
+            before = (await services.store.count_by_status())["completed"]
+            semaphore = asyncio.Semaphore(16)
+
+            async def one(i: int) -> None:
+                async with semaphore:
+                    r = await client.post(
+                        "/api/workflow/execute",
+                        json={"workflowDefinition": THREE_NODES, "inputs": {"n": i}},
+                    )
+                    assert r.status_code == 202, r.text
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+            async def drained() -> bool:
+                return (await services.store.count_by_status())["completed"] - before >= n
+
+            await wait_for(drained, 600)
+            return n / (time.perf_counter() - started)
+    finally:
+        for p in [api, *procs]:
+            p.terminate()
+            p.wait()
+
+
+async def postgres_url() -> str | None:
+    try:
+        import asyncpg
+    except ImportError:
+        return None
+    admin = os.environ.get("WFE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"wfe_bench_{os.getpid()}"
+    try:
+        conn = await asyncpg.connect(admin, timeout=5)
+    except OSError:
+        return None
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+async def main(n: int, stores: list[str], api_n: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"executions": n}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedRedis(Path(tmp) / "redis", persist=False) as redis,
+    ):
+        print(f"private redis-server on {redis.url}; N={n}, worker concurrency {CONCURRENCY}\n")
+        raw = {w: await raw_bullmq(redis.url, n, w) for w in (1, 2)}
+        results["raw_bullmq_jobs_per_s"] = raw
+        print(f"{'what':<44} {'1 worker':>10} {'2 workers':>10}")
+        print(f"{'raw bullmq no-op jobs/s':<44} {raw[1]:>10.0f} {raw[2]:>10.0f}")
+        for store in stores:
+            if store == "sqlite":
+                url = f"sqlite:///{tmp}/bench.db"
+            else:
+                pg = await postgres_url()
+                if pg is None:
+                    print(f"{'(postgresql unreachable: skipped)':<44}")
+                    continue
+                url = pg
+            drain: dict[int, float] = {}
+            for workers in (1, 2):
+                settings = Settings(
+                    redis_url=redis.url, store_url=url, queue_prefix=f"b{time.monotonic_ns()}"
+                )
+                services = await Services.open(settings)
+                try:
+                    drain[workers] = await engine_drain(settings, services, n, workers)
+                finally:
+                    await services.close()
+            settings = Settings(
+                redis_url=redis.url, store_url=url, queue_prefix=f"l{time.monotonic_ns()}"
+            )
+            services = await Services.open(settings)
+            try:
+                p50, p99 = await engine_latency(settings, services, 200)
+                api_rate = await through_api(settings, services, api_n, 2)
+            finally:
+                await services.close()
+            results[store] = {
+                "executions_per_s": drain,
+                "share_of_raw": {w: drain[w] / raw[w] for w in drain},
+                "latency_ms": {"p50": p50, "p99": p99},
+                "api_executions_per_s_2_workers": api_rate,
+            }
+            print(
+                f"{f'engine 3-node, {store}, executions/s':<44} {drain[1]:>10.0f} {drain[2]:>10.0f}"
+            )
+            share = f"{drain[1] / raw[1]:>10.0%} {drain[2] / raw[2]:>10.0%}"
+            print(f"{'   share of raw bullmq':<44} {share}")
+            print(f"{'   submit-to-complete p50 / p99 ms':<44} {p50:>10.1f} {p99:>10.1f}")
+            print(f"{'   through the HTTP API, 2 workers, exec/s':<44} {'':>10} {api_rate:>10.0f}")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--api-executions", type=int, default=1000)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args()
+    asyncio.run(main(args.executions, args.stores.split(","), args.api_executions))
