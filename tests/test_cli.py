@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -113,3 +114,38 @@ def test_execution_timeout_flag(tmp_path: Path) -> None:
     proc = wfe("run", str(write(tmp_path / "s.json", slow)), "--timeout", "0.2", "-q")
     assert proc.returncode == 1
     assert "execution failed at node 'wait': execution timed out after 0.2s" in proc.stderr
+
+
+async def test_cleanup_removes_old_finished_executions(tmp_path: Path) -> None:
+    import os
+
+    from workflow_engine.engine.status import ExecutionStatus
+    from workflow_engine.store import ExecutionRecord, open_store
+    from workflow_engine.store.records import now_ms
+
+    url = f"sqlite:///{tmp_path}/wfe.db"
+    store = open_store(url)
+    await store.migrate()
+    for name in ("old", "new"):
+        await store.create(ExecutionRecord(name, "w", "t", "workflow", definition={}, inputs={}))
+        await store.mark_running(name, 1)
+    await store.transition(
+        "old", ExecutionStatus.COMPLETED, completed_at=now_ms() - 31 * 86_400_000
+    )
+    await store.finish("new", ExecutionStatus.COMPLETED)
+    await store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")} | {"WFE_STORE_URL": url}
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [str(BIN / "wfe"), "cleanup", "--days", "30"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "removed 1 execution(s) finished more than 30 day(s) ago" in proc.stderr
+    store = open_store(url)
+    assert await store.get("old") is None
+    assert await store.get("new") is not None
+    await store.close()

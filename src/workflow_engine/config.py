@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     lock_duration_ms: int = Field(30_000, ge=1000)
     rate_limit_max: int | None = Field(None, ge=1, description="Jobs per rate_limit_duration_ms.")
     rate_limit_duration_ms: int = Field(60_000, ge=1)
+    max_queued: int = Field(
+        0,
+        ge=0,
+        description="Refuse (429) a submit when its queue holds this many jobs (0: no cap).",
+    )
     shutdown_grace_s: float = Field(25, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_nodes: int = Field(1000, ge=1)

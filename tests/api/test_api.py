@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.processes import wait_until
+from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
 from workflow_engine.worker.worker import WorkerService
 
@@ -307,3 +308,25 @@ async def test_every_queue_class_runs_executions(
         assert final["context"]["type"] == queue
         assert final["result"] == {"tier": "std", "total": 1}
         assert len(final["nodes"]) == 5
+
+
+async def test_a_full_queue_answers_429_and_stores_nothing(services: Services) -> None:
+    services.submitter.max_queued = 2
+    app = create_app(services.settings, services)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as api:
+        body = {"workflowDefinition": IF_ELSE, "delay": 60_000}
+        assert (await api.post("/api/workflow/execute", json=body)).status_code == 202
+        assert (await api.post("/api/workflow/execute", json=body)).status_code == 202
+        full = await api.post("/api/workflow/execute", json=body)
+        assert full.status_code == 429
+        assert full.headers["retry-after"] == "1"
+        assert full.json()["error"] == {
+            "code": "rate_limited",
+            "message": "the workflow queue holds 2 jobs (limit 2); retry later",
+            "details": [],
+        }
+        other_queue = {**body, "type": "realtime"}
+        assert (await api.post("/api/workflow/execute", json=other_queue)).status_code == 202
+    assert (await services.store.count_by_status())["pending"] == 3

@@ -97,6 +97,9 @@ async def test_sigterm_lets_the_active_execution_finish(services: Services) -> N
     record = await finished(services, submitted.execution_id, timeout=5)
     assert record.status is ExecutionStatus.COMPLETED
     assert record.attempts == 1
+    logged = [line for line in worker.lines if line.startswith("20")]
+    assert logged
+    assert all("workerId=" in line for line in logged)  # WORKER_ID on every log line
 
 
 async def test_sigterm_past_the_grace_period_releases_the_execution_to_another_worker(

@@ -14,7 +14,7 @@ from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.definition.expressions import join_path
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.queue.submit import Conflict, NotFound, QueueUnavailable
+from workflow_engine.queue.submit import Conflict, NotFound, QueueFull, QueueUnavailable
 from workflow_engine.store.base import StoreUnavailable
 
 log = get_logger(__name__)
@@ -112,6 +112,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> FastJSONResponse:
         return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(_: Request, exc: QueueFull) -> FastJSONResponse:
+        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": "1"})
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> FastJSONResponse:

@@ -53,7 +53,7 @@ class Services:
         client = fail_fast_redis(settings.redis_url)
         queues = QueueSet(settings, client)
         executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
-        submitter = Submitter(store, queues, PlanCache(executor))
+        submitter = Submitter(store, queues, PlanCache(executor), settings.max_queued)
         return cls(settings, store, client, queues, submitter, keys)
 
     async def close(self) -> None:

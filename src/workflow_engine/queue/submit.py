@@ -29,6 +29,10 @@ class QueueUnavailable(QueueError):
     """Redis cannot be reached; nothing was submitted. Retry later."""
 
 
+class QueueFull(QueueError):
+    """The queue holds ``max_queued`` jobs already: back-pressure. Retry later."""
+
+
 class NotFound(WorkflowEngineError):
     """No such execution (for this tenant)."""
 
@@ -72,10 +76,13 @@ def job_data(record: ExecutionRecord) -> dict[str, Any]:
 
 
 class Submitter:
-    def __init__(self, store: StateStore, queues: QueueSet, plans: PlanCache) -> None:
+    def __init__(
+        self, store: StateStore, queues: QueueSet, plans: PlanCache, max_queued: int = 0
+    ) -> None:
         self.store = store
         self.queues = queues
         self.plans = plans
+        self.max_queued = max_queued
 
     async def submit(self, submission: Submission) -> Submitted:
         """Raises ``DefinitionError`` / ``InputValidationError`` (nothing stored),
@@ -84,6 +91,8 @@ class Submitter:
             raise ValueError(f"unknown queue type {submission.queue!r}")
         plan = self.plans.get(submission.definition)
         plan.check_inputs(submission.inputs)
+        if self.max_queued:
+            await self._check_room(submission.queue)
         record = ExecutionRecord(
             execution_id=new_execution_id(),
             workflow_id=plan.workflow_id,
@@ -116,6 +125,17 @@ class Submitter:
             await self._forget(record.execution_id)
             raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc
         return Submitted(record.execution_id, record.execution_id, ExecutionStatus.PENDING, True)
+
+    async def _check_room(self, queue: str) -> None:
+        try:
+            counts = await self.queues[queue].getJobCounts("waiting", "prioritized", "delayed")
+        except Exception as exc:
+            raise QueueUnavailable(f"could not read the queue: {exc}") from exc
+        queued = sum(counts.values())
+        if queued >= self.max_queued:
+            raise QueueFull(
+                f"the {queue} queue holds {queued} jobs (limit {self.max_queued}); retry later"
+            )
 
     async def _forget(self, execution_id: str) -> None:
         try:
