@@ -6,6 +6,7 @@ from workflow_engine.engine.hooks import (
     NodeFinished,
     NodeRetrying,
     NodeStarted,
+    NodeStreamed,
     ProgressChanged,
 )
 from workflow_engine.engine.plan import WorkflowPlan
@@ -21,6 +22,7 @@ __all__ = [
     "NodeResult",
     "NodeRetrying",
     "NodeStarted",
+    "NodeStreamed",
     "NodeStatus",
     "Progress",
     "ProgressChanged",

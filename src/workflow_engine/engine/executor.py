@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -24,6 +24,7 @@ from workflow_engine.engine.hooks import (
     NodeFinished,
     NodeRetrying,
     NodeStarted,
+    NodeStreamed,
     ProgressChanged,
 )
 from workflow_engine.engine.plan import WorkflowPlan, compile_workflow
@@ -123,6 +124,10 @@ class Executor:
         self, plan: WorkflowPlan, inputs: Mapping[str, Any] | None = None, **options: Any
     ) -> ExecutionOutcome:
         return await self.start(plan, inputs, **options).wait()
+
+
+async def _discard_chunk(_chunk: Any) -> None:
+    return None
 
 
 class _Stop(Exception):
@@ -419,6 +424,7 @@ class WorkflowRun:
             expressions=self.executor.expressions,
             scope=self._scope,
             http_client=self.executor.http_client,
+            emit_stream=self._streamer(node_id),
         )
         timeout = plan_node.definition.timeout
         if timeout is None:
@@ -428,6 +434,17 @@ class WorkflowRun:
                 return await node_type.run(ctx, inputs)
         except TimeoutError:
             raise NodeTimeoutError(f"node '{node_id}' timed out after {timeout}s") from None
+
+    def _streamer(self, node_id: str) -> Callable[[Any], Awaitable[None]]:
+        hooks = self.hooks
+        if hooks is None:
+            return _discard_chunk
+        execution_id = self.execution_id
+
+        async def emit(chunk: Any) -> None:
+            await hooks.on_node_stream(NodeStreamed(execution_id, node_id, chunk))
+
+        return emit
 
     # -- after a node ---------------------------------------------------------------------
 

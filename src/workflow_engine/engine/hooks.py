@@ -28,6 +28,15 @@ class NodeRetrying:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeStreamed:
+    """A piece of output a node produced before finishing (an LLM token, an SSE message)."""
+
+    execution_id: str
+    node_id: str
+    chunk: Any
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished:
     """A node reached a final status: completed, failed, skipped or cancelled."""
 
@@ -52,6 +61,9 @@ class ExecutionHooks:
         return None
 
     async def on_node_complete(self, event: NodeFinished) -> None:
+        return None
+
+    async def on_node_stream(self, event: NodeStreamed) -> None:
         return None
 
     async def on_progress(self, event: ProgressChanged) -> None:

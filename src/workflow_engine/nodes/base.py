@@ -46,6 +46,10 @@ class NodeContext:
     http_client: Callable[[], httpx.AsyncClient]
     emit_stream: Callable[[Any], Awaitable[None]] = field(default=_discard)
 
+    async def stream(self, chunk: Any) -> None:
+        """Publish a piece of output before the node finishes (a ``node.stream`` event)."""
+        await self.emit_stream(chunk)
+
     def evaluate(self, expression: str) -> Any:
         """Evaluate a bare expression (``nodes.a.output.total > 100``) in this node's scope."""
         return self.expressions.evaluate(expression, self.scope)
