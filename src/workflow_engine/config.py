@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     progress_interval_ms: int = Field(
         250, ge=0, description="Persist an execution's progress at most this often."
     )
+    events_maxlen: int = Field(10_000, ge=10, description="Events kept per execution stream.")
+    events_ttl_s: int = Field(86_400, ge=1, description="Event streams expire this long after.")
+    ws_heartbeat_s: float = Field(25, gt=0, description="WebSocket heartbeat interval.")
+    ws_queue_size: int = Field(1000, ge=1, description="Events buffered per client connection.")
+    cancel_wait_s: float = Field(5, ge=0, description="How long cancel waits for the worker.")
     group_commit_max: int = Field(1000, ge=1)
     log_level: str = "INFO"
     log_json: bool = False

@@ -22,3 +22,11 @@ class Keys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancel requests reach every worker."""
         return self._ours("cancel")
+
+    def events(self, execution_id: str) -> str:
+        """Stream of an execution's events; the stream id is the event id."""
+        return self._ours("events", execution_id)
+
+    def client_index(self, tenant_id: str, client_id: str) -> str:
+        """Stream of the executions a tenant's client submitted (one entry per execution)."""
+        return self._ours("client", tenant_id, client_id)

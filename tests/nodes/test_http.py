@@ -7,10 +7,14 @@ import json
 import socket
 from typing import Any
 
+import pytest
+
 from tests.support.clock import FakeClock
-from tests.support.http_server import LocalHttpServer
+from tests.support.http_server import SSE_PIECES, LocalHttpServer
 from workflow_engine.engine.executor import Executor
+from workflow_engine.engine.hooks import ExecutionHooks, NodeStreamed
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
+from workflow_engine.nodes.http import MAX_RESPONSE_BYTES, SseParser
 
 
 def http_wf(inputs: dict[str, Any], **node: Any) -> dict[str, Any]:
@@ -149,3 +153,155 @@ async def test_cancel_aborts_the_request_in_flight(
     assert outcome.status is ExecutionStatus.CANCELLED
     assert outcome.nodes["call"].status is NodeStatus.CANCELLED
     assert outcome.nodes["after"].status is NodeStatus.CANCELLED
+
+
+# -- stream: true ------------------------------------------------------------------------------
+
+SSE_EVENTS = [
+    {"event": "delta", "data": {"text": "Hel"}, "id": "1"},
+    {"event": "message", "data": {"text": "lo"}, "id": "1"},  # the last event id carries over
+    {"event": "message", "data": "[DONE]", "id": "3"},
+]
+TEXT_CHUNKS = [{"text": '{"drink": "caf'}, {"text": 'é", "size": '}, {"text": "2}"}]
+
+
+class StreamRecorder(ExecutionHooks):
+    """Records the streamed chunks; each one lets the server send its next piece."""
+
+    def __init__(self, server: LocalHttpServer) -> None:
+        self.server = server
+        self.chunks: list[Any] = []
+        self.pieces_sent: list[int] = []  # how many pieces the server had sent, at each chunk
+        self.first_chunk = asyncio.Event()
+
+    async def on_node_stream(self, event: NodeStreamed) -> None:
+        self.chunks.append(event.chunk)
+        self.pieces_sent.append(self.server.pieces_sent)
+        self.first_chunk.set()
+        self.server.send_next.set()
+
+
+async def test_stream_publishes_sse_events_as_they_arrive(
+    executor: Executor, http_server: LocalHttpServer
+) -> None:
+    recorder = StreamRecorder(http_server)
+    plan = executor.compile(http_wf({"url": f"{http_server.base_url}/sse", "stream": True}))
+    async with asyncio.timeout(5):  # the server sends a piece only after the previous chunk
+        outcome = await executor.run(plan, hooks=recorder)
+    assert outcome.status is ExecutionStatus.COMPLETED
+    assert recorder.chunks == SSE_EVENTS
+    assert recorder.pieces_sent == [1, 2, 3]  # each chunk arrived before the next piece was sent
+    output = outcome.nodes["call"].output
+    assert output["status"] == 200
+    assert output["headers"]["content-type"] == "text/event-stream"
+    assert output["body"] == SSE_EVENTS
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain; charset=utf-8", '{"drink": "café", "size": 2}'),
+        ("application/json", {"drink": "café", "size": 2}),
+    ],
+    ids=["text", "json"],
+)
+async def test_stream_publishes_text_as_it_arrives(
+    executor: Executor, http_server: LocalHttpServer, content_type: str, body: Any
+) -> None:
+    recorder = StreamRecorder(http_server)
+    url = f"{http_server.base_url}/chunks"
+    plan = executor.compile(http_wf({"url": url, "query": {"type": content_type}, "stream": True}))
+    async with asyncio.timeout(5):
+        outcome = await executor.run(plan, hooks=recorder)
+    assert recorder.chunks == TEXT_CHUNKS  # "é" was split across two writes, never broken
+    assert recorder.pieces_sent == [1, 2, 3]
+    assert outcome.nodes["call"].output["body"] == body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/sse", b"".join(SSE_PIECES).decode()),
+        ("/chunks", '{"drink": "café", "size": 2}'),
+    ],
+    ids=["sse", "chunks"],
+)
+async def test_without_stream_nothing_is_published(
+    executor: Executor, http_server: LocalHttpServer, path: str, body: str
+) -> None:
+    recorder = StreamRecorder(http_server)
+    plan = executor.compile(http_wf({"url": f"{http_server.base_url}{path}?gate=0"}))
+    outcome = await executor.run(plan, hooks=recorder)
+    assert outcome.nodes["call"].output["body"] == body
+    assert recorder.chunks == []
+
+
+async def test_stream_publishes_nothing_for_an_error_status(
+    executor: Executor, http_server: LocalHttpServer
+) -> None:
+    recorder = StreamRecorder(http_server)
+    url = f"{http_server.base_url}/status/404"
+    plan = executor.compile(http_wf({"url": url, "stream": True}))
+    outcome = await executor.run(plan, hooks=recorder)
+    assert outcome.status is ExecutionStatus.FAILED
+    assert outcome.nodes["call"].error == {
+        "message": f"GET {url} answered HTTP 404: status 404",
+        "type": "http_status",
+    }
+    assert recorder.chunks == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_response_over_the_cap_fails(
+    executor: Executor, http_server: LocalHttpServer, stream: bool
+) -> None:
+    url = f"{http_server.base_url}/bytes/{MAX_RESPONSE_BYTES + 1}"
+    plan = executor.compile(http_wf({"url": url, "stream": stream}))
+    outcome = await executor.run(plan)
+    assert outcome.nodes["call"].error == {
+        "message": f"response body exceeds {MAX_RESPONSE_BYTES} bytes",
+        "type": "http_error",
+    }
+
+
+async def test_cancel_aborts_a_stream_in_flight(
+    executor: Executor, http_server: LocalHttpServer
+) -> None:
+    recorder = StreamRecorder(http_server)
+    plan = executor.compile(
+        http_wf({"url": f"{http_server.base_url}/chunks?hang=1", "stream": True})
+    )
+    run = executor.start(plan, hooks=recorder)
+    task = asyncio.ensure_future(run.wait())
+    async with asyncio.timeout(5):
+        await recorder.first_chunk.wait()
+    run.cancel()
+    async with asyncio.timeout(5):  # the server sees the client hang up mid-body
+        await http_server.stream_aborted.wait()
+        outcome = await task
+    assert outcome.status is ExecutionStatus.CANCELLED
+    assert outcome.nodes["call"].status is NodeStatus.CANCELLED
+    assert recorder.chunks == TEXT_CHUNKS[:1]
+
+
+def test_sse_parser_gives_the_same_events_however_the_bytes_are_split() -> None:
+    stream = (
+        b"\xef\xbb\xbfevent: delta\r\n"  # a leading byte order mark is ignored
+        b': a comment\r\nid: 7\r\ndata: {"text": "h\xc3\xa9"}\r\n\r\n'
+        b"data: line one\rdata:line two\n\n"  # lone CR ends a line; no space after the colon
+        b"id\nevent:ping\nretry: 5\ndata\n\n"  # an empty id resets it; an empty data line
+        b"event: lost\n\n"  # no data: nothing dispatched, the event name is reset
+        b"data: [DONE]\n\n"
+        b"data: cut off"  # the stream ends before the event does: dropped
+    )
+    expected = [
+        {"event": "delta", "data": {"text": "hé"}, "id": "7"},
+        {"event": "message", "data": "line one\nline two", "id": "7"},
+        {"event": "ping", "data": "", "id": None},
+        {"event": "message", "data": "[DONE]", "id": None},
+    ]
+    splits = [[stream[:i], stream[i:]] for i in range(len(stream) + 1)]
+    splits.append([stream[i : i + 1] for i in range(len(stream))])  # byte by byte
+    for pieces in splits:
+        parser = SseParser()
+        assert [event for piece in pieces for event in parser.feed(piece)] == expected, pieces

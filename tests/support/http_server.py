@@ -1,6 +1,7 @@
 """A small real HTTP/1.1 server on a loopback socket, for the http node's tests.
 
-It can tell when a client aborted a request (the connection closed before an answer).
+It can tell when a client aborted a request (the connection closed before an answer), and send
+a chunked body piece by piece, each piece only when the test says so (``send_next``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,18 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
+
+# bodies sent in several writes: (content type, pieces)
+SSE_PIECES = [  # each piece completes one event; the second starts in the first piece
+    b': keep-alive\n\nevent: delta\nid: 1\ndata: {"text": "Hel"}\n\ndata: {"te',
+    b'xt": "lo"}\n\n',
+    b"id: 3\r\ndata: [DONE]\r\n\r\n",
+]
+TEXT_PIECES = [b'{"drink": "caf\xc3', b'\xa9", "size": ', b"2}"]  # "é" split in two writes
+STREAMS = {
+    "/sse": ("text/event-stream", SSE_PIECES),
+    "/chunks": ("text/plain; charset=utf-8", TEXT_PIECES),
+}
 
 
 @dataclass
@@ -29,6 +42,9 @@ class LocalHttpServer:
     slow_started: asyncio.Event = field(default_factory=asyncio.Event)
     slow_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     hits: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    send_next: asyncio.Event = field(default_factory=asyncio.Event)
+    pieces_sent: int = 0
+    stream_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 
     @property
@@ -56,6 +72,9 @@ class LocalHttpServer:
                 if await reader.read(1) == b"":
                     self.slow_aborted.set()
                 return
+            if request.path in STREAMS:
+                await self._send_pieces(reader, writer, request)
+                return
             status, content_type, body = self._route(request)
             head = (
                 f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
@@ -65,6 +84,34 @@ class LocalHttpServer:
             await writer.drain()
         finally:
             writer.close()
+
+    async def _send_pieces(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: Request
+    ) -> None:
+        """A chunked body, one write per piece. Before each piece after the first, wait for the
+        test to set ``send_next`` (``?gate=0``: don't). ``?hang=1``: send the first piece, then
+        wait for the client to hang up. ``?type=`` overrides the content type."""
+        content_type, pieces = STREAMS[request.path]
+        content_type = request.query.get("type", [content_type])[0]
+        gated = request.query.get("gate") != ["0"]
+        hang = request.query.get("hang") == ["1"]
+        writer.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n"
+            "transfer-encoding: chunked\r\nconnection: close\r\n\r\n".encode()
+        )
+        for i, piece in enumerate(pieces):
+            if i and gated:
+                await self.send_next.wait()
+                self.send_next.clear()
+            self.pieces_sent += 1
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            if hang:
+                if await reader.read(1) == b"":
+                    self.stream_aborted.set()
+                return
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         line = await reader.readline()
@@ -98,6 +145,8 @@ class LocalHttpServer:
             return 200, "text/plain; charset=utf-8", "héllo".encode()
         if parts[0] == "status" and len(parts) == 2:
             return int(parts[1]), "text/plain", f"status {parts[1]}".encode()
+        if parts[0] == "bytes" and len(parts) == 2:
+            return 200, "text/plain", b"x" * int(parts[1])
         if parts[0] == "flaky" and len(parts) == 2:
             fail = int(request.query.get("fail", ["1"])[0])
             if self.hits[request.path] <= fail:

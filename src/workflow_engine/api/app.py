@@ -11,7 +11,7 @@ from workflow_engine import __version__
 from workflow_engine.api.errors import install_error_handlers
 from workflow_engine.api.limits import BodySizeLimit
 from workflow_engine.api.responses import FastJSONResponse
-from workflow_engine.api.routes import health, workflow
+from workflow_engine.api.routes import events, health, workflow
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings, load_settings
 
@@ -45,5 +45,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(workflow.router)
+    app.include_router(events.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -13,6 +13,10 @@ from workflow_engine.config import Settings
 from workflow_engine.definition.validate import Limits
 from workflow_engine.engine.cache import PlanCache
 from workflow_engine.engine.executor import Executor
+from workflow_engine.events.hub import StreamHub
+from workflow_engine.events.publisher import EventPublisher
+from workflow_engine.keys import Keys
+from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Submitter
 from workflow_engine.store import StateStore, open_store
@@ -40,6 +44,10 @@ class Services:
     queues: QueueSet
     submitter: Submitter
     keys: KeyRing
+    redis_keys: Keys
+    events: EventPublisher
+    hub: StreamHub
+    canceller: Canceller
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -52,11 +60,24 @@ class Services:
         await store.migrate()
         client = fail_fast_redis(settings.redis_url)
         queues = QueueSet(settings, client)
+        redis_keys = Keys(settings.queue_prefix)
+        events = EventPublisher(
+            client, redis_keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s
+        )
+        hub = StreamHub(settings.redis_url, redis_keys)
+        await hub.start()
         executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
-        submitter = Submitter(store, queues, PlanCache(executor), settings.max_queued)
-        return cls(settings, store, client, queues, submitter, keys)
+        submitter = Submitter(store, queues, PlanCache(executor), events, settings.max_queued)
+        canceller = Canceller(
+            store, queues, client, redis_keys, events, hub, wait_s=settings.cancel_wait_s
+        )
+        return cls(
+            settings, store, client, queues, submitter, keys, redis_keys, events, hub, canceller
+        )
 
     async def close(self) -> None:
+        await self.events.flush()
+        await self.hub.close()
         await self.queues.close()
         await self.redis.aclose()
         await self.store.close()

@@ -1,7 +1,14 @@
-"""``http``: one HTTP request with httpx. Cancelling the node aborts the request in flight."""
+"""``http``: one HTTP request with httpx. Cancelling the node aborts the request in flight.
+
+With ``stream``, the body is published with ``ctx.stream`` as it arrives: one chunk per event of a
+``text/event-stream`` (server-sent events, e.g. an LLM streaming API), decoded text otherwise.
+"""
 
 from __future__ import annotations
 
+import codecs
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import httpx
@@ -27,6 +34,7 @@ class HttpInputs(NodeInputs):
     timeout: float | None = Field(None, gt=0, description="Seconds; default 30.")
     raise_for_status: bool = True
     follow_redirects: bool = True
+    stream: bool = Field(False, description="Publish the body as it arrives (node.stream).")
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpInputs:
@@ -56,7 +64,11 @@ class HttpNode(NodeType[HttpInputs]):
                 request, stream=True, follow_redirects=inputs.follow_redirects
             )
             try:
-                content = await _read_capped(response)
+                failed = inputs.raise_for_status and response.status_code >= 400
+                if inputs.stream and not failed:  # an error answer is not streamed
+                    content, events = await _read_streaming(ctx, response)
+                else:
+                    content, events = await _read_capped(response), None
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
@@ -65,7 +77,7 @@ class HttpNode(NodeType[HttpInputs]):
             raise NodeError(
                 f"{inputs.method} {inputs.url} failed: {exc!r}", error_type="http_error"
             ) from exc
-        if inputs.raise_for_status and response.status_code >= 400:
+        if failed:
             status = response.status_code
             raise NodeError(
                 f"{inputs.method} {inputs.url} answered HTTP {status}: {_excerpt(content)}",
@@ -75,11 +87,42 @@ class HttpNode(NodeType[HttpInputs]):
         return {
             "status": response.status_code,
             "headers": dict(response.headers.items()),
-            "body": _decode_body(response, content),
+            "body": events if events is not None else _decode_body(response, content),
         }
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_streaming(
+    ctx: NodeContext, response: httpx.Response
+) -> tuple[bytes, list[dict[str, Any]] | None]:
+    """Read the body, publishing it as it arrives. A ``text/event-stream`` is published (and
+    returned: they are the body) as event dicts, anything else as ``{"text": ...}`` pieces."""
+    content_type = response.headers.get("content-type", "")
+    if content_type.partition(";")[0].strip().lower() == "text/event-stream":
+        parser = SseParser()
+        events: list[dict[str, Any]] = []
+
+        async def publish_events(data: bytes) -> None:
+            for event in parser.feed(data):
+                events.append(event)
+                await ctx.stream(event)
+
+        return await _read_capped(response, publish_events), events
+
+    # incremental: a character split across two network chunks is decoded once both arrived
+    decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+
+    async def publish_text(data: bytes, final: bool = False) -> None:
+        if text := decoder.decode(data, final):
+            await ctx.stream({"text": text})
+
+    content = await _read_capped(response, publish_text)
+    await publish_text(b"", final=True)
+    return content, None
+
+
+async def _read_capped(
+    response: httpx.Response, on_data: Callable[[bytes], Awaitable[None]] | None = None
+) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -91,7 +134,73 @@ async def _read_capped(response: httpx.Response) -> bytes:
                 retryable=False,
             )
         chunks.append(chunk)
+        if on_data is not None:
+            await on_data(chunk)
     return b"".join(chunks)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class SseParser:
+    """An incremental ``text/event-stream`` parser, after the WHATWG HTML rules: feed bytes as
+    they arrive, get the events they complete, ``{"event", "data", "id"}``.
+
+    ``data`` lines accumulate until a blank line; ``data`` is parsed as JSON when it parses;
+    ``event`` defaults to ``"message"``; ``id`` is the stream's last event id (it carries over to
+    later events until another ``id`` line; None before any, or after an empty one). Comments,
+    ``retry`` and unknown fields are ignored; an event the stream ends before is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")  # drops a BOM
+        self._partial: list[str] = []  # the start of a line not yet ended
+        self._after_cr = False  # the last text ended with CR: a LF starting the next is its pair
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        text = self._decoder.decode(data)
+        if not text:
+            return []
+        if self._after_cr and text[0] == "\n":
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
+        lines = _LINE_BREAK.split(text)
+        if len(lines) == 1:
+            self._partial.append(text)
+            return []
+        lines[0] = "".join(self._partial) + lines[0]
+        self._partial = [lines.pop()]
+        return [event for line in lines if (event := self._line(line)) is not None]
+
+    def _line(self, line: str) -> dict[str, Any] | None:
+        if not line:
+            return self._dispatch()
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value or None
+        return None  # a comment (no name), ``retry`` or an unknown field
+
+    def _dispatch(self) -> dict[str, Any] | None:
+        data, event = self._data, self._event
+        self._data, self._event = [], ""
+        if not data:
+            return None
+        return {"event": event or "message", "data": _json_or_text("\n".join(data)), "id": self._id}
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _decode_body(response: httpx.Response, content: bytes) -> Any:

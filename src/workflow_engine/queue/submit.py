@@ -10,11 +10,13 @@ from workflow_engine.config import QUEUE_NAMES
 from workflow_engine.engine.cache import PlanCache
 from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.errors import WorkflowEngineError
+from workflow_engine.events import model as ev
+from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.ids import new_execution_id
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
-from workflow_engine.store.base import FINAL_STATUSES, StateStore
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.records import ExecutionRecord
 
 log = get_logger(__name__)
 
@@ -77,11 +79,17 @@ def job_data(record: ExecutionRecord) -> dict[str, Any]:
 
 class Submitter:
     def __init__(
-        self, store: StateStore, queues: QueueSet, plans: PlanCache, max_queued: int = 0
+        self,
+        store: StateStore,
+        queues: QueueSet,
+        plans: PlanCache,
+        events: EventPublisher,
+        max_queued: int = 0,
     ) -> None:
         self.store = store
         self.queues = queues
         self.plans = plans
+        self.events = events
         self.max_queued = max_queued
 
     async def submit(self, submission: Submission) -> Submitted:
@@ -124,6 +132,19 @@ class Submitter:
         except Exception as exc:
             await self._forget(record.execution_id)
             raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc
+        if record.client_id is not None:
+            self.events.index_client(record.tenant_id, record.client_id, record.execution_id)
+        self.events.publish(
+            record.execution_id,
+            ev.EXECUTION_QUEUED,
+            {
+                "workflowId": record.workflow_id,
+                "type": record.queue,
+                "clientId": record.client_id,
+                "priority": submission.priority,
+                "delay": submission.delay_ms,
+            },
+        )
         return Submitted(record.execution_id, record.execution_id, ExecutionStatus.PENDING, True)
 
     async def _check_room(self, queue: str) -> None:
@@ -146,28 +167,3 @@ class Submitter:
                 executionId=execution_id,
                 error=repr(exc),
             )
-
-    async def cancel_pending(self, execution_id: str, tenant_id: str | None) -> ExecutionRecord:
-        """Cancel an execution that has not started: its job leaves the queue. Raises
-        ``NotFound``, or ``Conflict`` when it already finished (or is running)."""
-        record = await self.store.get(execution_id, tenant_id)
-        if record is None:
-            raise NotFound(f"execution {execution_id} not found")
-        if record.status in FINAL_STATUSES:
-            raise Conflict(f"execution {execution_id} already finished ({record.status})")
-        now = now_ms()
-        cancelled = await self.store.transition(
-            execution_id,
-            ExecutionStatus.CANCELLED,
-            expect=frozenset({ExecutionStatus.PENDING}),
-            completed_at=now,
-            error={"message": "cancelled before it started", "nodeId": None, "type": "cancelled"},
-        )
-        if not cancelled:
-            current = await self.store.get(execution_id)
-            status = current.status if current else "gone"
-            raise Conflict(f"execution {execution_id} is {status}")
-        # the record is final now: a worker that picks the job up will not run it
-        await self.queues[record.queue].remove(execution_id)
-        record.status = ExecutionStatus.CANCELLED
-        return record

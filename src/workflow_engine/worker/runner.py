@@ -1,12 +1,11 @@
 """One job -> one execution: mark it running, run the graph with the executor, persist every
-node result and the outcome, and only then let BullMQ acknowledge the job."""
+node result and the outcome, publish the final event, and only then let BullMQ acknowledge
+the job."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
@@ -14,61 +13,44 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError
 from workflow_engine.config import Settings
 from workflow_engine.engine.cache import PlanCache
 from workflow_engine.engine.executor import Executor, WorkflowRun
-from workflow_engine.engine.hooks import ExecutionHooks, NodeFinished, ProgressChanged
-from workflow_engine.engine.results import NodeResult
+from workflow_engine.engine.results import ExecutionOutcome, NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError
+from workflow_engine.events import model as ev
+from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import FINAL_STATUSES, Start, StateStore
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.worker.hooks import RunHooks
 
 log = get_logger(__name__)
 
 RESTORABLE = frozenset({NodeStatus.COMPLETED, NodeStatus.SKIPPED, NodeStatus.FAILED})
-
-
-@dataclass
-class StoreHooks(ExecutionHooks):
-    """Queue node results and progress on the store's group commit without waiting for them.
-    The outcome is queued behind them and awaited with them (``durable``): the store applies
-    writes in order and fails everything behind a failed batch, so an outcome is never
-    recorded without its node results. Progress is persisted at most every
-    ``progress_interval`` seconds; the outcome carries the final one."""
-
-    store: StateStore
-    execution_id: str
-    seq: int = 0
-    progress_interval: float = 0.25
-    pending: list[asyncio.Future[bool]] = field(default_factory=list)
-    _last_progress: float = 0.0
-
-    async def on_node_complete(self, event: NodeFinished) -> None:
-        self.seq += 1
-        self.pending.append(self.store.save_node(self.execution_id, event.result, self.seq))
-
-    async def on_progress(self, event: ProgressChanged) -> None:
-        now = time.monotonic()
-        if now - self._last_progress >= self.progress_interval:
-            self._last_progress = now
-            self.pending.append(
-                self.store.save_progress(self.execution_id, event.progress.to_dict())
-            )
-
-    async def durable(self, *more: asyncio.Future[bool]) -> None:
-        futures, self.pending = [*self.pending, *more], []
-        if futures:
-            await asyncio.gather(*futures)
+CANCEL_MEMORY_S = 120.0
+CANCEL_REASON = "cancelled by request"
 
 
 class JobRunner:
-    """The BullMQ processor. Keeps the runs in flight so that shutdown can release them."""
+    """The BullMQ processor. Keeps the runs in flight, so that a cancel request or a shutdown
+    can reach them."""
 
-    def __init__(self, settings: Settings, store: StateStore, executor: Executor) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        executor: Executor,
+        events: EventPublisher,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.executor = executor
+        self.events = events
         self.plans = PlanCache(executor)
         self.active: dict[str, WorkflowRun] = {}
         self._releasing: set[str] = set()
+        self._cancelled: dict[str, float] = {}
+
+    # -- control from outside ---------------------------------------------------------------
 
     def release_all(self) -> None:
         """Stop every run in flight and give its job back to the queue (graceful shutdown
@@ -76,6 +58,20 @@ class JobRunner:
         for execution_id, run in list(self.active.items()):
             self._releasing.add(execution_id)
             run.cancel("released by a worker shutting down")
+
+    def request_cancel(self, execution_id: str) -> None:
+        """A cancel request (from any API process, over pub/sub). Remembered for a while, in
+        case the job is just being picked up."""
+        now = time.monotonic()
+        self._cancelled[execution_id] = now
+        for old in [k for k, t in self._cancelled.items() if now - t > CANCEL_MEMORY_S]:
+            del self._cancelled[old]
+        run = self.active.get(execution_id)
+        if run is not None:
+            log.info("cancelling execution", executionId=execution_id)
+            run.cancel(CANCEL_REASON)
+
+    # -- the processor ----------------------------------------------------------------------
 
     async def process(self, job: Job, token: str) -> Any:
         try:
@@ -93,7 +89,9 @@ class JobRunner:
                     await self.fail_unfinished(execution_id, f"worker error: {exc}")
                 except Exception as again:
                     log.error(
-                        "could not record the failure", executionId=execution_id, error=repr(again)
+                        "could not record the failure",
+                        executionId=execution_id,
+                        error=repr(again),
                     )
             raise
 
@@ -105,32 +103,29 @@ class JobRunner:
         started = time.monotonic()
         start = await self.store.mark_running(execution_id, attempt)
         if start is Start.REFUSED:
-            record = await self.store.get(execution_id)
-            status = record.status if record is not None else None
-            log.info(
-                "job skipped: execution not runnable",
-                executionId=execution_id,
-                status=str(status),
-            )
-            return {"executionId": execution_id, "status": str(status), "ran": False}
+            return await self._refused(execution_id)
+        self.events.publish(
+            execution_id,
+            ev.EXECUTION_STARTED,
+            {
+                "attempt": attempt,
+                "workerId": self.settings.worker_id,
+                "resumed": start is Start.RESUMED,
+            },
+        )
         try:
             plan = self.plans.get(data["workflowDefinition"])
         except DefinitionError as exc:  # cannot happen for jobs from the API, which validates
-            await self.store.finish(
-                execution_id,
-                ExecutionStatus.FAILED,
-                error={"message": str(exc), "nodeId": None, "type": "invalid_definition"},
-            )
+            await self._record_failure(execution_id, str(exc), "invalid_definition")
             raise UnrecoverableError(str(exc)) from exc
         restored = await self._checkpoint(execution_id) if start is Start.RESUMED else {}
-        hooks = StoreHooks(
+        hooks = RunHooks(
             self.store,
+            self.events,
             execution_id,
             seq=len(restored),
             progress_interval=self.settings.progress_interval_ms / 1000,
-            _last_progress=time.monotonic(),
         )
-        timeout = self.settings.queue(queue).timeout_s
         run = self.executor.start(
             plan,
             data.get("inputs") or {},
@@ -139,23 +134,21 @@ class JobRunner:
             metadata=data.get("metadata") or {},
             hooks=hooks,
             restored=restored,
-            timeout=timeout,
+            timeout=self.settings.queue(queue).timeout_s,
         )
         self.active[execution_id] = run
+        if execution_id in self._cancelled:  # the request came before the run existed
+            run.cancel(CANCEL_REASON)
         try:
             outcome = await run.wait()
         except InputValidationError as exc:
-            await self.store.finish(
-                execution_id,
-                ExecutionStatus.FAILED,
-                error={"message": str(exc), "nodeId": None, "type": "invalid_input"},
-            )
+            await self._record_failure(execution_id, str(exc), "invalid_input")
             raise UnrecoverableError(str(exc)) from exc
         finally:
             self.active.pop(execution_id, None)
         if execution_id in self._releasing:
-            await hooks.durable()
             self._releasing.discard(execution_id)
+            await hooks.durable()
             await job.moveToDelayed(int(time.time() * 1000), token)
             log.info("execution released to the queue", executionId=execution_id)
             raise DelayedError()
@@ -167,6 +160,12 @@ class JobRunner:
             progress=outcome.progress.to_dict(),
         )
         await hooks.durable(finished)
+        if finished.result():
+            await self._publish_final(outcome)
+        else:  # cancelled meanwhile by the API (no worker answered in time): it has the say
+            record = await self.store.get(execution_id)
+            if record is not None and record.status in FINAL_STATUSES:
+                await self.ensure_final_event(record)
         log.info(
             "execution finished",
             executionId=execution_id,
@@ -179,17 +178,56 @@ class JobRunner:
             raise UnrecoverableError((outcome.error or {}).get("message", "execution failed"))
         return {"executionId": execution_id, "status": str(outcome.status)}
 
+    async def _publish_final(self, outcome: ExecutionOutcome) -> None:
+        data: dict[str, Any] = {"progress": outcome.progress.to_dict()}
+        if outcome.status is ExecutionStatus.COMPLETED:
+            data["result"] = outcome.result
+        else:
+            data["error"] = outcome.error
+        await self.events.publish(
+            outcome.execution_id, ev.FINAL_TYPE_OF_STATUS[outcome.status], data, final=True
+        )
+
+    async def _refused(self, execution_id: str) -> dict[str, Any]:
+        """The execution is final (cancelled before it started, or done by an earlier attempt
+        whose acknowledgement was lost): make sure its final event exists, run nothing."""
+        record = await self.store.get(execution_id)
+        status = record.status if record is not None else None
+        log.info(
+            "job skipped: execution not runnable", executionId=execution_id, status=str(status)
+        )
+        if record is not None and record.status in FINAL_STATUSES:
+            await self.ensure_final_event(record)
+        return {"executionId": execution_id, "status": str(status), "ran": False}
+
+    async def ensure_final_event(self, record: ExecutionRecord) -> None:
+        key = self.events.keys.events(record.execution_id)
+        last: list[tuple[str, dict[str, str]]] = cast(
+            Any, await self.events.redis.xrevrange(key, count=1)
+        )
+        if last and last[0][1].get("t") in ev.FINAL_TYPES:
+            return
+        data: dict[str, Any] = {"progress": record.progress, "recovered": True}
+        if record.status is ExecutionStatus.COMPLETED:
+            data["result"] = record.result
+        else:
+            data["error"] = record.error
+        await self.events.publish(
+            record.execution_id, ev.FINAL_TYPE_OF_STATUS[record.status], data, final=True
+        )
+
     async def _checkpoint(self, execution_id: str) -> dict[str, NodeResult]:
         """Node results recorded by an earlier attempt: they are not run again."""
         results = await self.store.node_results(execution_id)
         return {r.node_id: r for r in results if r.status in RESTORABLE}
 
+    async def _record_failure(self, execution_id: str, message: str, error_type: str) -> None:
+        error = {"message": message, "nodeId": None, "type": error_type}
+        await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error)
+        await self.events.publish(execution_id, ev.EXECUTION_FAILED, {"error": error}, final=True)
+
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""
         record = await self.store.get(execution_id)
         if record is not None and record.status not in FINAL_STATUSES:
-            await self.store.finish(
-                execution_id,
-                ExecutionStatus.FAILED,
-                error={"message": message, "nodeId": None, "type": "worker_error"},
-            )
+            await self._record_failure(execution_id, message, "worker_error")

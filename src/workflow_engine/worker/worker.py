@@ -11,13 +11,16 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+import redis.asyncio as aioredis
 from bullmq import Queue
 
 from workflow_engine.config import QUEUE_NAMES, Settings
 from workflow_engine.engine.executor import Executor
+from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
+from workflow_engine.worker.cancel import CancelListener
 from workflow_engine.worker.chaining import ChainingWorker
 from workflow_engine.worker.runner import JobRunner
 
@@ -41,13 +44,20 @@ class WorkerService:
         self.store = store
         self.queue_names = list(queues)
         self.executor = executor or Executor()
-        self.runner = JobRunner(settings, store, self.executor)
+        self.keys = Keys(settings.queue_prefix)
+        self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.events = EventPublisher(
+            self.redis, self.keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s
+        )
+        self.runner = JobRunner(settings, store, self.executor, self.events)
+        self.cancels = CancelListener(settings.redis_url, self.keys, self.runner)
         self.workers: dict[str, ChainingWorker] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        keys = Keys(self.settings.queue_prefix)
+        keys = self.keys
+        await self.cancels.start()
         for name in self.queue_names:
             queue_settings = self.settings.queue(name)
             worker = ChainingWorker(
@@ -126,5 +136,8 @@ class WorkerService:
             self.runner.release_all()
             await closing
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cancels.stop()
         await self.store.flush()
+        await self.events.flush()
+        await self.redis.aclose()
         log.info("worker stopped")

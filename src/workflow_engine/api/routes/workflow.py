@@ -87,22 +87,24 @@ async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> 
 async def reconnect(client_id: str, who: Who, svc: Svc) -> list[dict[str, Any]]:
     """The client's executions that are still pending, running or waiting."""
     records = await svc.store.active_for_client(who.tenant_id, client_id)
+    last_ids = await svc.hub.last_ids([svc.redis_keys.events(r.execution_id) for r in records])
     return [
         {
             "executionId": r.execution_id,
             "status": str(r.status),
             "progress": r.progress_or_empty(),
             "startedAt": iso_ms(r.started_at),
-            "lastEventId": None,
+            "lastEventId": last_id,
         }
-        for r in records
+        for r, last_id in zip(records, last_ids, strict=True)
     ]
 
 
 @router.post("/cancel/{execution_id}")
 async def cancel(execution_id: str, who: Who, svc: Svc) -> dict[str, Any]:
-    """Cancel an execution that has not started; 409 once it finished."""
-    await svc.submitter.cancel_pending(execution_id, who.tenant_id)
+    """Cancel an execution: a pending one leaves the queue; a running one is stopped by its
+    worker (its in-flight node cancelled) before this answers. 409 once it finished."""
+    await svc.canceller.cancel(execution_id, who.tenant_id)
     return {"executionId": execution_id, "status": "cancelled"}
 
 

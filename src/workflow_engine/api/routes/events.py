@@ -1,0 +1,202 @@
+"""Live events: SSE for one execution, WebSocket for a client's executions. Both replay first
+(from the event after ``lastEventId``, or from the first event), then deliver live events as
+they happen, from whichever worker runs the execution."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from workflow_engine.api.auth import Principal, principal
+from workflow_engine.api.errors import ApiError
+from workflow_engine.api.services import Services
+from workflow_engine.engine.results import iso
+from workflow_engine.events.hub import Overflow, Subscriber
+from workflow_engine.events.model import FINAL_TYPE_OF_STATUS, FINAL_TYPES, Event
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.submit import NotFound
+from workflow_engine.store.base import FINAL_STATUSES
+from workflow_engine.store.records import ExecutionRecord, now_ms
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["events"])
+
+CLOSE_UNAUTHORIZED = 1008
+CLOSE_SLOW_CONSUMER = 1013
+
+
+async def _execution(
+    request: Request, execution_id: str, who: Annotated[Principal, Depends(principal)]
+) -> ExecutionRecord:
+    services: Services = request.app.state.services
+    record = await services.store.get(execution_id, who.tenant_id)
+    if record is None:
+        raise NotFound(f"execution {execution_id} not found")
+    return record
+
+
+@router.get("/api/workflow/events/{execution_id}", response_class=EventSourceResponse)
+async def execution_events(
+    request: Request,
+    record: Annotated[ExecutionRecord, Depends(_execution)],
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events of one execution: replay after ``Last-Event-ID`` (header, or the
+    ``lastEventId`` query parameter), then live; the stream ends after the final event."""
+    services: Services = request.app.state.services
+    subscriber = services.hub.subscriber(services.settings.ws_queue_size)
+    finished = record.status in FINAL_STATUSES
+    try:
+        await subscriber.follow_execution(record.execution_id, last_event_id or after)
+        while True:
+            if finished and subscriber.queue.empty():
+                # the replay is over and no final event was in it: it was already sent to
+                # this client, or the stream lost it (expired): then say how it ended
+                if not await _stream_ended(services, record):
+                    yield _sse(_final_from_record(record))
+                return
+            try:
+                event = await subscriber.next()
+            except Overflow:
+                return  # the client reconnects with Last-Event-ID
+            yield _sse(event)
+            if event.final:
+                return
+    finally:
+        subscriber.close()
+
+
+def _sse(event: Event) -> ServerSentEvent:
+    return ServerSentEvent(raw_data=event.to_json(), event=event.type, id=event.id)
+
+
+async def _stream_ended(services: Services, record: ExecutionRecord) -> bool:
+    """Whether the execution's stream holds its final event."""
+    key = services.redis_keys.events(record.execution_id)
+    last: list[tuple[str, dict[str, str]]] = cast(
+        Any, await services.hub.control.xrevrange(key, count=1)
+    )
+    return bool(last) and last[0][1].get("t") in FINAL_TYPES
+
+
+def _final_from_record(record: ExecutionRecord) -> Event:
+    data: dict[str, Any] = {"progress": record.progress, "recovered": True}
+    data["result" if record.status == "completed" else "error"] = (
+        record.result if record.status == "completed" else record.error
+    )
+    stamp = record.completed_at or now_ms()
+    return Event(
+        f"{stamp}-0",
+        record.execution_id,
+        FINAL_TYPE_OF_STATUS[record.status],
+        iso(stamp / 1000) or "",
+        data,
+    )
+
+
+@router.websocket("/ws/{client_id}")
+async def client_socket(websocket: WebSocket, client_id: str) -> None:
+    """Messages: ``{"type": "subscribe"}`` (every execution of the client),
+    ``{"type": "subscribe", "executionId", "lastEventId"?}`` (one execution, replayed after
+    ``lastEventId`` or from its first event), ``{"type": "unsubscribe", "executionId"?}``."""
+    services: Services = websocket.app.state.services
+    try:
+        who = services.keys.authenticate(
+            websocket.headers.get("authorization"), websocket.query_params.get("token")
+        )
+    except ApiError as exc:
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message)
+        return
+    await websocket.accept()
+    subscriber = services.hub.subscriber(services.settings.ws_queue_size)
+    tenant = who.tenant_id or "anonymous"
+    sender = asyncio.ensure_future(_send_events(websocket, subscriber))
+    heartbeat = asyncio.ensure_future(_heartbeat(websocket, services.settings.ws_heartbeat_s))
+    try:
+        while True:
+            text = await websocket.receive_text()
+            reply = await _handle(services, who, tenant, client_id, subscriber, text)
+            if reply is not None:
+                await websocket.send_text(orjson.dumps(reply).decode())
+    except WebSocketDisconnect:
+        pass
+    finally:
+        subscriber.close()
+        for task in (sender, heartbeat):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _handle(
+    services: Services,
+    who: Principal,
+    tenant: str,
+    client_id: str,
+    subscriber: Subscriber,
+    text: str,
+) -> dict[str, Any] | None:
+    try:
+        message = orjson.loads(text)
+        if not isinstance(message, dict) or message.get("type") not in {"subscribe", "unsubscribe"}:
+            raise ValueError
+        execution_id = message.get("executionId")
+        last_event_id = message.get("lastEventId")
+        if execution_id is not None and not isinstance(execution_id, str):
+            raise ValueError
+        if last_event_id is not None and not _is_stream_id(last_event_id):
+            raise ValueError
+    except ValueError:
+        return {"type": "error", "message": "Invalid message format"}
+    if message["type"] == "unsubscribe":
+        if execution_id is None:
+            subscriber.unfollow_client(tenant, client_id)
+        else:
+            subscriber.unfollow_execution(execution_id)
+        return None
+    if execution_id is None:
+        active = await services.store.active_for_client(who.tenant_id, client_id)
+        await subscriber.follow_client(tenant, client_id, [r.execution_id for r in active])
+        return None
+    if await services.store.get(execution_id, who.tenant_id) is None:
+        return {"type": "error", "message": f"execution {execution_id} not found"}
+    await subscriber.follow_execution(execution_id, last_event_id)
+    return None
+
+
+def _is_stream_id(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and (seq == "" or seq.isdigit())
+
+
+async def _send_events(websocket: WebSocket, subscriber: Subscriber) -> None:
+    try:
+        while True:
+            event = await subscriber.next()
+            await websocket.send_text(event.to_json())
+    except Overflow:
+        log.info("websocket client too slow; closing it")
+        with contextlib.suppress(Exception):
+            await websocket.close(
+                code=CLOSE_SLOW_CONSUMER, reason="too slow: reconnect and resume from lastEventId"
+            )
+    except Exception:  # the socket went away; the receive loop notices
+        return
+
+
+async def _heartbeat(websocket: WebSocket, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await websocket.send_text(
+            orjson.dumps({"type": "heartbeat", "timestamp": iso(now_ms() / 1000)}).decode()
+        )

@@ -1,0 +1,2 @@
+"""Execution and node events: one Redis stream per execution (replay from any event id) and
+live delivery to any API process."""

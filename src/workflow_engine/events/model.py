@@ -1,0 +1,75 @@
+"""The event of SPEC section 5, the same JSON on WebSocket and SSE:
+``{"id", "executionId", "type", "timestamp", "data"}`` where ``id`` is the Redis stream id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+EXECUTION_QUEUED = "execution.queued"
+EXECUTION_STARTED = "execution.started"
+EXECUTION_PROGRESS = "execution.progress"
+EXECUTION_WAITING = "execution.waiting"
+EXECUTION_COMPLETED = "execution.completed"
+EXECUTION_FAILED = "execution.failed"
+EXECUTION_CANCELLED = "execution.cancelled"
+NODE_STARTED = "node.started"
+NODE_COMPLETED = "node.completed"
+NODE_FAILED = "node.failed"
+NODE_SKIPPED = "node.skipped"
+NODE_RETRYING = "node.retrying"
+NODE_STREAM = "node.stream"
+
+FINAL_TYPES = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED, EXECUTION_CANCELLED})
+FINAL_TYPE_OF_STATUS = {
+    "completed": EXECUTION_COMPLETED,
+    "failed": EXECUTION_FAILED,
+    "cancelled": EXECUTION_CANCELLED,
+    "skipped": EXECUTION_COMPLETED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    execution_id: str
+    type: str
+    timestamp: str
+    data: Any
+
+    @property
+    def final(self) -> bool:
+        return self.type in FINAL_TYPES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "executionId": self.execution_id,
+            "type": self.type,
+            "timestamp": self.timestamp,
+            "data": self.data,
+        }
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict()).decode()
+
+
+def encode_fields(event_type: str, timestamp: str, data: Any) -> dict[str, str]:
+    """What goes into the stream entry."""
+    return {"t": event_type, "ts": timestamp, "d": orjson.dumps(data).decode()}
+
+
+def decode_entry(execution_id: str, entry_id: str, fields: dict[str, str]) -> Event:
+    return Event(entry_id, execution_id, fields["t"], fields["ts"], orjson.loads(fields["d"]))
+
+
+def stream_id_after(a: str, b: str) -> bool:
+    """Whether stream id ``a`` comes after ``b`` (``ms-seq`` compared as numbers)."""
+    return _parse(a) > _parse(b)
+
+
+def _parse(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,57 @@
+"""Cancel requests reach every worker over Redis pub/sub; the one running the execution
+cancels it (an HTTP call in flight is aborted), the others remember it for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+
+from workflow_engine.keys import Keys
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.worker.runner import JobRunner
+
+log = get_logger(__name__)
+
+
+class CancelListener:
+    def __init__(self, redis_url: str, keys: Keys, runner: JobRunner) -> None:
+        self.redis_url = redis_url
+        self.channel = keys.cancel_channel
+        self.runner = runner
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._ready.set()
+                backoff = 0.1
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.runner.request_cancel(str(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cancel channel lost; resubscribing", error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await client.aclose()
