@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from workflow_engine import serve
 from workflow_engine.api.auth import new_key
 from workflow_engine.client import ClientError, WorkflowEngineClient
-from workflow_engine.client.client import DEFAULT_URL, FINAL
+from workflow_engine.client.client import DEFAULT_URL
 from workflow_engine.config import QUEUE_NAMES, ConfigError, Settings, load_settings
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.loader import LoadError, load_document, parse_assignment
@@ -329,6 +328,8 @@ def submit(
 
 
 def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> dict[str, Any]:
+    """Follow the execution's live events (SSE, resumed after a dropped connection) with a
+    progress bar; then return its final status."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -336,19 +337,26 @@ def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> dict
         console=err,
         transient=False,
     ) as bar:
-        task = bar.add_task(execution_id, total=100)
-        while True:
-            status = _call(lambda: client.get_status(execution_id))
-            progress = status["progress"] or {}
-            bar.update(
-                task,
-                completed=progress.get("percentage", 0),
-                description=f"{execution_id} {status['context']['status']}"
-                + (f" · {progress['currentNode']}" if progress.get("currentNode") else ""),
-            )
-            if status["context"]["status"] in FINAL:
-                return dict(status)
-            time.sleep(0.2)
+        task = bar.add_task(f"{execution_id} pending", total=100)
+
+        def follow() -> None:
+            for event in client.events(execution_id):
+                if event.type == "execution.progress":
+                    current = event.data.get("currentNode")
+                    where = f" · {current}" if current else ""
+                    bar.update(
+                        task,
+                        completed=event.data.get("percentage", 0),
+                        description=f"{execution_id} running{where}",
+                    )
+                elif event.type == "execution.started":
+                    bar.update(task, description=f"{execution_id} running")
+                elif event.final:
+                    state = event.type.removeprefix("execution.")
+                    bar.update(task, completed=100, description=f"{execution_id} {state}")
+
+        _call(follow)
+        return dict(_call(lambda: client.get_status(execution_id)))
 
 
 @app.command()

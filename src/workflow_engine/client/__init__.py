@@ -13,12 +13,14 @@ from workflow_engine.client.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
+from workflow_engine.client.models import Event
 
 __all__ = [
     "AsyncWorkflowEngineClient",
     "BadRequest",
     "ClientError",
     "ConflictError",
+    "Event",
     "Forbidden",
     "InvalidRequest",
     "NotFoundError",

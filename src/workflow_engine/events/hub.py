@@ -199,15 +199,16 @@ class Subscriber:
         await self.follow_execution(execution_id, await self.hub.last_id(key))
 
     async def follow_client(self, tenant_id: str, client_id: str, active: Iterable[str]) -> None:
-        """Live events of the client's active executions, and of every execution it submits
-        from now on (from its first event)."""
+        """Every event of the client's active executions (replayed from their first event, so
+        that nothing sent before the subscription is lost), and of every execution it submits
+        from now on. Executions already followed keep their position."""
         key = self.hub.keys.client_index(tenant_id, client_id)
         if key in self.positions:
             return
         self._clients.add(key)
         await self._follow(key, await self.hub.last_id(key) or "0-0")
         for execution_id in active:
-            await self.follow_execution_from_now(execution_id)
+            await self.follow_execution(execution_id)
 
     def unfollow_execution(self, execution_id: str) -> None:
         self._drop(self.hub.keys.events(execution_id))

@@ -54,4 +54,5 @@ class CancelListener:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
                     await client.aclose()

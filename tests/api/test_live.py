@@ -1,0 +1,510 @@
+"""Live events over real sockets: WebSocket and SSE through a proxy whose connections the test
+kills; the SDK across an API process restart; two API processes; cancelling a running
+execution; slow clients; heartbeats; auth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+import websockets
+
+from tests.conftest import make_settings
+from tests.support.http_server import LocalHttpServer
+from tests.support.processes import start_api, start_worker, wait_until
+from tests.support.proxy import KillableProxy
+from tests.support.services import RedisServer, free_port
+from workflow_engine.api.app import create_app
+from workflow_engine.api.services import Services
+from workflow_engine.client import AsyncWorkflowEngineClient, Event
+from workflow_engine.config import Settings
+from workflow_engine.queue.submit import Submission
+from workflow_engine.sse import SseParser
+from workflow_engine.worker.worker import WorkerService
+
+
+def held_chain(settings: Settings, key: str) -> dict[str, Any]:
+    """start -> first hold -> middle -> second hold -> end: the test decides when it moves."""
+    hold = {"redis_url": settings.redis_url, "seconds": 60}
+    return {
+        "id": "held",
+        "nodes": [
+            {"id": "start", "type": "echo", "inputs": {"n": 1}},
+            {"id": "h1", "type": "hold", "inputs": {**hold, "key": f"{key}:1"}},
+            {"id": "middle", "type": "echo", "inputs": {"n": 2}},
+            {"id": "h2", "type": "hold", "inputs": {**hold, "key": f"{key}:2"}},
+            {"id": "end", "type": "output", "inputs": {"value": "done"}},
+        ],
+        "edges": [
+            {"source": "start", "target": "h1"},
+            {"source": "h1", "target": "middle"},
+            {"source": "middle", "target": "h2"},
+            {"source": "h2", "target": "end"},
+        ],
+    }
+
+
+@dataclass
+class Live:
+    settings: Settings
+    services: Services
+    direct: str
+    proxy: KillableProxy
+    redis: aioredis.Redis
+
+    @property
+    def via_proxy(self) -> str:
+        return f"127.0.0.1:{self.proxy.port}"
+
+    async def entered(self, key: str, count: int = 1) -> None:
+        async def check() -> bool:
+            return int(await self.redis.llen(f"{key}:entered")) >= count
+
+        await wait_until(check, 20, f"{key} to be entered")
+
+    async def release(self, key: str) -> None:
+        await self.redis.rpush(f"{key}:release", "go")
+
+    async def all_event_ids(self, execution_id: str) -> list[str]:
+        key = self.services.redis_keys.events(execution_id)
+        return [entry_id for entry_id, _ in await self.redis.xrange(key)]
+
+
+async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.ensure_future(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    await wait_until(started, 10, "uvicorn to start")
+    return server, task
+
+
+@pytest.fixture
+async def live(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Live]:
+    settings = make_settings(
+        redis_server.url, f"sqlite:///{tmp_path}/wfe.db", ws_heartbeat_s=0.3, cancel_wait_s=3
+    )
+    services = await Services.open(settings)
+    worker = WorkerService(settings, services.store)
+    await worker.start()
+    port = free_port()
+    server, task = await serve(create_app(settings, services), port)
+    proxy = await KillableProxy(port).start()
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield Live(settings, services, f"127.0.0.1:{port}", proxy, client)
+    await proxy.stop()
+    server.should_exit = True
+    await task
+    await worker.stop(grace=1)
+    await worker.executor.aclose()
+    await services.close()
+    await client.aclose()
+
+
+async def ws_receive(socket: Any, until: Any, timeout: float = 20) -> list[dict[str, Any]]:
+    """Events (not heartbeats) until ``until(event)`` holds."""
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            message = json.loads(await socket.recv())
+            if message.get("type") == "heartbeat":
+                continue
+            got.append(message)
+            if until(message):
+                return got
+
+
+async def until_closed(socket: Any) -> websockets.ConnectionClosed:
+    """Read until the connection closes; the close (code, reason)."""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await socket.recv()
+            except websockets.ConnectionClosed as closed:
+                return closed
+
+
+def is_final(event: dict[str, Any]) -> bool:
+    return event["type"] in {"execution.completed", "execution.failed", "execution.cancelled"}
+
+
+def started(node: str) -> Any:
+    return lambda e: e["type"] == "node.started" and e["data"]["nodeId"] == node
+
+
+async def test_websocket_resumes_after_the_connection_is_killed(live: Live) -> None:
+    key = f"k{uuid.uuid4().hex[:6]}"
+    submitted = await live.services.submitter.submit(
+        Submission(held_chain(live.settings, key), client_id="tab")
+    )
+    execution_id = submitted.execution_id
+    socket = await websockets.connect(f"ws://{live.via_proxy}/ws/tab")
+    await socket.send(json.dumps({"type": "subscribe", "executionId": execution_id}))
+    first = await ws_receive(socket, started("h1"))
+    live.proxy.kill()  # reset, not a close handshake
+    await until_closed(socket)
+    await live.release(f"{key}:1")  # events happen while the client is away
+    await live.entered(f"{key}:2")
+    socket = await websockets.connect(f"ws://{live.via_proxy}/ws/tab")
+    await socket.send(
+        json.dumps(
+            {"type": "subscribe", "executionId": execution_id, "lastEventId": first[-1]["id"]}
+        )
+    )
+    second = await ws_receive(socket, started("h2"))
+    await live.release(f"{key}:2")
+    second += await ws_receive(socket, is_final)
+    await socket.close()
+    everything = await live.all_event_ids(execution_id)
+    received = [e["id"] for e in first + second]
+    assert received == everything  # the whole ordered list, once each
+    assert len(set(received)) == len(received)
+    assert {e["executionId"] for e in first + second} == {execution_id}
+    assert first[0]["type"] == "execution.queued"
+    assert second[-1]["type"] == "execution.completed"
+    assert set(second[-1]) == {"id", "executionId", "type", "timestamp", "data"}
+
+
+async def test_sse_resumes_with_last_event_id(live: Live) -> None:
+    key = f"k{uuid.uuid4().hex[:6]}"
+    submitted = await live.services.submitter.submit(Submission(held_chain(live.settings, key)))
+    execution_id = submitted.execution_id
+    url = f"http://{live.via_proxy}/api/workflow/events/{execution_id}"
+    first = await sse_read(url, {}, until=started("h1"), then=live.proxy.kill)
+    await live.release(f"{key}:1")
+    await live.entered(f"{key}:2")
+    await live.release(f"{key}:2")  # the rest happens before the client comes back
+    second = await sse_read(url, {"Last-Event-ID": first[-1]["id"]}, until=None)
+    received = [e["id"] for e in first + second]
+    assert received == await live.all_event_ids(execution_id)
+    assert second[-1]["type"] == "execution.completed"
+
+
+async def sse_read(
+    url: str, headers: dict[str, str], until: Any, then: Any = None
+) -> list[dict[str, Any]]:
+    """Read SSE events until ``until(event)`` (then call ``then``) or until the stream ends."""
+    got: list[dict[str, Any]] = []
+    parser = SseParser()
+    with contextlib.suppress(httpx.TransportError):
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(20, read=20)) as client,
+            client.stream("GET", url, headers=headers) as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for chunk in response.aiter_bytes():
+                for message in parser.feed(chunk):
+                    event = message["data"]
+                    assert message["id"] == event["id"]
+                    assert message["event"] == event["type"]
+                    got.append(event)
+                    if until is not None and until(event):
+                        then()
+    return got
+
+
+async def test_sse_of_a_finished_execution_replays_and_ends(live: Live) -> None:
+    definition = {"id": "quick", "nodes": [{"id": "a", "type": "echo", "inputs": {"x": 1}}]}
+    submitted = await live.services.submitter.submit(Submission(definition))
+
+    async def done() -> bool:
+        record = await live.services.store.get(submitted.execution_id)
+        return record is not None and record.status == "completed"
+
+    await wait_until(done, 20, "the execution to finish")
+    url = f"http://{live.direct}/api/workflow/events/{submitted.execution_id}"
+    events = await sse_read(url, {}, until=None)
+    assert [e["type"] for e in events] == [
+        "execution.queued",
+        "execution.started",
+        "node.started",
+        "node.completed",
+        "execution.progress",
+        "execution.completed",
+    ]
+    assert events[-1]["data"]["result"] == {"a": {"x": 1}}
+    assert await sse_read(url, {"Last-Event-ID": events[-1]["id"]}, until=None) == []
+    async with httpx.AsyncClient() as client:
+        missing = await client.get(f"http://{live.direct}/api/workflow/events/exec_nope")
+    assert missing.status_code == 404
+
+
+async def test_reconnect_reports_the_last_event_id(live: Live) -> None:
+    key = f"k{uuid.uuid4().hex[:6]}"
+    submitted = await live.services.submitter.submit(
+        Submission(held_chain(live.settings, key), client_id="tab-r")
+    )
+    await live.entered(f"{key}:1")
+    async with httpx.AsyncClient(base_url=f"http://{live.direct}") as client:
+        active = (await client.get("/api/workflow/reconnect/tab-r")).json()
+    assert [a["executionId"] for a in active] == [submitted.execution_id]
+    assert active[0]["status"] == "running"
+    assert active[0]["lastEventId"] == (await live.all_event_ids(submitted.execution_id))[-1]
+    await live.services.canceller.cancel(submitted.execution_id, None)
+
+
+async def test_client_wide_subscription_and_bad_messages(live: Live) -> None:
+    socket = await websockets.connect(f"ws://{live.direct}/ws/tab-all")
+    await socket.send("not json")
+    assert json.loads(await socket.recv()) == {"type": "error", "message": "Invalid message format"}
+    await socket.send(json.dumps({"type": "subscribe", "executionId": 5}))
+    assert json.loads(await socket.recv())["message"] == "Invalid message format"
+    await socket.send(json.dumps({"type": "dance"}))
+    assert json.loads(await socket.recv())["message"] == "Invalid message format"
+    key = f"k{uuid.uuid4().hex[:6]}"
+    definition = held_chain(live.settings, key)
+    before = await live.services.submitter.submit(Submission(definition, client_id="tab-all"))
+    await live.entered(f"{key}:1")
+    await socket.send(json.dumps({"type": "subscribe"}))  # a running one, and one to come
+    quick = {"id": "quick", "nodes": [{"id": "a", "type": "echo", "inputs": {"x": 1}}]}
+    after = await live.services.submitter.submit(Submission(quick, client_id="tab-all"))
+    await live.services.submitter.submit(Submission(quick, client_id="someone-else"))
+    await live.release(f"{key}:1")
+    await live.release(f"{key}:2")
+    ids = [before.execution_id, after.execution_id]
+    finals: set[str] = set()
+    got = await ws_receive(
+        socket, lambda e: is_final(e) and finals.add(e["executionId"]) is None and len(finals) == 2
+    )
+    assert {e["executionId"] for e in got} == set(ids)
+    for execution_id in ids:
+        mine = [e["id"] for e in got if e["executionId"] == execution_id]
+        assert mine == await live.all_event_ids(execution_id)
+    heartbeat = json.loads(await asyncio.wait_for(socket.recv(), 5))
+    assert heartbeat["type"] == "heartbeat"
+    await socket.close()
+
+
+async def test_cancel_stops_a_node_blocked_in_a_slow_http_call(
+    redis_server: RedisServer, tmp_path: Path, http_server: LocalHttpServer
+) -> None:
+    """The worker is another process; the HTTP call is aborted; nothing runs after it."""
+    settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db")
+    services = await Services.open(settings)
+    worker = await asyncio.to_thread(start_worker, settings)
+    key = f"{settings.queue_prefix}:after"
+    definition = {
+        "id": "slow",
+        "nodes": [
+            {"id": "call", "type": "http", "inputs": {"url": f"{http_server.base_url}/slow"}},
+            {
+                "id": "after",
+                "type": "record",
+                "inputs": {"redis_url": settings.redis_url, "key": key},
+            },
+        ],
+        "edges": [{"source": "call", "target": "after"}],
+    }
+    try:
+        submitted = await services.submitter.submit(Submission(definition))
+        async with asyncio.timeout(20):
+            await http_server.slow_started.wait()
+        app = create_app(settings, services)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as api:
+            started_at = time.monotonic()
+            response = await api.post(f"/api/workflow/cancel/{submitted.execution_id}")
+            elapsed = time.monotonic() - started_at
+            assert response.status_code == 200
+            assert response.json() == {"executionId": submitted.execution_id, "status": "cancelled"}
+            assert elapsed < 0.5, elapsed  # confirmed by the worker, not forced after a wait
+            async with asyncio.timeout(5):
+                await http_server.slow_aborted.wait()  # the request was aborted, not awaited
+            status = (
+                await api.get(f"/api/workflow/status/{submitted.execution_id}?nodes=true")
+            ).json()
+        assert status["context"]["status"] == "cancelled"
+        assert {n["nodeId"]: n["status"] for n in status["nodes"]}["call"] == "cancelled"
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        assert await client.llen(key) == 0  # nothing ran after it
+        stream = services.redis_keys.events(submitted.execution_id)
+        last = await client.xrevrange(stream, count=1)
+        assert last[0][1]["t"] == "execution.cancelled"
+        await client.aclose()
+
+        async def job_settled() -> bool:
+            counts = (await services.queues.counts())["workflow"]
+            return counts["completed"] == 1
+
+        await wait_until(job_settled, 10, "the job to complete (not retried)")
+        counts = (await services.queues.counts())["workflow"]
+        assert (counts["failed"], counts["waiting"], counts["delayed"]) == (0, 0, 0)
+    finally:
+        await asyncio.to_thread(worker.stop)
+        await services.close()
+
+
+async def test_a_slow_client_is_cut_off(redis_server: RedisServer, tmp_path: Path) -> None:
+    settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db", ws_queue_size=5)
+    services = await Services.open(settings)
+    worker = WorkerService(settings, services.store)
+    await worker.start()
+    port = free_port()
+    server, task = await serve(create_app(settings, services), port)
+    try:
+        nodes = [{"id": f"n{i}", "type": "echo", "inputs": {"i": i}} for i in range(10)]
+        submitted = await services.submitter.submit(Submission({"id": "many", "nodes": nodes}))
+
+        async def done() -> bool:
+            record = await services.store.get(submitted.execution_id)
+            return record is not None and record.status == "completed"
+
+        await wait_until(done, 20, "the execution to finish")
+        socket = await websockets.connect(f"ws://127.0.0.1:{port}/ws/slow")
+        await socket.send(json.dumps({"type": "subscribe", "executionId": submitted.execution_id}))
+        closed = await until_closed(socket)
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1013
+    finally:
+        server.should_exit = True
+        await task
+        await worker.stop(grace=1)
+        await services.close()
+
+
+async def test_websocket_auth_by_header_or_token(redis_server: RedisServer, tmp_path: Path) -> None:
+    settings = make_settings(
+        redis_server.url, f"sqlite:///{tmp_path}/wfe.db", api_keys="a=key-a,b=key-b"
+    )
+    services = await Services.open(settings)
+    port = free_port()
+    server, task = await serve(create_app(settings, services), port)
+    try:
+        definition = {"id": "q", "nodes": [{"id": "a", "type": "echo"}]}
+        of_b = await services.submitter.submit(Submission(definition, tenant_id="b"))
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab")
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab?token=wrong")
+        socket = await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab?token=key-a")
+        await socket.send(json.dumps({"type": "subscribe", "executionId": of_b.execution_id}))
+        reply = json.loads(await socket.recv())
+        assert reply == {"type": "error", "message": f"execution {of_b.execution_id} not found"}
+        await socket.close()
+        socket = await websockets.connect(
+            f"ws://127.0.0.1:{port}/ws/tab", additional_headers={"Authorization": "Bearer key-b"}
+        )
+        await socket.send(json.dumps({"type": "subscribe", "executionId": of_b.execution_id}))
+        event = json.loads(await socket.recv())
+        assert event["type"] == "execution.queued"
+        await socket.close()
+    finally:
+        server.should_exit = True
+        await task
+        await services.close()
+
+
+async def test_sdk_iterator_survives_an_api_process_restart(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db")
+    services = await Services.open(settings)
+    worker = await asyncio.to_thread(start_worker, settings)
+    port = free_port()
+    api = await asyncio.to_thread(start_api, settings, port)
+    key = f"k{uuid.uuid4().hex[:6]}"
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    got: list[Event] = []
+    try:
+        async with AsyncWorkflowEngineClient(f"http://127.0.0.1:{port}") as sdk:
+            await wait_until(lambda: _healthy(sdk), 20, "the API")
+            submitted = await sdk.execute(held_chain(settings, key))
+
+            async def follow() -> None:
+                async for event in sdk.events(submitted["executionId"]):
+                    got.append(event)
+
+            following = asyncio.ensure_future(follow())
+            await wait_until(lambda: _seen(got, "h1"), 20, "node h1 to start, seen through the SDK")
+            await asyncio.to_thread(api.kill)  # kill -9 the API process
+            await client.rpush(f"{key}:1:release", "go")
+            await wait_until(lambda: _llen(client, f"{key}:2:entered"), 20, "h2 to start")
+            api = await asyncio.to_thread(start_api, settings, port)  # a new process, same port
+            await wait_until(lambda: _seen(got, "h2"), 30, "the SDK to resume")
+            await client.rpush(f"{key}:2:release", "go")
+            async with asyncio.timeout(30):
+                await following
+        everything = [
+            i for i, _ in await client.xrange(services.redis_keys.events(submitted["executionId"]))
+        ]
+        assert [e.id for e in got] == everything
+        assert got[-1].type == "execution.completed"
+        assert got[-1].final
+    finally:
+        await asyncio.to_thread(api.stop)
+        await asyncio.to_thread(worker.stop)
+        await client.aclose()
+        await services.close()
+
+
+async def _healthy(sdk: AsyncWorkflowEngineClient) -> bool:
+    try:
+        return (await sdk._http.get("/health")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def _seen(got: list[Event], node: str) -> bool:
+    return any(e.type == "node.started" and e.data["nodeId"] == node for e in got)
+
+
+async def _llen(client: aioredis.Redis, key: str) -> bool:
+    return int(await client.llen(key)) > 0
+
+
+async def test_events_reach_clients_on_two_api_processes(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Two API processes with no shared memory, the worker in a third."""
+    settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db")
+    services = await Services.open(settings)
+    ports = [free_port(), free_port()]
+    apis = [await asyncio.to_thread(start_api, settings, p) for p in ports]
+    worker = await asyncio.to_thread(start_worker, settings)
+    key = f"k{uuid.uuid4().hex[:6]}"
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        for port in ports:
+            async with AsyncWorkflowEngineClient(f"http://127.0.0.1:{port}") as sdk:
+                await wait_until(lambda sdk=sdk: _healthy(sdk), 20, "an API process")
+        socket = await websockets.connect(f"ws://127.0.0.1:{ports[0]}/ws/tab-two")
+        await socket.send(json.dumps({"type": "subscribe"}))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}") as http:
+            body = {"workflowDefinition": held_chain(settings, key), "clientId": "tab-two"}
+            execution_id = (await http.post("/api/workflow/execute", json=body)).json()[
+                "executionId"
+            ]
+        sse = asyncio.ensure_future(
+            sse_read(
+                f"http://127.0.0.1:{ports[1]}/api/workflow/events/{execution_id}", {}, until=None
+            )
+        )
+        await client.rpush(f"{key}:1:release", "go")
+        await client.rpush(f"{key}:2:release", "go")
+        over_ws = await ws_receive(socket, is_final, timeout=30)
+        over_sse = await asyncio.wait_for(sse, 30)
+        await socket.close()
+        everything = [i for i, _ in await client.xrange(services.redis_keys.events(execution_id))]
+        assert [e["id"] for e in over_ws] == everything
+        assert [e["id"] for e in over_sse] == everything
+    finally:
+        for api in apis:
+            await asyncio.to_thread(api.stop)
+        await asyncio.to_thread(worker.stop)
+        await client.aclose()
+        await services.close()
