@@ -18,6 +18,7 @@ from workflow_engine import serve
 from workflow_engine.api.auth import new_key
 from workflow_engine.client import ClientError, WorkflowEngineClient
 from workflow_engine.client.client import DEFAULT_URL
+from workflow_engine.client.models import Status, Wire
 from workflow_engine.config import QUEUE_NAMES, ConfigError, Settings, load_settings
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.loader import LoadError, load_document, parse_assignment
@@ -51,6 +52,11 @@ STATUS_MARKS = {
 
 def _dump(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
+
+
+def _wire(model: Wire) -> str:
+    """A response model as the API sent it."""
+    return _dump(model.model_dump(mode="json", by_alias=True, exclude_unset=True)) + "\n"
 
 
 def _print_problems(title: str, problems: list[Problem]) -> None:
@@ -315,19 +321,19 @@ def submit(
                 client_id=client_id,
             )
         )
-        execution_id = submitted["executionId"]
+        execution_id = submitted.execution_id
         if not wait:
             sys.stdout.write(execution_id + "\n")
             return
         final = _wait_with_progress(client, execution_id)
-    sys.stdout.write(_dump(final["result"]) + "\n")
-    if final["context"]["status"] != "completed":
-        error = final["context"].get("error") or {}
-        err.print(f"[red]execution {final['context']['status']}:[/] {error.get('message', '')}")
+    sys.stdout.write(_dump(final.result) + "\n")
+    if final.context.status != "completed":
+        message = final.context.error.message if final.context.error else ""
+        err.print(f"[red]execution {final.context.status}:[/] {message}")
         raise typer.Exit(1)
 
 
-def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> dict[str, Any]:
+def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> Status:
     """Follow the execution's live events (SSE, resumed after a dropped connection) with a
     progress bar; then return its final status."""
     with Progress(
@@ -356,7 +362,8 @@ def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> dict
                     bar.update(task, completed=100, description=f"{execution_id} {state}")
 
         _call(follow)
-        return dict(_call(lambda: client.get_status(execution_id)))
+        status: Status = _call(lambda: client.get_status(execution_id))
+        return status
 
 
 @app.command()
@@ -368,7 +375,7 @@ def status(
 ) -> None:
     """Print an execution's status JSON."""
     with WorkflowEngineClient(url, key) as client:
-        sys.stdout.write(_dump(_call(lambda: client.get_status(execution_id, nodes=nodes))) + "\n")
+        sys.stdout.write(_wire(_call(lambda: client.get_status(execution_id, nodes=nodes))))
 
 
 @app.command()
@@ -379,14 +386,14 @@ def cancel(
 ) -> None:
     """Cancel an execution."""
     with WorkflowEngineClient(url, key) as client:
-        sys.stdout.write(_dump(_call(lambda: client.cancel(execution_id))) + "\n")
+        sys.stdout.write(_wire(_call(lambda: client.cancel(execution_id))))
 
 
 @app.command()
 def stats(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     """Queue counts and execution counts."""
     with WorkflowEngineClient(url, key) as client:
-        sys.stdout.write(_dump(_call(client.stats)) + "\n")
+        sys.stdout.write(_wire(_call(client.stats)))
 
 
 def main() -> None:

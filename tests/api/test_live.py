@@ -426,7 +426,7 @@ async def test_sdk_iterator_survives_an_api_process_restart(
             submitted = await sdk.execute(held_chain(settings, key))
 
             async def follow() -> None:
-                async for event in sdk.events(submitted["executionId"]):
+                async for event in sdk.events(submitted.execution_id):
                     got.append(event)
 
             following = asyncio.ensure_future(follow())
@@ -440,7 +440,7 @@ async def test_sdk_iterator_survives_an_api_process_restart(
             async with asyncio.timeout(30):
                 await following
         everything = [
-            i for i, _ in await client.xrange(services.redis_keys.events(submitted["executionId"]))
+            i for i, _ in await client.xrange(services.redis_keys.events(submitted.execution_id))
         ]
         assert [e.id for e in got] == everything
         assert got[-1].type == "execution.completed"

@@ -13,20 +13,40 @@ from workflow_engine.client.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from workflow_engine.client.models import Event
+from workflow_engine.client.models import (
+    ActiveExecution,
+    Cancelled,
+    Context,
+    Event,
+    ExecutionPage,
+    NodeResult,
+    Progress,
+    Stats,
+    Status,
+    Submitted,
+)
 
 __all__ = [
+    "ActiveExecution",
     "AsyncWorkflowEngineClient",
     "BadRequest",
+    "Cancelled",
     "ClientError",
     "ConflictError",
+    "Context",
     "Event",
+    "ExecutionPage",
     "Forbidden",
     "InvalidRequest",
+    "NodeResult",
     "NotFoundError",
     "PayloadTooLarge",
+    "Progress",
     "RateLimited",
     "ServiceUnavailable",
+    "Stats",
+    "Status",
+    "Submitted",
     "Unauthorized",
     "WorkflowEngineClient",
 ]

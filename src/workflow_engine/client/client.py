@@ -23,10 +23,17 @@ import orjson
 import websockets
 
 from workflow_engine.client.errors import ClientError, ServiceUnavailable, error_from_response
-from workflow_engine.client.models import Event
+from workflow_engine.client.models import (
+    ActiveExecution,
+    Cancelled,
+    Event,
+    ExecutionPage,
+    Stats,
+    Status,
+    Submitted,
+)
 from workflow_engine.sse import SseParser
 
-FINAL = frozenset({"completed", "failed", "cancelled", "skipped"})
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -44,6 +51,24 @@ def _execute_call(
     body = {"workflowDefinition": definition, "inputs": inputs or {}}
     body.update({_camel(k): v for k, v in options.items() if v is not None})
     return Call("POST", "/api/workflow/execute", body)
+
+
+def _status_call(execution_id: str, nodes: bool) -> Call:
+    params = {"nodes": "true"} if nodes else {}
+    return Call("GET", f"/api/workflow/status/{quote(execution_id, safe='')}", params=params)
+
+
+def _cancel_call(execution_id: str) -> Call:
+    return Call("POST", f"/api/workflow/cancel/{quote(execution_id, safe='')}")
+
+
+def _reconnect_call(client_id: str) -> Call:
+    return Call("GET", f"/api/workflow/reconnect/{quote(client_id, safe='')}")
+
+
+def _list_call(filters: dict[str, Any]) -> Call:
+    params = {_camel(k): v for k, v in filters.items() if v is not None}
+    return Call("GET", "/api/workflow/executions", params=params)
 
 
 def _camel(name: str) -> str:
@@ -128,41 +153,27 @@ class AsyncWorkflowEngineClient:
 
     async def execute(
         self, definition: dict[str, Any], inputs: dict[str, Any] | None = None, **options: Any
-    ) -> dict[str, Any]:
+    ) -> Submitted:
         """Submit; ``options``: type, priority, delay, client_id, user_id, metadata,
-        idempotency_key. Returns ``{executionId, jobId, status}``."""
-        result: dict[str, Any] = await self._do(_execute_call(definition, inputs, options))
-        return result
+        idempotency_key."""
+        return Submitted.model_validate(await self._do(_execute_call(definition, inputs, options)))
 
-    async def get_status(self, execution_id: str, *, nodes: bool = False) -> dict[str, Any]:
-        params = {"nodes": "true"} if nodes else {}
-        result: dict[str, Any] = await self._do(
-            Call("GET", f"/api/workflow/status/{execution_id}", params=params)
-        )
-        return result
+    async def get_status(self, execution_id: str, *, nodes: bool = False) -> Status:
+        return Status.model_validate(await self._do(_status_call(execution_id, nodes)))
 
-    async def cancel(self, execution_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._do(
-            Call("POST", f"/api/workflow/cancel/{execution_id}")
-        )
-        return result
+    async def cancel(self, execution_id: str) -> Cancelled:
+        return Cancelled.model_validate(await self._do(_cancel_call(execution_id)))
 
-    async def reconnect(self, client_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._do(
-            Call("GET", f"/api/workflow/reconnect/{client_id}")
-        )
-        return result
+    async def reconnect(self, client_id: str) -> list[ActiveExecution]:
+        found = await self._do(_reconnect_call(client_id))
+        return [ActiveExecution.model_validate(item) for item in found]
 
-    async def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._do(Call("GET", "/api/workflow/stats"))
-        return result
+    async def stats(self) -> Stats:
+        return Stats.model_validate(await self._do(Call("GET", "/api/workflow/stats")))
 
-    async def executions(self, **filters: Any) -> dict[str, Any]:
-        params = {_camel(k): v for k, v in filters.items() if v is not None}
-        result: dict[str, Any] = await self._do(
-            Call("GET", "/api/workflow/executions", params=params)
-        )
-        return result
+    async def executions(self, **filters: Any) -> ExecutionPage:
+        """Filters: status, workflow_id, client_id, limit, cursor."""
+        return ExecutionPage.model_validate(await self._do(_list_call(filters)))
 
     async def events(
         self,
@@ -248,22 +259,12 @@ class AsyncWorkflowEngineClient:
                 pass
             await asyncio.sleep(backoff.next())
 
-    async def wait(
-        self,
-        execution_id: str,
-        *,
-        poll: float = 0.2,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> dict[str, Any]:
-        """Poll until the execution is final; return its status (with node results)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = await self.get_status(execution_id, nodes=True)
-            if status["context"]["status"] in FINAL:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"execution {execution_id} did not finish within {timeout}s")
-            await asyncio.sleep(poll)
+    async def wait(self, execution_id: str, *, timeout: float | None = None) -> Status:  # noqa: ASYNC109
+        """Follow the execution's events until it ends; its final status, with node results."""
+        async with asyncio.timeout(timeout):
+            async for _ in self.events(execution_id):
+                pass
+        return await self.get_status(execution_id, nodes=True)
 
 
 class WorkflowEngineClient:
@@ -302,28 +303,29 @@ class WorkflowEngineClient:
 
     def execute(
         self, definition: dict[str, Any], inputs: dict[str, Any] | None = None, **options: Any
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = self._do(_execute_call(definition, inputs, options))
-        return result
+    ) -> Submitted:
+        return Submitted.model_validate(self._do(_execute_call(definition, inputs, options)))
 
-    def get_status(self, execution_id: str, *, nodes: bool = False) -> dict[str, Any]:
-        params = {"nodes": "true"} if nodes else {}
-        result: dict[str, Any] = self._do(
-            Call("GET", f"/api/workflow/status/{execution_id}", params=params)
-        )
-        return result
+    def get_status(self, execution_id: str, *, nodes: bool = False) -> Status:
+        return Status.model_validate(self._do(_status_call(execution_id, nodes)))
 
-    def cancel(self, execution_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._do(Call("POST", f"/api/workflow/cancel/{execution_id}"))
-        return result
+    def cancel(self, execution_id: str) -> Cancelled:
+        return Cancelled.model_validate(self._do(_cancel_call(execution_id)))
 
-    def reconnect(self, client_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._do(Call("GET", f"/api/workflow/reconnect/{client_id}"))
-        return result
+    def reconnect(self, client_id: str) -> list[ActiveExecution]:
+        return [ActiveExecution.model_validate(i) for i in self._do(_reconnect_call(client_id))]
 
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._do(Call("GET", "/api/workflow/stats"))
-        return result
+    def stats(self) -> Stats:
+        return Stats.model_validate(self._do(Call("GET", "/api/workflow/stats")))
+
+    def executions(self, **filters: Any) -> ExecutionPage:
+        return ExecutionPage.model_validate(self._do(_list_call(filters)))
+
+    def wait(self, execution_id: str) -> Status:
+        """Follow the execution's events until it ends; its final status, with node results."""
+        for _ in self.events(execution_id):
+            pass
+        return self.get_status(execution_id, nodes=True)
 
     def events(self, execution_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
         """One execution's events (SSE), replayed then live, until its final event; resumes

@@ -1,21 +1,28 @@
-"""Typed views of what the API sends."""
+"""Typed views of what the API sends (snake_case attributes, camelCase on the wire).
+``model_dump(by_alias=True)`` gives the wire JSON back."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "skipped"})
 FINAL_EVENT_TYPES = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
 
 
-class Event(BaseModel):
+class Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+
+class Event(Wire):
     """One execution or node event (SPEC section 5)."""
 
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
-
     id: str
-    execution_id: str = Field(alias="executionId")
+    execution_id: str
     type: str
     timestamp: str
     data: Any = None
@@ -24,3 +31,94 @@ class Event(BaseModel):
     def final(self) -> bool:
         """The execution ended with this event."""
         return self.type in FINAL_EVENT_TYPES
+
+
+class Submitted(Wire):
+    execution_id: str
+    job_id: str
+    status: str
+
+
+class Cancelled(Wire):
+    execution_id: str
+    status: str
+
+
+class ExecutionError(Wire):
+    message: str
+    node_id: str | None = None
+    type: str
+
+
+class Context(Wire):
+    execution_id: str
+    workflow_id: str
+    user_id: str
+    client_id: str | None = None
+    type: str
+    status: str
+    metadata: dict[str, Any] = {}
+    attempts: int = 0
+    created_at: str | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    completed_at: str | None = None
+    error: ExecutionError | None = None
+
+
+class Progress(Wire):
+    current_node: str | None = None
+    completed_nodes: list[str] = []
+    total_nodes: int = 0
+    percentage: int = 0
+
+
+class NodeResult(Wire):
+    node_id: str
+    node_type: str
+    name: str | None = None
+    status: str
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempt: int = 0
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+
+
+class Status(Wire):
+    context: Context
+    progress: Progress
+    result: Any = None
+    nodes: list[NodeResult] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.context.status in FINAL_STATUSES
+
+
+class ActiveExecution(Wire):
+    execution_id: str
+    status: str
+    progress: Progress
+    started_at: str | None = None
+    last_event_id: str | None = None
+
+
+class QueueCounts(Wire):
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+
+
+class Stats(Wire):
+    queues: dict[str, QueueCounts]
+    executions: dict[str, int]
+
+
+class ExecutionPage(Wire):
+    items: list[Context]
+    next_cursor: str | None = None
