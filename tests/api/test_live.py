@@ -29,6 +29,7 @@ from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
 from workflow_engine.client import AsyncWorkflowEngineClient, Event
 from workflow_engine.config import Settings
+from workflow_engine.events.model import entry_type
 from workflow_engine.queue.submit import Submission
 from workflow_engine.sse import SseParser
 from workflow_engine.worker.worker import WorkerService
@@ -334,7 +335,7 @@ async def test_cancel_stops_a_node_blocked_in_a_slow_http_call(
         assert await client.llen(key) == 0  # nothing ran after it
         stream = services.redis_keys.events(submitted.execution_id)
         last = await client.xrevrange(stream, count=1)
-        assert last[0][1]["t"] == "execution.cancelled"
+        assert entry_type(last[0][1]) == "execution.cancelled"
         await client.aclose()
 
         async def job_settled() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,14 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO 8601 UTC with milliseconds, as on the wire."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso_ms(int(ts * 1000))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_ms(ms: int) -> str:
+    # many timestamps of a burst share a millisecond: format each millisecond once
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)

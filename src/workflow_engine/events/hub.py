@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from workflow_engine.events.model import Event, decode_entry, stream_id_after
+from workflow_engine.events.model import FIELD, Event, decode_entry, stream_id_after
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 
@@ -260,7 +260,7 @@ class Subscriber:
                 continue
             self.positions[key] = entry_id
             if key in self._clients:
-                self._spawn(self.follow_execution(fields["e"]))
+                self._spawn(self.follow_execution(fields[FIELD]))
                 continue
             event = decode_entry(self._executions[key], entry_id, fields)
             try:

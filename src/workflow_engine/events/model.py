@@ -56,13 +56,24 @@ class Event:
         return orjson.dumps(self.to_dict()).decode()
 
 
-def encode_fields(event_type: str, timestamp: str, data: Any) -> dict[str, str]:
-    """What goes into the stream entry."""
-    return {"t": event_type, "ts": timestamp, "d": orjson.dumps(data).decode()}
+FIELD = "e"
+"""Each stream entry has one field: the event without its id and execution id (both implied)."""
+
+
+def encode_entry(event_type: str, timestamp: str, data: Any) -> str:
+    return orjson.dumps({"t": event_type, "ts": timestamp, "d": data}).decode()
+
+
+def entry_type(fields: dict[str, str]) -> str | None:
+    """The event type of a stream entry, without decoding its data."""
+    raw = fields.get(FIELD, "")
+    start = raw.find('"t":"')
+    return raw[start + 5 : raw.index('"', start + 5)] if start >= 0 else None
 
 
 def decode_entry(execution_id: str, entry_id: str, fields: dict[str, str]) -> Event:
-    return Event(entry_id, execution_id, fields["t"], fields["ts"], orjson.loads(fields["d"]))
+    body = orjson.loads(fields[FIELD])
+    return Event(entry_id, execution_id, body["t"], body["ts"], body["d"])
 
 
 def stream_id_after(a: str, b: str) -> bool:

@@ -1,29 +1,35 @@
-"""Writing events: XADD to the execution's stream, pipelined. The first event of an idle
-publisher is written at once; events that arrive while a write is in flight share the next
-round trip. A final event also sets the stream's expiry."""
+"""Writing events: XADD to the execution's stream. The first event of an idle publisher is
+written at once; events that arrive while a write is in flight share the next round trip,
+which is one call of a small Lua script that appends them all (far less Python work than a
+pipeline of one command per event). A final event also sets the stream's expiry."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from workflow_engine.engine.results import iso
-from workflow_engine.events.model import encode_fields
+from workflow_engine.events.model import FIELD, encode_entry
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.store.records import now_ms
 
 log = get_logger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    key: str
-    fields: dict[str, str]
-    expire: bool
+# KEYS: one stream per entry, in order, then the streams to expire. ARGV: maxlen, ttl, the
+# number of entries, then one field value per entry.
+APPEND = f"""
+local maxlen, ttl, entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 1, entries do
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', '{FIELD}', ARGV[3 + i])
+end
+for i = entries + 1, #KEYS do
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+return entries
+"""
 
 
 class EventPublisher:
@@ -34,16 +40,25 @@ class EventPublisher:
         self.keys = keys
         self.maxlen = maxlen
         self.ttl_s = ttl_s
-        self._buffer: list[_Pending] = []
+        self._buffer: list[tuple[str, str, bool]] = []
         self._batch: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._append = redis.register_script(APPEND)
+        self._clock = _IsoClock()
 
     def publish(
         self, execution_id: str, event_type: str, data: Any, *, final: bool = False
     ) -> asyncio.Future[None]:
         """Queue an event; the future resolves when it (and everything before it) is in Redis."""
-        fields = encode_fields(event_type, _now_iso(), data)
-        self._buffer.append(_Pending(self.keys.events(execution_id), fields, final))
+        entry = encode_entry(event_type, self._clock.now(), data)
+        return self._queue(self.keys.events(execution_id), entry, final)
+
+    def index_client(self, tenant_id: str, client_id: str, execution_id: str) -> None:
+        """Record that ``client_id`` has a new execution (for client-wide subscriptions)."""
+        self._queue(self.keys.client_index(tenant_id, client_id), execution_id, True)
+
+    def _queue(self, key: str, value: str, expire: bool) -> asyncio.Future[None]:
+        self._buffer.append((key, value, expire))
         if self._batch is None:
             self._batch = asyncio.get_running_loop().create_future()
             self._batch.add_done_callback(_retrieve)
@@ -51,17 +66,6 @@ class EventPublisher:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_loop())
         return batch
-
-    def index_client(self, tenant_id: str, client_id: str, execution_id: str) -> None:
-        """Record that ``client_id`` has a new execution (for client-wide subscriptions)."""
-        self._buffer.append(
-            _Pending(self.keys.client_index(tenant_id, client_id), {"e": execution_id}, True)
-        )
-        if self._batch is None:
-            self._batch = asyncio.get_running_loop().create_future()
-            self._batch.add_done_callback(_retrieve)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_loop())
 
     async def flush(self) -> None:
         while self._flusher is not None and not self._flusher.done():
@@ -72,14 +76,11 @@ class EventPublisher:
             await asyncio.sleep(0)  # let ready tasks add to this round trip
             pending, self._buffer = self._buffer, []
             batch, self._batch = self._batch, None
-            pipe = self.redis.pipeline(transaction=False)
-            for item in pending:
-                fields: dict[Any, Any] = dict(item.fields)
-                pipe.xadd(item.key, fields, maxlen=self.maxlen, approximate=True)
-                if item.expire:
-                    pipe.expire(item.key, self.ttl_s)
+            keys = [key for key, _, _ in pending]
+            keys += [key for key, _, expire in pending if expire]
+            args: list[Any] = [self.maxlen, self.ttl_s, len(pending), *(v for _, v, _ in pending)]
             try:
-                await pipe.execute()
+                await self._append(keys=keys, args=args)
             except Exception as exc:
                 log.warning("events not written", events=len(pending), error=repr(exc))
                 if batch is not None and not batch.done():
@@ -89,8 +90,18 @@ class EventPublisher:
                 batch.set_result(None)
 
 
-def _now_iso() -> str:
-    return iso(now_ms() / 1000) or ""
+class _IsoClock:
+    """ISO 8601 timestamps, formatted once per millisecond (events come in bursts)."""
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._text = ""
+
+    def now(self) -> str:
+        ms = int(time.time() * 1000)
+        if ms != self._ms:
+            self._ms, self._text = ms, iso(ms / 1000) or ""
+        return self._text
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

@@ -155,57 +155,83 @@ class SqlStore(StateStore):
         self, conn: AsyncConnection, ops: list[Transition], now: int
     ) -> set[str]:
         """Apply transitions that share a target status and columns; return the ids that were
-        in an allowed status (and so were changed). Rows are locked first, so the answer is
-        exact under concurrent writers."""
+        in an allowed status (and so were changed). Rows are locked first (or changed with
+        RETURNING), so the answer is exact under concurrent writers. Statements are built once
+        per shape and reused."""
         first = ops[0]
-        allowed = [str(s) for s in first.allowed_from]
+        shape = (first.to, first.allowed_from, first.stamp, tuple(sorted(first.values)))
         ids = [op.execution_id for op in ops]
-        same_values = all(op.values == first.values for op in ops)
-        values: dict[str, Any] = {"status": str(first.to), "updated_at": now}
-        for column in first.stamp:
-            values[column] = now
+        common = {"p_status": str(first.to), "p_now": now}
+        if all(op.values == first.values for op in ops):
+            params = {**common, "p_ids": ids, **{f"v_{k}": v for k, v in first.values.items()}}
+            if self.engine.dialect.update_returning:  # one statement in all
+                changed = await conn.execute(self._update_all(shape, returning=True), params)
+                return set(changed.scalars())
+            taken = set((await conn.execute(self._eligible(first.allowed_from), params)).scalars())
+            if taken:
+                await conn.execute(
+                    self._update_all(shape, returning=False), {**params, "p_ids": list(taken)}
+                )
+            return taken
+        eligible = self._eligible(first.allowed_from)
+        taken = set((await conn.execute(eligible, {"p_ids": ids})).scalars())
+        rows = [
+            {**common, "eid": op.execution_id, **{f"v_{k}": v for k, v in op.values.items()}}
+            for op in ops
+            if op.execution_id in taken
+        ]
+        if rows:
+            await conn.execute(self._update_each(shape), rows)
+        return taken
+
+    def _shape_values(self, shape: tuple[Any, ...]) -> dict[str, Any]:
+        _, _, stamp, columns = shape
+        values: dict[str, Any] = {
+            "status": sa.bindparam("p_status"),
+            "updated_at": sa.bindparam("p_now"),
+        }
+        for column in stamp:
+            values[column] = sa.bindparam("p_now")
         if "started_at" in values:  # the first start is kept across retries
-            values["started_at"] = sa.func.coalesce(executions.c.started_at, now)
-        if same_values and self.engine.dialect.update_returning:  # one statement in all
-            changed = await conn.execute(
-                sa.update(executions)
-                .where(executions.c.execution_id.in_(ids), executions.c.status.in_(allowed))
-                .values(**values, **first.values)
-                .returning(executions.c.execution_id)
-            )
-            return set(changed.scalars())
-        eligible = sa.select(executions.c.execution_id).where(
-            executions.c.execution_id.in_(ids), executions.c.status.in_(allowed)
-        )
-        if self.engine.dialect.name == "postgresql":
-            eligible = eligible.with_for_update()
-        taken = set((await conn.execute(eligible)).scalars())
-        if not taken:
-            return taken
-        if same_values:
-            await conn.execute(
-                sa.update(executions)
-                .where(executions.c.execution_id.in_(taken), executions.c.status.in_(allowed))
-                .values(**values, **first.values)
-            )
-            return taken
-        for column in first.values:
+            values["started_at"] = sa.func.coalesce(executions.c.started_at, sa.bindparam("p_now"))
+        for column in columns:
             values[column] = sa.bindparam(f"v_{column}")
+        return values
+
+    @functools.cache  # noqa: B019 - one store per process; a handful of shapes
+    def _update_all(self, shape: tuple[Any, ...], returning: bool) -> Any:
+        allowed = [str(status) for status in shape[1]]
         statement = (
+            sa.update(executions)
+            .where(
+                executions.c.execution_id.in_(sa.bindparam("p_ids", expanding=True)),
+                executions.c.status.in_(allowed),
+            )
+            .values(**self._shape_values(shape))
+        )
+        return statement.returning(executions.c.execution_id) if returning else statement
+
+    @functools.cache  # noqa: B019
+    def _update_each(self, shape: tuple[Any, ...]) -> Any:
+        allowed = [str(status) for status in shape[1]]
+        return (
             sa.update(executions)
             .where(
                 executions.c.execution_id == sa.bindparam("eid"),
                 sa.or_(*(executions.c.status == status for status in allowed)),
             )
-            .values(**values)
+            .values(**self._shape_values(shape))
         )
-        rows = [
-            {"eid": op.execution_id, **{f"v_{k}": v for k, v in op.values.items()}}
-            for op in ops
-            if op.execution_id in taken
-        ]
-        await conn.execute(statement, rows)
-        return taken
+
+    @functools.cache  # noqa: B019
+    def _eligible(self, allowed_from: frozenset[ExecutionStatus]) -> Any:
+        statement = sa.select(executions.c.execution_id).where(
+            executions.c.execution_id.in_(sa.bindparam("p_ids", expanding=True)),
+            executions.c.status.in_([str(status) for status in allowed_from]),
+        )
+        if self.engine.dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        return statement
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":

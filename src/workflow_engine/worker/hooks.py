@@ -89,7 +89,18 @@ class RunHooks(ExecutionHooks):
             self.last_progress = now
             self.pending.append(self.store.save_progress(self.execution_id, progress))
 
-    async def durable(self, *more: asyncio.Future[bool]) -> None:
-        futures, self.pending = [*self.pending, *more], []
-        if futures:
-            await asyncio.gather(*futures)
+    async def durable(self, last: asyncio.Future[bool] | None = None) -> None:
+        """Wait for the writes queued so far (and ``last``, queued after them). The store
+        applies writes in order, so once the last one is done the others are too; any of them
+        that failed raises here."""
+        futures, self.pending = self.pending, []
+        if last is not None:
+            futures.append(last)
+        if not futures:
+            return
+        await asyncio.wait([futures[-1]])
+        for future in futures:
+            if not future.done():
+                await future
+            elif future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]

@@ -205,7 +205,7 @@ class JobRunner:
         last: list[tuple[str, dict[str, str]]] = cast(
             Any, await self.events.redis.xrevrange(key, count=1)
         )
-        if last and last[0][1].get("t") in ev.FINAL_TYPES:
+        if last and ev.entry_type(last[0][1]) in ev.FINAL_TYPES:
             return
         data: dict[str, Any] = {"progress": record.progress, "recovered": True}
         if record.status is ExecutionStatus.COMPLETED:

@@ -18,7 +18,7 @@ from workflow_engine.api.errors import ApiError
 from workflow_engine.api.services import Services
 from workflow_engine.engine.results import iso
 from workflow_engine.events.hub import Overflow, Subscriber
-from workflow_engine.events.model import FINAL_TYPE_OF_STATUS, FINAL_TYPES, Event
+from workflow_engine.events.model import FINAL_TYPE_OF_STATUS, FINAL_TYPES, Event, entry_type
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.store.base import FINAL_STATUSES
@@ -84,7 +84,7 @@ async def _stream_ended(services: Services, record: ExecutionRecord) -> bool:
     last: list[tuple[str, dict[str, str]]] = cast(
         Any, await services.hub.control.xrevrange(key, count=1)
     )
-    return bool(last) and last[0][1].get("t") in FINAL_TYPES
+    return bool(last) and entry_type(last[0][1]) in FINAL_TYPES
 
 
 def _final_from_record(record: ExecutionRecord) -> Event:
