@@ -107,15 +107,44 @@ class _Backoff:
         return self.delay
 
 
-def _events_of(parser: SseParser, chunk: bytes) -> list[Event]:
-    return [Event.model_validate(message["data"]) for message in parser.feed(chunk)]
+class _Follow:
+    """The state of following one execution's SSE stream across reconnections: where to
+    resume, the parser of the current connection, whether the final event came."""
 
+    def __init__(self, execution_id: str, last: str | None) -> None:
+        self.path = f"/api/workflow/events/{quote(execution_id, safe='')}"
+        self.last = last
+        self.done = False
+        self.backoff = _Backoff()
+        self._parser = SseParser()
 
-def _events_request(execution_id: str, last: str | None) -> tuple[str, dict[str, str]]:
-    headers = {"Accept": "text/event-stream"}
-    if last is not None:
-        headers["Last-Event-ID"] = last
-    return f"/api/workflow/events/{quote(execution_id, safe='')}", headers
+    def request(self) -> tuple[str, dict[str, Any]]:
+        """(path, options) of the next request; resets the parser for a new connection."""
+        self._parser = SseParser()
+        headers = {"Accept": "text/event-stream"}
+        if self.last is not None:
+            headers["Last-Event-ID"] = self.last
+        return self.path, {"headers": headers, "timeout": httpx.Timeout(30, read=None)}
+
+    def refused(self, status: int, body: bytes) -> None:
+        try:
+            parsed = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if status not in RETRYABLE_STATUSES:
+            raise error_from_response(status, parsed)
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.backoff.reset()
+        events = []
+        for message in self._parser.feed(chunk):
+            if self.done:
+                break
+            event = Event.model_validate(message["data"])
+            self.last = event.id
+            self.done = event.final
+            events.append(event)
+        return events
 
 
 class AsyncWorkflowEngineClient:
@@ -196,30 +225,21 @@ class AsyncWorkflowEngineClient:
                 yield event
 
     async def _execution_events(self, execution_id: str, last: str | None) -> AsyncIterator[Event]:
-        backoff = _Backoff()
-        while True:
-            path, headers = _events_request(execution_id, last)
+        follow = _Follow(execution_id, last)
+        while not follow.done:
+            path, options = follow.request()
             try:
-                async with self._http.stream(
-                    "GET", path, headers=headers, timeout=httpx.Timeout(30, read=None)
-                ) as response:
+                async with self._http.stream("GET", path, **options) as response:
                     if response.status_code >= 400:
-                        await response.aread()
-                        error = error_from_response(response.status_code, _json(response))
-                        if response.status_code not in RETRYABLE_STATUSES:
-                            raise error
+                        follow.refused(response.status_code, await response.aread())
                     else:
-                        backoff.reset()
-                        parser = SseParser()
                         async for chunk in response.aiter_bytes():
-                            for event in _events_of(parser, chunk):
-                                last = event.id
+                            for event in follow.feed(chunk):
                                 yield event
-                                if event.final:
-                                    return
             except httpx.TransportError:
                 pass  # the connection dropped or the API is restarting: resume
-            await asyncio.sleep(backoff.next())
+            if not follow.done:
+                await asyncio.sleep(follow.backoff.next())
 
     async def _client_events(self, client_id: str) -> AsyncIterator[Event]:
         """Client-wide: on reconnect, executions seen but not finished are resumed after their
@@ -330,38 +350,20 @@ class WorkflowEngineClient:
     def events(self, execution_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
         """One execution's events (SSE), replayed then live, until its final event; resumes
         by itself after a dropped connection."""
-        backoff = _Backoff()
-        last = last_event_id
-        while True:
-            path, headers = _events_request(execution_id, last)
+        follow = _Follow(execution_id, last_event_id)
+        while not follow.done:
+            path, options = follow.request()
             try:
-                with self._http.stream(
-                    "GET", path, headers=headers, timeout=httpx.Timeout(30, read=None)
-                ) as response:
+                with self._http.stream("GET", path, **options) as response:
                     if response.status_code >= 400:
-                        response.read()
-                        error = error_from_response(response.status_code, _json(response))
-                        if response.status_code not in RETRYABLE_STATUSES:
-                            raise error
+                        follow.refused(response.status_code, response.read())
                     else:
-                        backoff.reset()
-                        parser = SseParser()
                         for chunk in response.iter_bytes():
-                            for event in _events_of(parser, chunk):
-                                last = event.id
-                                yield event
-                                if event.final:
-                                    return
+                            yield from follow.feed(chunk)
             except httpx.TransportError:
                 pass
-            time.sleep(backoff.next())
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+            if not follow.done:
+                time.sleep(follow.backoff.next())
 
 
 __all__ = ["AsyncWorkflowEngineClient", "ClientError", "Event", "WorkflowEngineClient"]

@@ -76,6 +76,20 @@ def decode_entry(execution_id: str, entry_id: str, fields: dict[str, str]) -> Ev
     return Event(entry_id, execution_id, body["t"], body["ts"], body["d"])
 
 
+def final_event(
+    status: str, result: Any, error: Any, progress: Any, *, recovered: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The type and data of the event that ends an execution with ``status``."""
+    data: dict[str, Any] = {"progress": progress}
+    if status == "completed":
+        data["result"] = result
+    else:
+        data["error"] = error
+    if recovered:
+        data["recovered"] = True
+    return FINAL_TYPE_OF_STATUS[status], data
+
+
 def stream_id_after(a: str, b: str) -> bool:
     """Whether stream id ``a`` comes after ``b`` (``ms-seq`` compared as numbers)."""
     return _parse(a) > _parse(b)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
 from workflow_engine.engine.results import iso
-from workflow_engine.events.model import FIELD, encode_entry
+from workflow_engine.events.model import FIELD, FINAL_TYPES, encode_entry, entry_type
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 
@@ -88,6 +88,12 @@ class EventPublisher:
                 continue
             if batch is not None and not batch.done():
                 batch.set_result(None)
+
+
+async def has_final_event(redis: aioredis.Redis, key: str) -> bool:
+    """Whether the stream's newest entry ends the execution."""
+    last: list[tuple[str, dict[str, str]]] = cast(Any, await redis.xrevrange(key, count=1))
+    return bool(last) and entry_type(last[0][1]) in FINAL_TYPES
 
 
 class _IsoClock:

@@ -91,12 +91,8 @@ class Canceller:
         ):
             return False
         await self.queues[record.queue].remove(record.execution_id)
-        await self.events.publish(
-            record.execution_id,
-            ev.EXECUTION_CANCELLED,
-            {"error": error, "progress": record.progress},
-            final=True,
-        )
+        event_type, data = ev.final_event(S.CANCELLED, None, error, record.progress)
+        await self.events.publish(record.execution_id, event_type, data, final=True)
         return True
 
     async def _reload(self, record: ExecutionRecord) -> ExecutionRecord:

@@ -5,7 +5,7 @@ the job."""
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
@@ -17,7 +17,7 @@ from workflow_engine.engine.results import ExecutionOutcome, NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
-from workflow_engine.events.publisher import EventPublisher
+from workflow_engine.events.publisher import EventPublisher, has_final_event
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import FINAL_STATUSES, Start, StateStore
 from workflow_engine.store.records import ExecutionRecord
@@ -179,14 +179,10 @@ class JobRunner:
         return {"executionId": execution_id, "status": str(outcome.status)}
 
     async def _publish_final(self, outcome: ExecutionOutcome) -> None:
-        data: dict[str, Any] = {"progress": outcome.progress.to_dict()}
-        if outcome.status is ExecutionStatus.COMPLETED:
-            data["result"] = outcome.result
-        else:
-            data["error"] = outcome.error
-        await self.events.publish(
-            outcome.execution_id, ev.FINAL_TYPE_OF_STATUS[outcome.status], data, final=True
+        event_type, data = ev.final_event(
+            outcome.status, outcome.result, outcome.error, outcome.progress.to_dict()
         )
+        await self.events.publish(outcome.execution_id, event_type, data, final=True)
 
     async def _refused(self, execution_id: str) -> dict[str, Any]:
         """The execution is final (cancelled before it started, or done by an earlier attempt
@@ -201,20 +197,12 @@ class JobRunner:
         return {"executionId": execution_id, "status": str(status), "ran": False}
 
     async def ensure_final_event(self, record: ExecutionRecord) -> None:
-        key = self.events.keys.events(record.execution_id)
-        last: list[tuple[str, dict[str, str]]] = cast(
-            Any, await self.events.redis.xrevrange(key, count=1)
-        )
-        if last and ev.entry_type(last[0][1]) in ev.FINAL_TYPES:
+        if await has_final_event(self.events.redis, self.events.keys.events(record.execution_id)):
             return
-        data: dict[str, Any] = {"progress": record.progress, "recovered": True}
-        if record.status is ExecutionStatus.COMPLETED:
-            data["result"] = record.result
-        else:
-            data["error"] = record.error
-        await self.events.publish(
-            record.execution_id, ev.FINAL_TYPE_OF_STATUS[record.status], data, final=True
+        event_type, data = ev.final_event(
+            record.status, record.result, record.error, record.progress, recovered=True
         )
+        await self.events.publish(record.execution_id, event_type, data, final=True)
 
     async def _checkpoint(self, execution_id: str) -> dict[str, NodeResult]:
         """Node results recorded by an earlier attempt: they are not run again."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
@@ -18,7 +18,8 @@ from workflow_engine.api.errors import ApiError
 from workflow_engine.api.services import Services
 from workflow_engine.engine.results import iso
 from workflow_engine.events.hub import Overflow, Subscriber
-from workflow_engine.events.model import FINAL_TYPE_OF_STATUS, FINAL_TYPES, Event, entry_type
+from workflow_engine.events.model import Event, final_event
+from workflow_engine.events.publisher import has_final_event
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.store.base import FINAL_STATUSES
@@ -81,25 +82,15 @@ def _sse(event: Event) -> ServerSentEvent:
 async def _stream_ended(services: Services, record: ExecutionRecord) -> bool:
     """Whether the execution's stream holds its final event."""
     key = services.redis_keys.events(record.execution_id)
-    last: list[tuple[str, dict[str, str]]] = cast(
-        Any, await services.hub.control.xrevrange(key, count=1)
-    )
-    return bool(last) and entry_type(last[0][1]) in FINAL_TYPES
+    return await has_final_event(services.hub.control, key)
 
 
 def _final_from_record(record: ExecutionRecord) -> Event:
-    data: dict[str, Any] = {"progress": record.progress, "recovered": True}
-    data["result" if record.status == "completed" else "error"] = (
-        record.result if record.status == "completed" else record.error
+    event_type, data = final_event(
+        record.status, record.result, record.error, record.progress, recovered=True
     )
     stamp = record.completed_at or now_ms()
-    return Event(
-        f"{stamp}-0",
-        record.execution_id,
-        FINAL_TYPE_OF_STATUS[record.status],
-        iso(stamp / 1000) or "",
-        data,
-    )
+    return Event(f"{stamp}-0", record.execution_id, event_type, iso(stamp / 1000) or "", data)
 
 
 @router.websocket("/ws/{client_id}")
