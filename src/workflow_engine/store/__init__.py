@@ -60,6 +60,10 @@ def open_store(url: str, **options: Any) -> StateStore:
         __import__(module)
     except ImportError:
         raise ConfigError(f"the {base} store needs {module}: pip install '{extra}'") from None
+    if base == "postgresql":
+        from workflow_engine.store.postgres import PostgresStore
+
+        return PostgresStore(url, **options)
     from workflow_engine.store.sql import SqlStore
 
     return SqlStore(url, **options)
