@@ -64,6 +64,6 @@ def open_store(url: str, **options: Any) -> StateStore:
         from workflow_engine.store.postgres import PostgresStore
 
         return PostgresStore(url, **options)
-    from workflow_engine.store.sql import SqlStore
+    from workflow_engine.store.sqlite import SqliteStore
 
-    return SqlStore(url, **options)
+    return SqliteStore(url, **options)

@@ -1,36 +1,21 @@
-"""PostgreSQL: the SQL store, with the hot write path (the worker's batches) sent straight to
-asyncpg as one array-parameter statement per kind of write: a batch of any size is a handful
-of round trips and no per-row work in SQLAlchemy. Reads and everything else stay on SQLAlchemy.
-
-Every statement is parameterised (values travel as arrays); the SQL text depends only on which
-columns a transition sets, never on data.
-"""
+"""PostgreSQL: the write batches go straight to asyncpg, one statement per kind of write, values
+as arrays (``unnest``): a batch of any size is a handful of round trips and no per-row work in
+Python. Every statement is parameterised; its text depends only on which columns a transition
+sets, never on data."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
-import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
+from workflow_engine.store.base import SaveNode, Transition
+from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms
 
-from workflow_engine.store.base import SaveNode, SaveProgress, Transition, Write
-from workflow_engine.store.records import now_ms
-from workflow_engine.store.sql import SqlStore, _ms
-
-JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata"})
 INT_COLUMNS = {"attempts": "integer", "started_at": "bigint", "completed_at": "bigint"}
-
-Shape = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
 
 
 def _param(column: str, value: Any) -> Any:
-    return _json(value) if column in JSON_COLUMNS else value
+    return json_text(value) if column in JSON_COLUMNS else value
 
 
 def _cast(column: str) -> str:
@@ -38,65 +23,39 @@ def _cast(column: str) -> str:
 
 
 class PostgresStore(SqlStore):
-    async def _apply(self, writes: Sequence[Write]) -> list[bool]:
-        results: list[bool] = [True] * len(writes)
-        nodes: dict[tuple[str, str], SaveNode] = {}
-        progress: dict[str, dict[str, Any]] = {}
-        segments: list[list[tuple[int, Transition]]] = [[]]
-        seen: set[str] = set()
-        for index, op in enumerate(writes):
-            if isinstance(op, Transition):
-                if op.execution_id in seen:  # a second transition of one execution: keep order
-                    segments.append([])
-                    seen = set()
-                seen.add(op.execution_id)
-                segments[-1].append((index, op))
-            elif isinstance(op, SaveNode):
-                nodes[(op.execution_id, op.result.node_id)] = op
-            elif isinstance(op, SaveProgress):
-                progress[op.execution_id] = op.progress
-        now = now_ms()
-        async with self._connect(write=True) as conn:
-            raw = await _driver(conn)
-            if progress:
-                await raw.execute(
-                    _PROGRESS, list(progress), [_json(p) for p in progress.values()], now
-                )
-            for segment in segments:
-                groups: dict[Shape, list[tuple[int, Transition]]] = {}
-                for index, op in segment:
-                    shape: Shape = (
-                        str(op.to),
-                        frozenset(str(s) for s in op.allowed_from),
-                        op.stamp,
-                        tuple(sorted(op.values)),
-                    )
-                    groups.setdefault(shape, []).append((index, op))
-                for shape, group in groups.items():
-                    taken = await _transition(raw, shape, [op for _, op in group], now)
-                    for index, op in group:
-                        results[index] = op.execution_id in taken
-            if nodes:
-                await _save_nodes(raw, list(nodes.values()))
-        return results
+    async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
+        await raw.execute(_PROGRESS, list(progress), [json_text(p) for p in progress.values()], now)
 
+    async def _write_transitions(
+        self, raw: Any, shape: Shape, ops: list[Transition], now: int
+    ) -> set[str]:
+        to, allowed, _, columns = shape
+        ids = [op.execution_id for op in ops]
+        if all(op.values == ops[0].values for op in ops):
+            values = [_param(c, ops[0].values[c]) for c in columns]
+            rows = await raw.fetch(_update_same(shape), to, now, ids, list(allowed), *values)
+        else:
+            arrays = [[_param(c, op.values[c]) for op in ops] for c in columns]
+            rows = await raw.fetch(_update_each(shape), to, now, ids, list(allowed), *arrays)
+        return {row[0] for row in rows}
 
-async def _driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under SQLAlchemy's (same transaction)."""
-    fairy = await conn.get_raw_connection()
-    return fairy.driver_connection
-
-
-async def _transition(raw: Any, shape: Shape, ops: list[Transition], now: int) -> set[str]:
-    to, allowed, _, columns = shape
-    ids = [op.execution_id for op in ops]
-    if all(op.values == ops[0].values for op in ops):
-        values = [_param(c, ops[0].values[c]) for c in columns]
-        rows = await raw.fetch(_update_same(shape), to, now, ids, list(allowed), *values)
-    else:
-        arrays = [[_param(c, op.values[c]) for op in ops] for c in columns]
-        rows = await raw.fetch(_update_each(shape), to, now, ids, list(allowed), *arrays)
-    return {row[0] for row in rows}
+    async def _write_nodes(self, raw: Any, ops: list[SaveNode]) -> None:
+        results = [op.result for op in ops]
+        await raw.execute(
+            _NODES,
+            [op.execution_id for op in ops],
+            [r.node_id for r in results],
+            [op.seq for op in ops],
+            [r.node_type for r in results],
+            [r.name for r in results],
+            [str(r.status) for r in results],
+            [json_text(r.input) for r in results],
+            [json_text(r.output) for r in results],
+            [json_text(r.error) for r in results],
+            [r.attempt for r in results],
+            [ms(r.started_at) for r in results],
+            [ms(r.completed_at) for r in results],
+        )
 
 
 def _assignments(stamp: frozenset[str], columns: tuple[str, ...], source: list[str]) -> str:
@@ -164,22 +123,3 @@ _NODES = (
     "attempt = excluded.attempt, started_at = excluded.started_at, "
     "completed_at = excluded.completed_at"
 )
-
-
-async def _save_nodes(raw: Any, ops: list[SaveNode]) -> None:
-    results = [op.result for op in ops]
-    await raw.execute(
-        _NODES,
-        [op.execution_id for op in ops],
-        [r.node_id for r in results],
-        [op.seq for op in ops],
-        [r.node_type for r in results],
-        [r.name for r in results],
-        [str(r.status) for r in results],
-        [_json(r.input) for r in results],
-        [_json(r.output) for r in results],
-        [_json(r.error) for r in results],
-        [r.attempt for r in results],
-        [_ms(r.started_at) for r in results],
-        [_ms(r.completed_at) for r in results],
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from workflow_engine.store.base import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     SaveNode,
+    SaveProgress,
     StateStore,
     StoreUnavailable,
     Transition,
@@ -114,9 +114,11 @@ class SqlStore(StateStore):
 
     async def _apply(self, writes: Sequence[Write]) -> list[bool]:
         """One transaction: progress first (it was submitted before any outcome in the same
-        batch), then transitions grouped into a few set-based statements, then node results."""
+        batch), then transitions grouped by shape into set-based statements, then node
+        results. The statements themselves are the dialect's (``_write_*``), sent straight to
+        the driver: a batch costs a handful of calls whatever its size."""
         results: list[bool] = [True] * len(writes)
-        nodes: dict[tuple[str, str], dict[str, Any]] = {}
+        nodes: dict[tuple[str, str], SaveNode] = {}
         progress: dict[str, dict[str, Any]] = {}
         segments: list[list[tuple[int, Transition]]] = [[]]
         seen: set[str] = set()
@@ -128,135 +130,42 @@ class SqlStore(StateStore):
                 seen.add(op.execution_id)
                 segments[-1].append((index, op))
             elif isinstance(op, SaveNode):
-                nodes[(op.execution_id, op.result.node_id)] = _node_row(op)
-            else:
+                nodes[(op.execution_id, op.result.node_id)] = op
+            elif isinstance(op, SaveProgress):
                 progress[op.execution_id] = op.progress
         now = now_ms()
         async with self._connect(write=True) as conn:
+            raw = (await conn.get_raw_connection()).driver_connection  # same transaction
             if progress:
-                await conn.execute(
-                    self._progress_update,
-                    [{"eid": eid, "p": p, "now": now} for eid, p in progress.items()],
-                )
+                await self._write_progress(raw, progress, now)
             for segment in segments:
-                groups: dict[tuple[Any, ...], list[tuple[int, Transition]]] = {}
+                groups: dict[Shape, list[tuple[int, Transition]]] = {}
                 for index, op in segment:
-                    key = (op.to, op.allowed_from, op.stamp, tuple(sorted(op.values)))
-                    groups.setdefault(key, []).append((index, op))
-                for group in groups.values():
-                    taken = await self._transition_group(conn, [op for _, op in group], now)
+                    groups.setdefault(shape_of(op), []).append((index, op))
+                for shape, group in groups.items():
+                    taken = await self._write_transitions(raw, shape, [op for _, op in group], now)
                     for index, op in group:
                         results[index] = op.execution_id in taken
             if nodes:
-                await conn.execute(self._node_upsert, list(nodes.values()))
+                await self._write_nodes(raw, list(nodes.values()))
         return results
 
-    async def _transition_group(
-        self, conn: AsyncConnection, ops: list[Transition], now: int
+    async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
+        raise NotImplementedError
+
+    async def _write_transitions(
+        self, raw: Any, shape: Shape, ops: list[Transition], now: int
     ) -> set[str]:
-        """Apply transitions that share a target status and columns; return the ids that were
-        in an allowed status (and so were changed). Rows are locked first (or changed with
-        RETURNING), so the answer is exact under concurrent writers. Statements are built once
-        per shape and reused."""
-        first = ops[0]
-        shape = (first.to, first.allowed_from, first.stamp, tuple(sorted(first.values)))
-        ids = [op.execution_id for op in ops]
-        common = {"p_status": str(first.to), "p_now": now}
-        if all(op.values == first.values for op in ops):
-            params = {**common, "p_ids": ids, **{f"v_{k}": v for k, v in first.values.items()}}
-            if self.engine.dialect.update_returning:  # one statement in all
-                changed = await conn.execute(self._update_all(shape, returning=True), params)
-                return set(changed.scalars())
-            taken = set((await conn.execute(self._eligible(first.allowed_from), params)).scalars())
-            if taken:
-                await conn.execute(
-                    self._update_all(shape, returning=False), {**params, "p_ids": list(taken)}
-                )
-            return taken
-        eligible = self._eligible(first.allowed_from)
-        taken = set((await conn.execute(eligible, {"p_ids": ids})).scalars())
-        rows = [
-            {**common, "eid": op.execution_id, **{f"v_{k}": v for k, v in op.values.items()}}
-            for op in ops
-            if op.execution_id in taken
-        ]
-        if rows:
-            await conn.execute(self._update_each(shape), rows)
-        return taken
+        """Apply transitions of one shape; the ids that were in an allowed status (changed)."""
+        raise NotImplementedError
 
-    def _shape_values(self, shape: tuple[Any, ...]) -> dict[str, Any]:
-        _, _, stamp, columns = shape
-        values: dict[str, Any] = {
-            "status": sa.bindparam("p_status"),
-            "updated_at": sa.bindparam("p_now"),
-        }
-        for column in stamp:
-            values[column] = sa.bindparam("p_now")
-        if "started_at" in values:  # the first start is kept across retries
-            values["started_at"] = sa.func.coalesce(executions.c.started_at, sa.bindparam("p_now"))
-        for column in columns:
-            values[column] = sa.bindparam(f"v_{column}")
-        return values
-
-    @functools.cache  # noqa: B019 - one store per process; a handful of shapes
-    def _update_all(self, shape: tuple[Any, ...], returning: bool) -> Any:
-        allowed = [str(status) for status in shape[1]]
-        statement = (
-            sa.update(executions)
-            .where(
-                executions.c.execution_id.in_(sa.bindparam("p_ids", expanding=True)),
-                executions.c.status.in_(allowed),
-            )
-            .values(**self._shape_values(shape))
-        )
-        return statement.returning(executions.c.execution_id) if returning else statement
-
-    @functools.cache  # noqa: B019
-    def _update_each(self, shape: tuple[Any, ...]) -> Any:
-        allowed = [str(status) for status in shape[1]]
-        return (
-            sa.update(executions)
-            .where(
-                executions.c.execution_id == sa.bindparam("eid"),
-                sa.or_(*(executions.c.status == status for status in allowed)),
-            )
-            .values(**self._shape_values(shape))
-        )
-
-    @functools.cache  # noqa: B019
-    def _eligible(self, allowed_from: frozenset[ExecutionStatus]) -> Any:
-        statement = sa.select(executions.c.execution_id).where(
-            executions.c.execution_id.in_(sa.bindparam("p_ids", expanding=True)),
-            executions.c.status.in_([str(status) for status in allowed_from]),
-        )
-        if self.engine.dialect.name == "postgresql":
-            statement = statement.with_for_update()
-        return statement
+    async def _write_nodes(self, raw: Any, ops: list[SaveNode]) -> None:
+        raise NotImplementedError
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
-
-    @functools.cached_property
-    def _progress_update(self) -> Any:
-        return (
-            sa.update(executions)
-            .where(executions.c.execution_id == sa.bindparam("eid"))
-            .values(progress=sa.bindparam("p"), updated_at=sa.bindparam("now"))
-        )
-
-    @functools.cached_property
-    def _node_upsert(self) -> Any:
-        insert = self._dialect_insert(node_results)
-        updated = {
-            c.name: insert.excluded[c.name]
-            for c in node_results.c
-            if c.name not in {"execution_id", "node_id"}
-        }
-        return insert.on_conflict_do_update(
-            index_elements=["execution_id", "node_id"], set_=updated
-        )
 
     async def delete(self, execution_id: str) -> None:
         async with self._connect(write=True) as conn:
@@ -419,26 +328,24 @@ def _record(row: Any) -> ExecutionRecord:
     )
 
 
-def _ms(seconds: float | None) -> int | None:
+Shape = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
+"""(target status, allowed current statuses, stamped columns, columns set)."""
+
+JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata"})
+
+
+def shape_of(op: Transition) -> Shape:
+    allowed = frozenset(str(status) for status in op.allowed_from)
+    return (str(op.to), allowed, op.stamp, tuple(sorted(op.values)))
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON column's value as the drivers take it (SQL NULL for None)."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000)
-
-
-def _node_row(op: SaveNode) -> dict[str, Any]:
-    r = op.result
-    return {
-        "execution_id": op.execution_id,
-        "node_id": r.node_id,
-        "seq": op.seq,
-        "node_type": r.node_type,
-        "name": r.name,
-        "status": str(r.status),
-        "input": r.input,
-        "output": r.output,
-        "error": r.error,
-        "attempt": r.attempt,
-        "started_at": _ms(r.started_at),
-        "completed_at": _ms(r.completed_at),
-    }
 
 
 def _node_result(row: Any) -> NodeResult:
