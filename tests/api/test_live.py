@@ -357,17 +357,21 @@ async def test_a_slow_client_is_cut_off(redis_server: RedisServer, tmp_path: Pat
     await worker.start()
     port = free_port()
     server, task = await serve(create_app(settings, services), port)
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        nodes = [{"id": f"n{i}", "type": "echo", "inputs": {"i": i}} for i in range(10)]
-        submitted = await services.submitter.submit(Submission({"id": "many", "nodes": nodes}))
-
-        async def done() -> bool:
-            record = await services.store.get(submitted.execution_id)
-            return record is not None and record.status == "completed"
-
-        await wait_until(done, 20, "the execution to finish")
+        key = f"k{uuid.uuid4().hex[:6]}"
+        hold = {"redis_url": settings.redis_url, "key": key, "seconds": 60}
+        nodes = [{"id": "wait", "type": "hold", "inputs": hold}]
+        nodes += [{"id": f"n{i}", "type": "echo", "inputs": {"i": i}} for i in range(30)]
+        edges = [{"source": "wait", "target": "n0"}]
+        edges += [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(29)]
+        definition = {"id": "burst", "nodes": nodes, "edges": edges}
+        submitted = await services.submitter.submit(Submission(definition))
+        await wait_until(lambda: _llen(client, f"{key}:entered"), 20, "the hold node")
         socket = await websockets.connect(f"ws://127.0.0.1:{port}/ws/slow")
         await socket.send(json.dumps({"type": "subscribe", "executionId": submitted.execution_id}))
+        await ws_receive(socket, started("wait"))  # replayed at the client's pace
+        await client.rpush(f"{key}:release", "go")  # then ~90 events at once, unread
         closed = await until_closed(socket)
         assert closed.rcvd is not None
         assert closed.rcvd.code == 1013
@@ -376,6 +380,7 @@ async def test_a_slow_client_is_cut_off(redis_server: RedisServer, tmp_path: Pat
         await task
         await worker.stop(grace=1)
         await services.close()
+        await client.aclose()
 
 
 async def test_websocket_auth_by_header_or_token(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -509,3 +514,19 @@ async def test_events_reach_clients_on_two_api_processes(
         await asyncio.to_thread(worker.stop)
         await client.aclose()
         await services.close()
+
+
+async def test_a_malformed_last_event_id_is_refused(live: Live) -> None:
+    definition = {"id": "q", "nodes": [{"id": "a", "type": "echo"}]}
+    submitted = await live.services.submitter.submit(Submission(definition))
+    async with httpx.AsyncClient(base_url=f"http://{live.direct}") as client:
+        for bad in ("abc", "1-x", "99999999999999999999999-0"):
+            response = await client.get(
+                f"/api/workflow/events/{submitted.execution_id}", headers={"Last-Event-ID": bad}
+            )
+            assert response.status_code == 422, bad
+            assert response.json()["error"]["message"] == "Last-Event-ID is not an event id"
+    # and the process's reader still delivers to everyone else
+    url = f"http://{live.direct}/api/workflow/events/{submitted.execution_id}"
+    events = await sse_read(url, {}, until=None)
+    assert events[-1]["type"] == "execution.completed"

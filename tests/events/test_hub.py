@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support.processes import wait_until
 from tests.support.services import RedisServer
 from workflow_engine.events.hub import Overflow, StreamHub, Subscriber
 from workflow_engine.events.model import Event
@@ -102,18 +103,34 @@ async def test_follow_after_an_event_id(hub: StreamHub, publisher: EventPublishe
     second.close()
 
 
-async def test_a_subscriber_that_falls_behind_is_cut_off(
+async def test_a_long_history_is_replayed_at_the_consumers_pace(
     hub: StreamHub, publisher: EventPublisher
 ) -> None:
-    for i in range(10):
+    for i in range(50):
         publisher.publish("e3", "node.completed", {"i": i})
-    await publisher.flush()
+    await publisher.publish("e3", "execution.completed", {"i": 50}, final=True)
+    small = hub.subscriber(maxsize=3)  # far less than the history
+    follow = asyncio.ensure_future(small.follow_execution("e3"))
+    got = await collect(small)
+    await follow
+    assert [e.data["i"] for e in got] == list(range(51))
+
+
+async def test_a_subscriber_that_falls_behind_live_is_cut_off(
+    hub: StreamHub, publisher: EventPublisher
+) -> None:
     slow = hub.subscriber(maxsize=3)
-    await slow.follow_execution("e3")
+    await slow.follow_execution("e5")  # nothing to replay: live from here
+    for i in range(10):  # a burst the subscriber does not read
+        publisher.publish("e5", "node.completed", {"i": i})
+    await publisher.flush()
+
+    async def cut_off() -> bool:  # the burst arrives in one read, more than fits
+        return slow.overflowed
+
+    await wait_until(cut_off, 5, "the subscriber to be cut off")
     with pytest.raises(Overflow):
-        async with asyncio.timeout(5):
-            await slow.next()
-    assert slow.overflowed
+        await slow.next()
     assert slow.queue.qsize() == 0  # the backlog is dropped, not kept in memory
 
 

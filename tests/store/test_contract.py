@@ -201,10 +201,16 @@ async def test_any_json_output_round_trips(store: StateStore, output: Any) -> No
     assert got.result == output
 
 
-async def test_progress_is_saved(store: StateStore) -> None:
+async def test_progress_is_saved_while_running_only(store: StateStore) -> None:
     await store.create(record("exec_1"))
+    await store.mark_running("exec_1", 1)
     progress = {"currentNode": "a", "completedNodes": ["a"], "totalNodes": 3, "percentage": 33}
-    assert await store.save_progress("exec_1", progress)
+    await store.save_progress("exec_1", progress)
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.progress == progress
+    await store.transition("exec_1", S.CANCELLED)  # cancelled elsewhere: a late run's
+    await store.save_progress("exec_1", {**progress, "percentage": 66})  # progress is ignored
     got = await store.get("exec_1")
     assert got is not None
     assert got.progress == progress
@@ -345,3 +351,50 @@ async def test_an_unreachable_database_is_reported_as_unavailable(tmp_path: Any)
     with pytest.raises(StoreUnavailable):
         await s.mark_running("exec_1", 1)
     await s.close()
+
+
+async def test_no_outcome_after_a_lost_node_result(store: StateStore) -> None:
+    """A node result's batch fails; the outcome submitted later must fail too, until the next
+    attempt resets the execution."""
+    await store.create(record("exec_1"))
+    await store.mark_running("exec_1", 1)
+    apply = store._apply
+    calls = 0
+
+    async def fail_once(writes: Any) -> list[bool]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable("the database blinked")
+        return await apply(writes)
+
+    store._apply = fail_once  # type: ignore[method-assign]
+    lost = store.save_node("exec_1", NodeResult("a", "echo", None, NodeStatus.COMPLETED, attempt=1))
+    with pytest.raises(StoreUnavailable):
+        await lost
+    with pytest.raises(StoreUnavailable, match="an earlier write of exec_1 failed"):
+        await store.finish("exec_1", S.COMPLETED, result=1)
+    got = await store.get("exec_1")
+    assert got is not None
+    assert got.status is S.RUNNING  # not completed without its node result
+    store.reset("exec_1")  # the next attempt
+    assert await store.mark_running("exec_1", 2) is Start.RESUMED
+    assert await store.finish("exec_1", S.COMPLETED, result=1)
+
+
+async def test_outcomes_equal_in_python_but_not_in_json_stay_apart(store: StateStore) -> None:
+    results = {"exec_a": 1, "exec_b": True, "exec_c": 1.5, "exec_d": None}
+    for name in results:
+        await store.create(record(name))
+        await store.mark_running(name, 1)
+    progress = {"currentNode": None, "completedNodes": [], "totalNodes": 1, "percentage": 100}
+    # one batch: the same shape and, in Python, nearly the same values
+    done = await asyncio.gather(
+        *(store.finish(n, S.COMPLETED, result=r, progress=progress) for n, r in results.items())
+    )
+    assert all(done)
+    for name, result in results.items():
+        got = await store.get(name)
+        assert got is not None
+        assert got.result == result
+        assert type(got.result) is type(result)

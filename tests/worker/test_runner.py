@@ -204,3 +204,37 @@ async def test_a_job_of_a_cancelled_execution_does_not_run(
     await wait_until(job_done, 10, "the job to be taken and dropped")
     assert await records(settings, key) == []
     assert (await services.store.get("exec_gone")).status is ExecutionStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_a_run_whose_record_was_cancelled_elsewhere_is_stopped(
+    services: Services, worker: WorkerService
+) -> None:
+    """The API cancelled the record without reaching the worker (pub/sub missed): the worker
+    notices from the store, stops the run, and nothing after it runs."""
+    settings = services.settings
+    key = f"{settings.queue_prefix}:missed"
+    submitted = await services.submitter.submit(
+        Submission(recording_workflow(settings, key, hold=30))
+    )
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+    async def holding() -> bool:
+        return int(await client.llen(f"{key}:entered")) > 0
+
+    await wait_until(holding, 20, "the hold node to start")
+    assert await services.store.transition(
+        submitted.execution_id,
+        ExecutionStatus.CANCELLED,
+        expect=frozenset({ExecutionStatus.RUNNING}),
+        error={"message": "cancelled", "nodeId": None, "type": "cancelled"},
+    )
+
+    async def stopped() -> bool:
+        return submitted.execution_id not in worker.runner.active
+
+    await wait_until(stopped, 10, "the worker to stop the run")
+    record = await services.store.get(submitted.execution_id)
+    assert record is not None
+    assert record.status is ExecutionStatus.CANCELLED
+    assert [r["nodeId"] for r in await records(settings, key)] == ["rec"]  # not "out"
+    await client.aclose()

@@ -136,6 +136,7 @@ class StreamHub:
         while not self._closing:
             try:
                 self._reader_id = int(await self._reader.client_id())
+                backoff = 0.1  # connected again
                 await self._read_forever()
             except asyncio.CancelledError:
                 raise
@@ -169,15 +170,20 @@ class StreamHub:
 
 class Subscriber:
     """What one client follows: executions (replay + live) and, optionally, a client's index
-    of executions. ``await next()`` gives events in order; ``Overflow`` when cut off."""
+    of executions. ``await next()`` gives events in order; ``Overflow`` when cut off.
+
+    Replayed events wait for room in the queue (the consumer sets the pace, however long the
+    history); live events that find it full cut the subscriber off."""
 
     def __init__(self, hub: StreamHub, maxsize: int) -> None:
         self.hub = hub
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.positions: dict[str, str] = {}
+        self._held_limit = 10 * maxsize
         self._replaying: dict[str, list[Entry]] = {}
         self._executions: dict[str, str] = {}  # stream key -> execution id
         self._clients: set[str] = set()
+        self._finished: set[str] = set()  # executions whose final event was delivered
         self._tasks: set[asyncio.Task[None]] = set()
         self.overflowed = False
         self.closed = False
@@ -201,13 +207,18 @@ class Subscriber:
     async def follow_client(self, tenant_id: str, client_id: str, active: Iterable[str]) -> None:
         """Every event of the client's active executions (replayed from their first event, so
         that nothing sent before the subscription is lost), and of every execution it submits
-        from now on. Executions already followed keep their position."""
+        from now on. Executions already followed, or already finished for this subscriber,
+        are left as they are."""
         key = self.hub.keys.client_index(tenant_id, client_id)
         if key in self.positions:
             return
         self._clients.add(key)
         await self._follow(key, await self.hub.last_id(key) or "0-0")
         for execution_id in active:
+            await self._follow_new(execution_id)
+
+    async def _follow_new(self, execution_id: str) -> None:
+        if self.hub.keys.events(execution_id) not in self._finished:
             await self.follow_execution(execution_id)
 
     def unfollow_execution(self, execution_id: str) -> None:
@@ -224,18 +235,20 @@ class Subscriber:
         self.hub.register(key, self, position)
         start = "-" if position == "0-0" else f"({position}"
         try:
-            while True:
+            while not self.closed:
                 page: list[Entry] = cast(
                     Any,
                     await self.hub.control.xrange(key, min=start, max="+", count=REPLAY_PAGE),
                 )
-                self._accept(key, page)
-                if len(page) < REPLAY_PAGE or self.closed:
+                await self._replay(key, page)
+                if len(page) < REPLAY_PAGE:
                     break
                 start = f"({page[-1][0]}"
+            while self._replaying.get(key):  # live entries that came meanwhile, in order
+                held, self._replaying[key] = self._replaying[key], []
+                await self._replay(key, held)
         finally:
-            held = self._replaying.pop(key, [])
-        self._accept(key, held)
+            self._replaying.pop(key, None)
 
     def _drop(self, key: str) -> None:
         self.positions.pop(key, None)
@@ -246,31 +259,46 @@ class Subscriber:
     # -- delivery -------------------------------------------------------------------------
 
     def deliver(self, key: str, entries: list[Entry]) -> None:
+        """Live entries from the hub's reader."""
         held = self._replaying.get(key)
         if held is not None:
             held.extend(entries)
-        else:
-            self._accept(key, entries)
-
-    def _accept(self, key: str, entries: list[Entry]) -> None:
-        if self.closed or key not in self.positions or self.overflowed:
+            if len(held) > self._held_limit:
+                self._overflow()
             return
-        for entry_id, fields in entries:
-            if not stream_id_after(entry_id, self.positions[key]):
-                continue
-            self.positions[key] = entry_id
-            if key in self._clients:
-                self._spawn(self.follow_execution(fields[FIELD]))
-                continue
-            event = decode_entry(self._executions[key], entry_id, fields)
+        for event in self._take(key, entries):
             try:
                 self.queue.put_nowait(event)
             except asyncio.QueueFull:
                 self._overflow()
                 return
-            if event.final:
-                self._drop(key)  # nothing comes after a final event
+
+    async def _replay(self, key: str, entries: list[Entry]) -> None:
+        for event in self._take(key, entries):
+            await self.queue.put(event)
+            if self.closed:
                 return
+
+    def _take(self, key: str, entries: list[Entry]) -> list[Event]:
+        """The new entries of a stream as events (in order, each once); the client index's
+        entries start following their executions instead."""
+        if self.closed or key not in self.positions:
+            return []
+        events: list[Event] = []
+        for entry_id, fields in entries:
+            if not stream_id_after(entry_id, self.positions[key]):
+                continue
+            self.positions[key] = entry_id
+            if key in self._clients:
+                self._spawn(self._follow_new(fields[FIELD]))
+                continue
+            event = decode_entry(self._executions[key], entry_id, fields)
+            events.append(event)
+            if event.final:
+                self._finished.add(key)
+                self._drop(key)  # nothing comes after a final event
+                break
+        return events
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

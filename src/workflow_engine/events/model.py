@@ -90,6 +90,16 @@ def final_event(
     return FINAL_TYPE_OF_STATUS[status], data
 
 
+_MAX_PART = 2**64 - 1
+
+
+def valid_stream_id(value: str) -> bool:
+    """``<ms>-<seq>`` or ``<ms>``, each part a 64-bit unsigned number (what Redis accepts)."""
+    ms, sep, seq = value.partition("-")
+    parts = [ms, seq] if sep else [ms]
+    return all(p.isdigit() and len(p) <= 20 and int(p) <= _MAX_PART for p in parts)
+
+
 def stream_id_after(a: str, b: str) -> bool:
     """Whether stream id ``a`` comes after ``b`` (``ms-seq`` compared as numbers)."""
     return _parse(a) > _parse(b)

@@ -67,6 +67,18 @@ class EventPublisher:
             self._flusher = asyncio.ensure_future(self._flush_loop())
         return batch
 
+    async def _write(self, keys: list[str], args: list[Any]) -> None:
+        """One batch, retried a few times over a connection blip: events lost here would be a
+        gap in every replay."""
+        for delay in RETRY_DELAYS:
+            try:
+                await self._append(keys=keys, args=args)
+                return
+            except aioredis.ConnectionError as exc:  # not sent: safe to send again
+                log.info("writing events failed; retrying", error=repr(exc), delay=delay)
+                await asyncio.sleep(delay)
+        await self._append(keys=keys, args=args)
+
     async def flush(self) -> None:
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
@@ -80,7 +92,7 @@ class EventPublisher:
             keys += [key for key, _, expire in pending if expire]
             args: list[Any] = [self.maxlen, self.ttl_s, len(pending), *(v for _, v, _ in pending)]
             try:
-                await self._append(keys=keys, args=args)
+                await self._write(keys, args)
             except Exception as exc:
                 log.warning("events not written", events=len(pending), error=repr(exc))
                 if batch is not None and not batch.done():
@@ -91,9 +103,13 @@ class EventPublisher:
 
 
 async def has_final_event(redis: aioredis.Redis, key: str) -> bool:
-    """Whether the stream's newest entry ends the execution."""
-    last: list[tuple[str, dict[str, str]]] = cast(Any, await redis.xrevrange(key, count=1))
-    return bool(last) and entry_type(last[0][1]) in FINAL_TYPES
+    """Whether one of the stream's newest entries ends the execution (a worker that had not
+    yet heard of a cancel may have added a few events after it)."""
+    last: list[tuple[str, dict[str, str]]] = cast(Any, await redis.xrevrange(key, count=50))
+    return any(entry_type(fields) in FINAL_TYPES for _, fields in last)
+
+
+RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 
 class _IsoClock:

@@ -3,6 +3,7 @@ before both the record and the job exist; if the enqueue fails, the record is re
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,23 @@ class Submitter:
         record, fresh = await self.store.create(record)
         if not fresh:
             return Submitted(record.execution_id, record.execution_id, record.status, False)
+        try:  # the first event and the client's index entry exist before any worker's event
+            if record.client_id is not None:
+                self.events.index_client(record.tenant_id, record.client_id, record.execution_id)
+            await self.events.publish(
+                record.execution_id,
+                ev.EXECUTION_QUEUED,
+                {
+                    "workflowId": record.workflow_id,
+                    "type": record.queue,
+                    "clientId": record.client_id,
+                    "priority": submission.priority,
+                    "delay": submission.delay_ms,
+                },
+            )
+        except Exception as exc:
+            await self._forget(record.execution_id)
+            raise QueueUnavailable(f"could not record the execution's first event: {exc}") from exc
         options: dict[str, Any] = {"jobId": record.execution_id}
         if submission.priority:
             options["priority"] = submission.priority
@@ -132,19 +150,6 @@ class Submitter:
         except Exception as exc:
             await self._forget(record.execution_id)
             raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc
-        if record.client_id is not None:
-            self.events.index_client(record.tenant_id, record.client_id, record.execution_id)
-        self.events.publish(
-            record.execution_id,
-            ev.EXECUTION_QUEUED,
-            {
-                "workflowId": record.workflow_id,
-                "type": record.queue,
-                "clientId": record.client_id,
-                "priority": submission.priority,
-                "delay": submission.delay_ms,
-            },
-        )
         return Submitted(record.execution_id, record.execution_id, ExecutionStatus.PENDING, True)
 
     async def _check_room(self, queue: str) -> None:
@@ -159,6 +164,8 @@ class Submitter:
             )
 
     async def _forget(self, execution_id: str) -> None:
+        with contextlib.suppress(Exception):  # its first event, if it got written
+            await self.events.redis.delete(self.events.keys.events(execution_id))
         try:
             await self.store.delete(execution_id)
         except Exception as exc:  # the store is down too: mark it failed when it is back

@@ -113,6 +113,7 @@ class StateStore(ABC):
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.batched_writes = 0
+        self._broken: dict[str, str] = {}
 
     # -- the backend's hooks ------------------------------------------------------------
 
@@ -161,6 +162,10 @@ class StateStore(ABC):
 
     @abstractmethod
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def final_among(self, execution_ids: Sequence[str]) -> set[str]:
+        """Which of these executions are in a final status (e.g. cancelled by the API)."""
 
     @abstractmethod
     async def _delete_finished_before(self, cutoff_ms: int) -> int: ...
@@ -266,12 +271,25 @@ class StateStore(ABC):
 
     def submit(self, op: Write) -> asyncio.Future[bool]:
         """Add a write to the next batch. The first write of an idle store is flushed at once;
-        writes that arrive while a batch commits go into the next one."""
+        writes that arrive while a batch commits go into the next one. A write of an execution
+        one of whose writes failed fails too (until ``reset``): no outcome is ever recorded
+        without the node results submitted before it."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        broken = self._broken.get(op.execution_id)
+        if broken is not None:
+            future.set_exception(
+                StoreUnavailable(f"an earlier write of {op.execution_id} failed: {broken}")
+            )
+            future.add_done_callback(_retrieved)
+            return future
         self._pending.append((op, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_loop())
         return future
+
+    def reset(self, execution_id: str) -> None:
+        """Forget an execution's failed writes (a new attempt starts from what is stored)."""
+        self._broken.pop(execution_id, None)
 
     async def flush(self) -> None:
         """Wait until every write submitted so far is committed (or failed)."""
@@ -297,6 +315,9 @@ class StateStore(ABC):
                 # what was queued behind the failed batch fails too: no write may take effect
                 # after an earlier one that failed (an outcome without its node results)
                 batch, self._pending = batch + self._pending, []
+                for op, _ in batch:
+                    if isinstance(op, SaveNode | SaveProgress):  # a run's record is incomplete
+                        self._broken[op.execution_id] = repr(exc)
                 log.warning("store batch failed", writes=len(batch), error=repr(exc))
                 for _, future in batch:
                     if not future.done():
@@ -305,3 +326,8 @@ class StateStore(ABC):
             for (_, future), ok in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(ok)
+
+
+def _retrieved(future: asyncio.Future[bool]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -9,7 +9,7 @@ import functools
 from typing import Any
 
 from workflow_engine.store.base import SaveNode, Transition
-from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms
+from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms, same_types
 
 INT_COLUMNS = {"attempts": "integer", "started_at": "bigint", "completed_at": "bigint"}
 
@@ -31,11 +31,13 @@ class PostgresStore(SqlStore):
     ) -> set[str]:
         to, allowed, _, columns = shape
         ids = [op.execution_id for op in ops]
-        if all(op.values == ops[0].values for op in ops):
-            values = [_param(c, ops[0].values[c]) for c in columns]
+        # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
+        params = [tuple(_param(c, op.values[c]) for c in columns) for op in ops]
+        if all(p == params[0] and same_types(p, params[0]) for p in params):
+            values = list(params[0])
             rows = await raw.fetch(_update_same(shape), to, now, ids, list(allowed), *values)
         else:
-            arrays = [[_param(c, op.values[c]) for op in ops] for c in columns]
+            arrays = [list(column) for column in zip(*params, strict=True)] if columns else []
             rows = await raw.fetch(_update_each(shape), to, now, ids, list(allowed), *arrays)
         return {row[0] for row in rows}
 
@@ -105,7 +107,8 @@ def _update_each(shape: Shape) -> str:
 
 _PROGRESS = (
     "UPDATE wfe_executions AS e SET progress = v.p::json, updated_at = $3 "
-    "FROM unnest($1::text[], $2::text[]) AS v(id, p) WHERE e.execution_id = v.id"
+    "FROM unnest($1::text[], $2::text[]) AS v(id, p) WHERE e.execution_id = v.id "
+    "AND e.status IN ('running', 'waiting')"
 )
 
 _NODES = (

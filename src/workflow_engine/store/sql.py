@@ -252,6 +252,16 @@ class SqlStore(StateStore):
             rows = (await conn.execute(query.order_by(executions.c.execution_id))).all()
         return [_record(row._mapping) for row in rows]
 
+    async def final_among(self, execution_ids: Sequence[str]) -> set[str]:
+        if not execution_ids:
+            return set()
+        query = sa.select(executions.c.execution_id).where(
+            executions.c.execution_id.in_(list(execution_ids)),
+            executions.c.status.in_([str(s) for s in FINAL_STATUSES]),
+        )
+        async with self._connect() as conn:
+            return set((await conn.execute(query)).scalars())
+
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
         query = sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
         if tenant_id is not None:
@@ -337,6 +347,10 @@ JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata"})
 def shape_of(op: Transition) -> Shape:
     allowed = frozenset(str(status) for status in op.allowed_from)
     return (str(op.to), allowed, op.stamp, tuple(sorted(op.values)))
+
+
+def same_types(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return all(type(x) is type(y) for x, y in zip(a, b, strict=True))
 
 
 def json_text(value: Any) -> str | None:

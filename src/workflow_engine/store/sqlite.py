@@ -9,7 +9,7 @@ import functools
 from typing import Any
 
 from workflow_engine.store.base import SaveNode, Transition
-from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms
+from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms, same_types
 
 IN_CHUNK = 500  # ids per statement, well under SQLite's limit on variables
 
@@ -21,7 +21,8 @@ def _param(column: str, value: Any) -> Any:
 class SqliteStore(SqlStore):
     async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
         await raw.executemany(
-            "UPDATE wfe_executions SET progress = ?, updated_at = ? WHERE execution_id = ?",
+            "UPDATE wfe_executions SET progress = ?, updated_at = ? WHERE execution_id = ? "
+            "AND status IN ('running', 'waiting')",
             [(json_text(p), now, execution_id) for execution_id, p in progress.items()],
         )
 
@@ -33,18 +34,19 @@ class SqliteStore(SqlStore):
         for start in range(0, len(ops), IN_CHUNK):
             chunk = ops[start : start + IN_CHUNK]
             ids = [op.execution_id for op in chunk]
-            if all(op.values == chunk[0].values for op in chunk):
-                values = [_param(c, chunk[0].values[c]) for c in columns]
+            # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
+            params = [tuple(_param(c, op.values[c]) for c in columns) for op in chunk]
+            if all(p == params[0] and same_types(p, params[0]) for p in params):
                 cursor = await raw.execute(
-                    _update_same(shape, len(ids)), [to, now, *values, *ids, *sorted(allowed)]
+                    _update_same(shape, len(ids)), [to, now, *params[0], *ids, *sorted(allowed)]
                 )
                 taken.update(row[0] for row in await cursor.fetchall())
                 continue
             cursor = await raw.execute(_eligible(allowed, len(ids)), [*ids, *sorted(allowed)])
             eligible = {row[0] for row in await cursor.fetchall()}
             rows = [
-                [to, now, *(_param(c, op.values[c]) for c in columns), op.execution_id]
-                for op in chunk
+                [to, now, *values, op.execution_id]
+                for op, values in zip(chunk, params, strict=True)
                 if op.execution_id in eligible
             ]
             if rows:

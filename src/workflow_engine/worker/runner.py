@@ -28,6 +28,7 @@ log = get_logger(__name__)
 RESTORABLE = frozenset({NodeStatus.COMPLETED, NodeStatus.SKIPPED, NodeStatus.FAILED})
 CANCEL_MEMORY_S = 120.0
 CANCEL_REASON = "cancelled by request"
+RELEASE_REASON = "released by a worker shutting down"
 
 
 class JobRunner:
@@ -49,15 +50,18 @@ class JobRunner:
         self.active: dict[str, WorkflowRun] = {}
         self._releasing: set[str] = set()
         self._cancelled: dict[str, float] = {}
+        self.stopping = False
 
     # -- control from outside ---------------------------------------------------------------
 
     def release_all(self) -> None:
         """Stop every run in flight and give its job back to the queue (graceful shutdown
-        after the grace period): another worker resumes it from its checkpoints."""
+        after the grace period): another worker resumes it from its checkpoints. Jobs that
+        arrive from now on are given back before they start."""
+        self.stopping = True
         for execution_id, run in list(self.active.items()):
             self._releasing.add(execution_id)
-            run.cancel("released by a worker shutting down")
+            run.cancel(RELEASE_REASON)
 
     def request_cancel(self, execution_id: str) -> None:
         """A cancel request (from any API process, over pub/sub). Remembered for a while, in
@@ -101,6 +105,10 @@ class JobRunner:
         queue: str = job.queue.name if hasattr(job.queue, "name") else "workflow"
         attempt = max(int(getattr(job, "attemptsStarted", 0) or 0), job.attemptsMade + 1)
         started = time.monotonic()
+        if self.stopping:  # fetched as the worker was shutting down: not started, given back
+            await job.moveToDelayed(int(time.time() * 1000), token)
+            raise DelayedError()
+        self.store.reset(execution_id)  # this attempt starts from what the store has
         start = await self.store.mark_running(execution_id, attempt)
         if start is Start.REFUSED:
             return await self._refused(execution_id)
@@ -146,8 +154,9 @@ class JobRunner:
             raise UnrecoverableError(str(exc)) from exc
         finally:
             self.active.pop(execution_id, None)
-        if execution_id in self._releasing:
-            self._releasing.discard(execution_id)
+        released = execution_id in self._releasing
+        self._releasing.discard(execution_id)
+        if released and (outcome.error or {}).get("message") == RELEASE_REASON:
             await hooks.durable()
             await job.moveToDelayed(int(time.time() * 1000), token)
             log.info("execution released to the queue", executionId=execution_id)

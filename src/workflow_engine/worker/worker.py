@@ -26,6 +26,8 @@ from workflow_engine.worker.runner import JobRunner
 
 log = get_logger(__name__)
 
+CANCEL_WATCH_S = 2.0
+
 
 class WorkerService:
     def __init__(
@@ -54,6 +56,7 @@ class WorkerService:
         self.workers: dict[str, ChainingWorker] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         keys = self.keys
@@ -79,6 +82,7 @@ class WorkerService:
             self._tasks.append(asyncio.ensure_future(worker.run()))
         if self.settings.rate_limit_max:
             await self._apply_rate_limit()
+        self._watch = asyncio.ensure_future(self._watch_cancelled())
         log.info(
             "worker started",
             queues=self.queue_names,
@@ -97,6 +101,22 @@ class WorkerService:
                 )
             finally:
                 await queue.close()
+
+    async def _watch_cancelled(self) -> None:
+        """A cancel can miss a worker (its pub/sub connection was being re-made); the record
+        cannot: every few seconds, runs whose record was ended by someone else are cancelled."""
+        while True:
+            await asyncio.sleep(CANCEL_WATCH_S)
+            ids = list(self.runner.active)
+            if not ids:
+                continue
+            try:
+                ended = await self.store.final_among(ids)
+            except Exception as exc:
+                log.debug("cancel watch skipped", error=repr(exc))
+                continue
+            for execution_id in ended:
+                self.runner.request_cancel(execution_id)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -136,6 +156,8 @@ class WorkerService:
             self.runner.release_all()
             await closing
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.cancel()
         await self.cancels.stop()
         await self.store.flush()
         await self.events.flush()

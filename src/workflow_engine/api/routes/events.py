@@ -18,7 +18,7 @@ from workflow_engine.api.errors import ApiError
 from workflow_engine.api.services import Services
 from workflow_engine.engine.results import iso
 from workflow_engine.events.hub import Overflow, Subscriber
-from workflow_engine.events.model import Event, final_event
+from workflow_engine.events.model import Event, final_event, valid_stream_id
 from workflow_engine.events.publisher import has_final_event
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import NotFound
@@ -43,35 +43,61 @@ async def _execution(
     return record
 
 
+def _position(
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> str | None:
+    """Where to resume: the ``Last-Event-ID`` header, else the ``lastEventId`` parameter."""
+    position = last_event_id or after
+    if position is not None and not valid_stream_id(position):
+        raise ApiError(
+            422,
+            "invalid",
+            "Last-Event-ID is not an event id",
+            [{"path": "Last-Event-ID", "message": "expected <milliseconds>-<sequence>"}],
+        )
+    return position
+
+
 @router.get("/api/workflow/events/{execution_id}", response_class=EventSourceResponse)
 async def execution_events(
     request: Request,
     record: Annotated[ExecutionRecord, Depends(_execution)],
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[str | None, Query(alias="lastEventId")] = None,
+    position: Annotated[str | None, Depends(_position)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of one execution: replay after ``Last-Event-ID`` (header, or the
     ``lastEventId`` query parameter), then live; the stream ends after the final event."""
     services: Services = request.app.state.services
     subscriber = services.hub.subscriber(services.settings.ws_queue_size)
     finished = record.status in FINAL_STATUSES
+    # the replay runs beside this loop: it waits for room in the queue that this loop empties
+    follow = asyncio.ensure_future(subscriber.follow_execution(record.execution_id, position))
     try:
-        await subscriber.follow_execution(record.execution_id, last_event_id or after)
         while True:
-            if finished and subscriber.queue.empty():
-                # the replay is over and no final event was in it: it was already sent to
-                # this client, or the stream lost it (expired): then say how it ended
-                if not await _stream_ended(services, record):
-                    yield _sse(_final_from_record(record))
-                return
+            if follow.done():
+                follow.result()
+                if finished and subscriber.queue.empty():
+                    # the replay is over without a final event: this client saw it already,
+                    # or the stream expired; then say how it ended
+                    if not await _stream_ended(services, record):
+                        yield _sse(_final_from_record(record))
+                    return
+            getter = asyncio.ensure_future(subscriber.next())
+            await asyncio.wait(
+                {getter} if follow.done() else {getter, follow}, return_when="FIRST_COMPLETED"
+            )
+            if not getter.done():
+                getter.cancel()
+                continue
             try:
-                event = await subscriber.next()
+                event = getter.result()
             except Overflow:
                 return  # the client reconnects with Last-Event-ID
             yield _sse(event)
             if event.final:
                 return
     finally:
+        follow.cancel()
         subscriber.close()
 
 
@@ -164,10 +190,7 @@ async def _handle(
 
 
 def _is_stream_id(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    ms, _, seq = value.partition("-")
-    return ms.isdigit() and (seq == "" or seq.isdigit())
+    return isinstance(value, str) and valid_stream_id(value)
 
 
 async def _send_events(websocket: WebSocket, subscriber: Subscriber) -> None:
