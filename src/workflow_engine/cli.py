@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
+import redis.asyncio as aioredis
 import structlog
 import typer
 from rich.console import Console
@@ -29,9 +30,11 @@ from workflow_engine.engine.hooks import ExecutionHooks, NodeFinished, NodeRetry
 from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.engine.status import NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError, Problem
+from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import configure_logging
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.store import open_store
+from workflow_engine.worker.retention import forget_streams
 
 app = typer.Typer(
     name="workflow-engine",
@@ -250,16 +253,25 @@ def cleanup(
     """Delete finished executions (and their node results) older than --days."""
     settings = _settings()
 
-    async def go() -> int:
+    async def go() -> tuple[int, str]:
         store = open_store(settings.store_url)
         try:
             await store.migrate()
-            return await store.cleanup(days)
+            removed = await store.cleanup(days)
         finally:
             await store.close()
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        try:
+            await forget_streams(redis, Keys(settings.queue_prefix), removed)
+            note = ""
+        except aioredis.RedisError:
+            note = " (Redis unreachable: their event streams expire on their own)"
+        finally:
+            await redis.aclose()
+        return len(removed), note
 
-    removed = asyncio.run(go())
-    err.print(f"removed {removed} execution(s) finished more than {days:g} day(s) ago")
+    removed, note = asyncio.run(go())
+    err.print(f"removed {removed} execution(s) finished more than {days:g} day(s) ago{note}")
 
 
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)

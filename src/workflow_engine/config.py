@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflow_engine.errors import WorkflowEngineError
+from workflow_engine.maintenance import MaintenanceWindow, zone
 
 QUEUE_NAMES = ("realtime", "workflow", "scheduled", "background")
 QueueName = Literal["realtime", "workflow", "scheduled", "background"]
@@ -112,8 +113,41 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(1000, ge=1, description="Events buffered per client connection.")
     cancel_wait_s: float = Field(5, ge=0, description="How long cancel waits for the worker.")
     group_commit_max: int = Field(1000, ge=1)
+    park_after_s: float = Field(
+        10, ge=0, description="A delay longer than this parks the execution (frees the worker)."
+    )
+    checkpoint_ttl_s: int = Field(
+        7 * 86_400, ge=60, description="Redis checkpoints of running executions expire after."
+    )
+    maintenance_window: str | None = Field(
+        None,
+        description="Daily HH:MM-HH:MM (in maintenance_tz) when schedule ticks are skipped.",
+    )
+    maintenance_tz: str = "UTC"
+    retention_days: float = Field(
+        30, ge=0, description="Finished executions are removed after this many days (0: never)."
+    )
+    cleanup_interval_s: float = Field(3600, gt=0, description="How often a worker cleans up.")
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("maintenance_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value:
+            MaintenanceWindow.parse(value)
+        return value or None
+
+    @field_validator("maintenance_tz")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    def window(self) -> MaintenanceWindow | None:
+        if self.maintenance_window is None:
+            return None
+        return MaintenanceWindow.parse(self.maintenance_window, self.maintenance_tz)
 
     def queue(self, name: str) -> QueueSettings:
         settings: QueueSettings = getattr(self.queues, name)

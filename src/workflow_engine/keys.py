@@ -27,6 +27,14 @@ class Keys:
         """Stream of an execution's events; the stream id is the event id."""
         return self._ours("events", execution_id)
 
+    def checkpoint(self, execution_id: str) -> str:
+        """Hash of a running execution's finished nodes (the fast copy a resumed run reads)."""
+        return self._ours("checkpoint", execution_id)
+
+    def maintenance(self, name: str) -> str:
+        """Coordination keys of the periodic jobs that one worker at a time runs."""
+        return self._ours("maintenance", name)
+
     def client_index(self, tenant_id: str, client_id: str) -> str:
         """Stream of the executions a tenant's client submitted (one entry per execution)."""
         return self._ours("client", tenant_id, client_id)

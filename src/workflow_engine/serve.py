@@ -86,7 +86,9 @@ async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) 
         batch_window_ms=settings.group_commit_ms,
     )
     await store.migrate()
-    executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
+    executor = Executor(
+        limits=Limits(max_nodes=settings.max_nodes), park_after=settings.park_after_s
+    )
     service = WorkerService(settings, store, queues, executor)
     try:
         await service.run_until_stopped()

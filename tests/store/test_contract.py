@@ -294,7 +294,7 @@ async def test_cleanup_removes_old_finished_executions_and_their_nodes(store: St
         await store.save_node(name, NodeResult("n", "echo", None, NodeStatus.COMPLETED, attempt=1))
     await store.transition("old_done", S.COMPLETED, completed_at=old)
     await store.finish("recent_done", S.COMPLETED)
-    assert await store.cleanup(days=30) == 1
+    assert await store.cleanup(days=30) == ["old_done"]
     assert await store.get("old_done") is None
     assert await store.node_results("old_done") == []
     assert await store.get("recent_done") is not None

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.definition.expressions import join_path
-from workflow_engine.errors import DefinitionError, InputValidationError
+from workflow_engine.errors import AnswerValidationError, DefinitionError, InputValidationError
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import Conflict, NotFound, QueueFull, QueueUnavailable
 from workflow_engine.store.base import StoreUnavailable
@@ -107,6 +107,13 @@ def install_error_handlers(app: FastAPI) -> None:
         details = [p.to_dict() for p in exc.problems]
         return error_response(
             422, "invalid_inputs", f"the inputs have {len(details)} problem(s)", details
+        )
+
+    @app.exception_handler(AnswerValidationError)
+    async def answer_invalid(_: Request, exc: AnswerValidationError) -> FastJSONResponse:
+        details = [p.to_dict() for p in exc.problems]
+        return error_response(
+            422, "invalid_answer", f"the answer has {len(details)} problem(s)", details
         )
 
     @app.exception_handler(NotFound)

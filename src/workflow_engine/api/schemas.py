@@ -33,3 +33,8 @@ class ExecuteRequest(Body):
     metadata: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     callback_url: str | None = None
+
+
+class ResumeRequest(Body):
+    node_id: str | None = Field(None, min_length=1, description="Needed when several wait.")
+    input: Any = Field(description="The answer; it must satisfy the node's `schema`.")

@@ -18,6 +18,7 @@ from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.queues import QueueSet
+from workflow_engine.queue.resume import Resumer
 from workflow_engine.queue.submit import Submitter
 from workflow_engine.store import StateStore, open_store
 
@@ -48,6 +49,7 @@ class Services:
     events: EventPublisher
     hub: StreamHub
     canceller: Canceller
+    resumer: Resumer
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -72,7 +74,17 @@ class Services:
             store, queues, client, redis_keys, events, hub, wait_s=settings.cancel_wait_s
         )
         return cls(
-            settings, store, client, queues, submitter, keys, redis_keys, events, hub, canceller
+            settings,
+            store,
+            client,
+            queues,
+            submitter,
+            keys,
+            redis_keys,
+            events,
+            hub,
+            canceller,
+            Resumer(store, queues),
         )
 
     async def close(self) -> None:

@@ -22,6 +22,7 @@ from workflow_engine.definition.expressions import (
 )
 from workflow_engine.definition.model import ERROR_BRANCH, WorkflowDefinition
 from workflow_engine.errors import DefinitionError, Problem
+from workflow_engine.jsonschemas import compile_schema, json_path
 from workflow_engine.nodes.base import NodeType
 from workflow_engine.nodes.registry import NodeRegistry
 
@@ -335,14 +336,14 @@ class _Checker:
         schema = self.raw.get("input_schema")
         if not isinstance(schema, dict):
             return
-        validator = jsonschema.validators.validator_for(schema)
         try:
-            validator.check_schema(schema)
+            compile_schema(schema)
         except jsonschema.SchemaError as exc:
-            path = "input_schema" + "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path
+            self.add(
+                json_path("input_schema", exc.path),
+                f"invalid JSON Schema: {exc.message}",
+                "invalid_schema",
             )
-            self.add(path, f"invalid JSON Schema: {exc.message}", "invalid_schema")
 
 
 def _under_template(inputs: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:

@@ -39,7 +39,7 @@ from workflow_engine.errors import (
 )
 from workflow_engine.ids import new_execution_id
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.nodes.base import NodeContext
+from workflow_engine.nodes.base import NodeContext, Park
 from workflow_engine.nodes.registry import NodeRegistry
 
 log = get_logger(__name__)
@@ -60,8 +60,12 @@ class Executor:
         http_client: httpx.AsyncClient | None = None,
         limits: Limits | None = None,
         cancel_grace: float = 2.0,
+        park_after: float | None = None,
     ) -> None:
+        """``park_after``: None, runs cannot park (``wfe run``: a ``delay`` sleeps, a
+        ``wait_input`` fails); else waits longer than that many seconds park the execution."""
         self.cancel_grace = cancel_grace
+        self.park_after = park_after
         self.registry = registry if registry is not None else NodeRegistry.default()
         self.expressions = expressions if expressions is not None else ExpressionEngine()
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -99,13 +103,16 @@ class Executor:
         metadata: Mapping[str, Any] | None = None,
         hooks: ExecutionHooks | None = None,
         restored: Mapping[str, NodeResult] | None = None,
+        prior_attempts: Mapping[str, int] | None = None,
         timeout: float | None = None,
         max_parallel: int | None = None,
     ) -> WorkflowRun:
         """Prepare a run; ``await run.wait()`` executes it, ``run.cancel()`` stops it.
 
-        ``restored`` holds final node results of an earlier attempt (a checkpoint): those nodes
-        are not run again and their outputs are visible downstream.
+        ``restored`` holds node results of an earlier run (a checkpoint): final ones are not
+        run again and their outputs are visible downstream; ``waiting`` ones run again with
+        their ticket. ``prior_attempts`` counts the attempts an interrupted run made of a node,
+        so that its attempt numbers go on.
         """
         return WorkflowRun(
             self,
@@ -116,6 +123,7 @@ class Executor:
             metadata=dict(metadata or {}),
             hooks=hooks,
             restored=restored or {},
+            prior_attempts=prior_attempts or {},
             timeout=timeout,
             max_parallel=max_parallel or plan.definition.max_parallel,
         )
@@ -146,6 +154,7 @@ class WorkflowRun:
         metadata: dict[str, Any],
         hooks: ExecutionHooks | None,
         restored: Mapping[str, NodeResult],
+        prior_attempts: Mapping[str, int],
         timeout: float | None,
         max_parallel: int,
     ) -> None:
@@ -159,6 +168,9 @@ class WorkflowRun:
         self.timeout = timeout
         self.max_parallel = max_parallel
         self._restored = restored
+        self._prior = dict(prior_attempts)
+        self._tickets: dict[str, Any] = {}
+        self._parked: dict[str, float | None] = {}
         self._clock = executor.clock
         self._state = GraphState(plan)
         self.results: dict[str, NodeResult] = {
@@ -249,7 +261,14 @@ class WorkflowRun:
     async def _begin(self) -> None:
         restored: dict[str, tuple[NodeStatus, str | None]] = {}
         for node_id, result in self._restored.items():
-            if node_id not in self.results or result.status not in FINAL_NODE_STATUSES:
+            if node_id not in self.results:
+                continue
+            if result.status is NodeStatus.WAITING:  # parked: it runs again with its ticket
+                self._tickets[node_id] = result.output if isinstance(result.output, dict) else {}
+                self._prior[node_id] = max(result.attempt - 1, 0)
+                self.results[node_id].started_at = result.started_at
+                continue
+            if result.status not in FINAL_NODE_STATUSES:
                 continue
             if result.status is NodeStatus.CANCELLED or (
                 result.status is NodeStatus.FAILED
@@ -275,7 +294,11 @@ class WorkflowRun:
         try:
             while node_id is not None and not self._stopping:
                 result = await self._execute(node_id)
-                await self._complete(node_id, result)
+                try:
+                    await self._complete(node_id, result)
+                except Exception as exc:  # a hook could not record it: the run cannot go on
+                    self._internal_failure(node_id, exc)
+                    return
                 node_id = self._queue.popleft() if self._queue and not self._stopping else None
         finally:
             task = asyncio.current_task()
@@ -308,7 +331,8 @@ class WorkflowRun:
         definition = plan_node.definition
         result = self.results[node_id]
         result.status = NodeStatus.RUNNING
-        result.started_at = self._clock.now()
+        if result.started_at is None:  # (a parked node keeps its first start)
+            result.started_at = self._clock.now()
         self._current = node_id
         task = asyncio.current_task()
         assert task is not None
@@ -337,10 +361,13 @@ class WorkflowRun:
                             plan_node.type_name,
                             result.input,
                             result.started_at,
+                            self._prior.get(node_id, 0) + 1,
                         )
                     )
+            first = self._prior.get(node_id, 0) + 1
             attempts = definition.retry.attempts if definition.retry is not None else 1
-            for attempt in range(1, attempts + 1):
+            last = max(attempts, first)  # a node interrupted by a crash runs at least once more
+            for attempt in range(first, last + 1):
                 result.attempt = attempt
                 if self._stopping:
                     raise _Stop
@@ -357,11 +384,16 @@ class WorkflowRun:
                     )
                     result.status = NodeStatus.COMPLETED
                     break
+                except Park as parked:
+                    result.status = NodeStatus.WAITING
+                    result.output = parked.ticket
+                    self._parked[node_id] = parked.resume_at
+                    return result
                 except NodeError as exc:
                     error = exc
                 except Exception as exc:
                     error = NodeError(f"{type(exc).__name__}: {exc}", error_type="exception")
-                if not error.retryable or attempt == attempts:
+                if not error.retryable or attempt == last:
                     raise error
                 assert definition.retry is not None
                 delay = definition.retry.delay_before(attempt + 1)
@@ -425,6 +457,8 @@ class WorkflowRun:
             scope=self._scope,
             http_client=self.executor.http_client,
             emit_stream=self._streamer(node_id),
+            ticket=self._tickets.get(node_id),
+            park_after=self.executor.park_after,
         )
         timeout = plan_node.definition.timeout
         if timeout is None:
@@ -467,6 +501,10 @@ class WorkflowRun:
         if result.status is NodeStatus.CANCELLED or self._outcome is not None:
             return
         self._publish(result)
+        if result.status is NodeStatus.WAITING:  # its successors wait with it
+            if self.hooks is not None:
+                await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            return
         self._finished_order.append(node_id)
         definition = self.plan.nodes[node_id].definition
         if result.status is NodeStatus.FAILED and definition.on_error == "fail":
@@ -487,6 +525,8 @@ class WorkflowRun:
         await self._skip(settled.skipped)
         if self.hooks is not None:
             await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
+        if settled.ready and self.hooks is not None:
+            await self.hooks.checkpoint()  # a resumed run must not run this node again
         if not self._stopping:
             self._queue.extend(settled.ready)
             # this worker goes on with one of them itself
@@ -506,10 +546,28 @@ class WorkflowRun:
                     NodeFinished(self.execution_id, self.results[node_id])
                 )
 
+    def _internal_failure(self, node_id: str, exc: Exception) -> None:
+        log.error(
+            "recording a node failed; stopping the run",
+            executionId=self.execution_id,
+            nodeId=node_id,
+            error=repr(exc),
+        )
+        if self._failure is None:
+            self._failure = {
+                "message": f"could not record node '{node_id}': {exc}",
+                "nodeId": node_id,
+                "type": "internal",
+            }
+        self._abort()
+
     async def _conclude(self) -> ExecutionOutcome:
         now = self._clock.now()
+        parked = bool(self._parked) and self._failure is None and self._cancel_reason is None
         stopped: list[NodeResult] = []
         for result in self.results.values():
+            if parked:
+                break  # the nodes not run yet wait for the parked ones
             if result.status not in FINAL_NODE_STATUSES:
                 result.status = NodeStatus.CANCELLED
                 result.completed_at = now
@@ -525,6 +583,8 @@ class WorkflowRun:
         elif self._cancel_reason is not None:
             status = ExecutionStatus.CANCELLED
             error = {"message": self._cancel_reason, "nodeId": None, "type": "cancelled"}
+        elif parked:
+            status = ExecutionStatus.WAITING
         else:
             status, result_value = ExecutionStatus.COMPLETED, self._result_value()
         self._outcome = ExecutionOutcome(
@@ -538,6 +598,7 @@ class WorkflowRun:
             started_at=self._started_at,
             completed_at=now,
             metadata=self.metadata,
+            parked=dict(self._parked) if parked else {},
         )
         return self._outcome
 

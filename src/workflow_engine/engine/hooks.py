@@ -15,6 +15,8 @@ class NodeStarted:
     node_type: str
     input: Any
     started_at: float
+    attempt: int = 1
+    """The first attempt of this run (more than 1 when an earlier run was interrupted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,8 @@ class NodeStreamed:
 
 @dataclass(frozen=True, slots=True)
 class NodeFinished:
-    """A node reached a final status: completed, failed, skipped or cancelled."""
+    """A node reached a final status (completed, failed, skipped, cancelled) or parked
+    (waiting, its output the ticket it resumes from)."""
 
     execution_id: str
     result: NodeResult
@@ -67,4 +70,9 @@ class ExecutionHooks:
         return None
 
     async def on_progress(self, event: ProgressChanged) -> None:
+        return None
+
+    async def checkpoint(self) -> None:
+        """Awaited before the nodes that depend on finished ones start: return once what was
+        reported so far is recorded well enough for a resumed run to restore it."""
         return None

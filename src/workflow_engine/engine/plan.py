@@ -7,12 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
 from workflow_engine.definition.expressions import ExpressionEngine, Resolver
 from workflow_engine.definition.model import NodeDef, WorkflowDefinition
 from workflow_engine.definition.validate import Limits, validate_definition
-from workflow_engine.errors import InputValidationError, Problem
+from workflow_engine.errors import InputValidationError
+from workflow_engine.jsonschemas import compile_schema, schema_problems
 from workflow_engine.nodes.base import NodeType
 from workflow_engine.nodes.registry import NodeRegistry
 
@@ -52,14 +51,7 @@ class WorkflowPlan:
         """Raise ``InputValidationError`` listing every way ``inputs`` break ``input_schema``."""
         if self.input_validator is None:
             return
-        problems = [
-            Problem(
-                "inputs" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.path),
-                e.message,
-                "invalid_input",
-            )
-            for e in self.input_validator.iter_errors(dict(inputs))
-        ]
+        problems = schema_problems(self.input_validator, dict(inputs), "inputs", "invalid_input")
         if problems:
             raise InputValidationError(problems)
 
@@ -92,8 +84,7 @@ def compile_workflow(
         )
     validator = None
     if definition.input_schema is not None:
-        cls = jsonschema.validators.validator_for(definition.input_schema)
-        validator = cls(definition.input_schema)
+        validator = compile_schema(definition.input_schema)
     return WorkflowPlan(
         definition=definition,
         nodes=nodes,

@@ -24,6 +24,13 @@ def _iso_ms(ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def from_iso(text: str | None) -> float | None:
+    """ISO 8601 (as ``iso`` writes it) -> epoch seconds."""
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).timestamp()
+
+
 @dataclass(slots=True)
 class NodeResult:
     node_id: str
@@ -57,6 +64,22 @@ class NodeResult:
             "completedAt": iso(self.completed_at),
             "durationMs": self.duration_ms,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeResult:
+        """The inverse of ``to_dict`` (a checkpoint, an event, a result of another run)."""
+        return cls(
+            node_id=data["nodeId"],
+            node_type=data["nodeType"],
+            name=data.get("name"),
+            status=NodeStatus(data["status"]),
+            input=data.get("input"),
+            output=data.get("output"),
+            error=data.get("error"),
+            attempt=int(data.get("attempt") or 0),
+            started_at=from_iso(data.get("startedAt")),
+            completed_at=from_iso(data.get("completedAt")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +115,18 @@ class ExecutionOutcome:
     started_at: float
     completed_at: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    parked: dict[str, float | None] = field(default_factory=dict)
+    """When ``waiting``: the parked nodes and when each wants to resume (None: on an answer)."""
 
     @property
     def ok(self) -> bool:
         return self.status is ExecutionStatus.COMPLETED
+
+    @property
+    def resume_at(self) -> float | None:
+        """The earliest time a parked node wants to resume; None when all wait for answers."""
+        times = [t for t in self.parked.values() if t is not None]
+        return min(times) if times else None
 
     def to_dict(self, *, nodes: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -9,6 +9,7 @@ import asyncio
 import time
 from typing import Any, cast
 
+import orjson
 import redis.asyncio as aioredis
 
 from workflow_engine.engine.results import iso
@@ -18,47 +19,89 @@ from workflow_engine.monitor.logging import get_logger
 
 log = get_logger(__name__)
 
-# KEYS: one stream per entry, in order, then the streams to expire. ARGV: maxlen, ttl, the
-# number of entries, then one field value per entry.
+# One call applies a batch of operations, in order. KEYS: one key per operation. ARGV: maxlen,
+# the stream ttl, the checkpoint ttl, then per operation its kind and arguments:
+#   x value        XADD an event              f value        XADD, then expire the key
+#   h field value  HSET a checkpoint field    d              DEL (a checkpoint no longer needed)
 APPEND = f"""
-local maxlen, ttl, entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
-for i = 1, entries do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', '{FIELD}', ARGV[3 + i])
+local maxlen, ttl, ckttl = ARGV[1], ARGV[2], ARGV[3]
+local a = 4
+for i = 1, #KEYS do
+  local kind = ARGV[a]
+  if kind == 'h' then
+    redis.call('HSET', KEYS[i], ARGV[a + 1], ARGV[a + 2])
+    redis.call('EXPIRE', KEYS[i], ckttl)
+    a = a + 3
+  elseif kind == 'd' then
+    redis.call('DEL', KEYS[i])
+    a = a + 1
+  else
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', '{FIELD}', ARGV[a + 1])
+    if kind == 'f' then
+      redis.call('EXPIRE', KEYS[i], ttl)
+    end
+    a = a + 2
+  end
 end
-for i = entries + 1, #KEYS do
-  redis.call('EXPIRE', KEYS[i], ttl)
-end
-return entries
+return #KEYS
 """
 
 
 class EventPublisher:
+    """Events, and the checkpoints of running executions, written to Redis in batches.
+
+    A checkpoint is a hash per execution (node id -> the node's result, or a marker while it
+    runs): the fast copy from which a resumed run restores finished nodes. It is dropped when
+    the execution ends or parks (the store then holds everything)."""
+
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, *, maxlen: int = 10_000, ttl_s: int = 86_400
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        maxlen: int = 10_000,
+        ttl_s: int = 86_400,
+        checkpoint_ttl_s: int = 7 * 86_400,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.maxlen = maxlen
         self.ttl_s = ttl_s
-        self._buffer: list[tuple[str, str, bool]] = []
+        self.checkpoint_ttl_s = checkpoint_ttl_s
+        self._buffer: list[tuple[str, tuple[str, ...]]] = []
         self._batch: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._append = redis.register_script(APPEND)
         self._clock = _IsoClock()
 
     def publish(
-        self, execution_id: str, event_type: str, data: Any, *, final: bool = False
+        self,
+        execution_id: str,
+        event_type: str,
+        data: Any,
+        *,
+        final: bool = False,
+        drop_checkpoint: bool = False,
     ) -> asyncio.Future[None]:
-        """Queue an event; the future resolves when it (and everything before it) is in Redis."""
+        """Queue an event; the future resolves when it (and everything before it) is in Redis.
+        A ``final`` event sets the stream's expiry and drops the checkpoint."""
         entry = encode_entry(event_type, self._clock.now(), data)
-        return self._queue(self.keys.events(execution_id), entry, final)
+        batch = self._queue(self.keys.events(execution_id), ("f" if final else "x", entry))
+        if final or drop_checkpoint:
+            self._queue(self.keys.checkpoint(execution_id), ("d",))
+        return batch
+
+    def checkpoint(self, execution_id: str, node_id: str, result: Any) -> asyncio.Future[None]:
+        """Queue a node's checkpoint (its result as a dict, or a running marker)."""
+        value = orjson.dumps(result).decode()
+        return self._queue(self.keys.checkpoint(execution_id), ("h", node_id, value))
 
     def index_client(self, tenant_id: str, client_id: str, execution_id: str) -> None:
         """Record that ``client_id`` has a new execution (for client-wide subscriptions)."""
-        self._queue(self.keys.client_index(tenant_id, client_id), execution_id, True)
+        self._queue(self.keys.client_index(tenant_id, client_id), ("f", execution_id))
 
-    def _queue(self, key: str, value: str, expire: bool) -> asyncio.Future[None]:
-        self._buffer.append((key, value, expire))
+    def _queue(self, key: str, op: tuple[str, ...]) -> asyncio.Future[None]:
+        self._buffer.append((key, op))
         if self._batch is None:
             self._batch = asyncio.get_running_loop().create_future()
             self._batch.add_done_callback(_retrieve)
@@ -88,18 +131,25 @@ class EventPublisher:
             await asyncio.sleep(0)  # let ready tasks add to this round trip
             pending, self._buffer = self._buffer, []
             batch, self._batch = self._batch, None
-            keys = [key for key, _, _ in pending]
-            keys += [key for key, _, expire in pending if expire]
-            args: list[Any] = [self.maxlen, self.ttl_s, len(pending), *(v for _, v, _ in pending)]
+            keys = [key for key, _ in pending]
+            args: list[Any] = [self.maxlen, self.ttl_s, self.checkpoint_ttl_s]
+            for _, op in pending:
+                args.extend(op)
             try:
                 await self._write(keys, args)
             except Exception as exc:
-                log.warning("events not written", events=len(pending), error=repr(exc))
+                log.warning("events not written", operations=len(pending), error=repr(exc))
                 if batch is not None and not batch.done():
                     batch.set_exception(exc)
                 continue
             if batch is not None and not batch.done():
                 batch.set_result(None)
+
+
+async def read_checkpoint(redis: aioredis.Redis, keys: Keys, execution_id: str) -> dict[str, Any]:
+    """A running execution's checkpoint: node id -> what was recorded for it."""
+    raw: dict[str, str] = cast(Any, await redis.hgetall(keys.checkpoint(execution_id)))
+    return {node_id: orjson.loads(value) for node_id, value in raw.items()}
 
 
 async def has_final_event(redis: aioredis.Redis, key: str) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from workflow_engine.clock import Clock
+from workflow_engine.errors import NodeError
 
 if TYPE_CHECKING:
     import httpx
@@ -30,6 +31,18 @@ async def _discard(_chunk: Any) -> None:
     return None
 
 
+class Park(Exception):
+    """Raised by ``ctx.park``: the node waits (for a moment, for an answer) without holding a
+    worker. The run records ``ticket`` as the node's output (status ``waiting``) and resumes
+    the node at ``resume_at`` (epoch seconds; None: only when an answer arrives), giving it the
+    ticket back as ``ctx.ticket``."""
+
+    def __init__(self, ticket: dict[str, Any], resume_at: float | None) -> None:
+        super().__init__("parked")
+        self.ticket = ticket
+        self.resume_at = resume_at
+
+
 @dataclass(slots=True, eq=False)
 class NodeContext:
     """What a running node may use. Built by the executor for every attempt."""
@@ -45,6 +58,26 @@ class NodeContext:
     scope: Scope
     http_client: Callable[[], httpx.AsyncClient]
     emit_stream: Callable[[Any], Awaitable[None]] = field(default=_discard)
+    ticket: Mapping[str, Any] | None = None
+    """What this node parked with in an earlier run (an answer added, when one came)."""
+    park_after: float | None = None
+    """Waits longer than this many seconds should park; None: this run cannot park."""
+
+    @property
+    def can_park(self) -> bool:
+        return self.park_after is not None
+
+    def park(self, ticket: dict[str, Any], resume_at: float | None = None) -> NoReturn:
+        """Wait without holding a worker: the execution becomes ``waiting`` and this node runs
+        again (with ``ctx.ticket``) at ``resume_at``, or when an answer is delivered."""
+        if self.park_after is None:
+            raise NodeError(
+                f"node '{self.node_id}' ({self.node_type}) needs to wait durably, which this "
+                "run cannot do: submit it to the service (`wfe submit`) instead of `wfe run`",
+                retryable=False,
+                error_type="cannot_park",
+            )
+        raise Park(ticket, resume_at)
 
     async def stream(self, chunk: Any) -> None:
         """Publish a piece of output before the node finishes (a ``node.stream`` event)."""

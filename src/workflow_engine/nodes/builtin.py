@@ -12,6 +12,7 @@ from workflow_engine.nodes.fail import FailNode
 from workflow_engine.nodes.http import HttpNode
 from workflow_engine.nodes.output import OutputNode
 from workflow_engine.nodes.transform import TransformNode
+from workflow_engine.nodes.wait_input import WaitInputNode
 
 BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
     TransformNode,
@@ -21,4 +22,5 @@ BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
     DelayNode,
     EchoNode,
     FailNode,
+    WaitInputNode,
 )

@@ -24,6 +24,9 @@ log = get_logger(__name__)
 
 S = ExecutionStatus
 
+_UNCLAIMED = frozenset({S.PENDING, S.WAITING})
+"""No worker holds an execution in these: the record decides, and the job leaves the queue."""
+
 
 class Canceller:
     def __init__(
@@ -51,7 +54,7 @@ class Canceller:
             raise NotFound(f"execution {execution_id} not found")
         if record.status in FINAL_STATUSES:
             raise Conflict(f"execution {execution_id} already finished ({record.status})")
-        if record.status is S.PENDING and await self._force(record, frozenset({S.PENDING})):
+        if record.status in _UNCLAIMED and await self._force(record, _UNCLAIMED):
             return await self._reload(record)
         await self._ask_the_worker(execution_id)
         current = await self._reload(record)
@@ -90,7 +93,10 @@ class Canceller:
             record.execution_id, S.CANCELLED, expect=expect, completed_at=now_ms(), error=error
         ):
             return False
-        await self.queues[record.queue].remove(record.execution_id)
+        try:
+            await self.queues[record.queue].remove(record.execution_id)
+        except Exception as exc:  # taken by a worker meanwhile: it finds the record cancelled
+            log.info("job not removed", executionId=record.execution_id, error=repr(exc))
         event_type, data = ev.final_event(S.CANCELLED, None, error, record.progress)
         await self.events.publish(record.execution_id, event_type, data, final=True)
         return True

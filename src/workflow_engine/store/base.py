@@ -168,7 +168,14 @@ class StateStore(ABC):
         """Which of these executions are in a final status (e.g. cancelled by the API)."""
 
     @abstractmethod
-    async def _delete_finished_before(self, cutoff_ms: int) -> int: ...
+    async def answer(self, execution_id: str, node_id: str, answer: Any) -> bool:
+        """Deliver an answer to a node parked on input: added to its ticket (its output while
+        it waits) as ``answer``, atomically with checking that the execution is still
+        ``waiting`` and the node has no answer yet. False when not."""
+
+    @abstractmethod
+    async def _delete_finished_before(self, cutoff_ms: int) -> list[str]:
+        """Remove them; the ids removed."""
 
     @abstractmethod
     async def ping(self) -> None:
@@ -251,8 +258,9 @@ class StateStore(ABC):
             Transition(execution_id, status, values, stamp=frozenset({"completed_at"}))
         )
 
-    async def cleanup(self, days: float) -> int:
-        """Remove finished executions (and their node results) older than ``days``."""
+    async def cleanup(self, days: float) -> list[str]:
+        """Remove finished executions (and their node results) older than ``days``; the ids
+        removed."""
         return await self._delete_finished_before(now_ms() - int(days * 86_400_000))
 
     def save_node(

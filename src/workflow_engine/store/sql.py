@@ -26,7 +26,7 @@ from workflow_engine.store.base import (
     Transition,
     Write,
 )
-from workflow_engine.store.records import ExecutionRecord, Page, now_ms
+from workflow_engine.store.records import ExecutionRecord, Page, iso_ms, now_ms
 from workflow_engine.store.schema import executions, node_results
 
 _UNAVAILABLE = (
@@ -36,6 +36,8 @@ _UNAVAILABLE = (
     OSError,
     TimeoutError,
 )
+
+CLEANUP_CHUNK = 500
 
 _CONTEXT_COLUMNS = [c for c in executions.c if c.name not in {"definition", "inputs"}]
 
@@ -176,17 +178,49 @@ class SqlStore(StateStore):
                 sa.delete(executions).where(executions.c.execution_id == execution_id)
             )
 
-    async def _delete_finished_before(self, cutoff_ms: int) -> int:
+    async def _delete_finished_before(self, cutoff_ms: int) -> list[str]:
         old = sa.select(executions.c.execution_id).where(
             executions.c.status.in_([str(s) for s in FINAL_STATUSES]),
             executions.c.completed_at < cutoff_ms,
         )
+        removed: list[str] = []
+        while True:  # in chunks: a years-old backlog is not one huge transaction
+            async with self._connect(write=True) as conn:
+                ids = list((await conn.execute(old.limit(CLEANUP_CHUNK))).scalars())
+                if not ids:
+                    return removed
+                await conn.execute(
+                    sa.delete(node_results).where(node_results.c.execution_id.in_(ids))
+                )
+                await conn.execute(sa.delete(executions).where(executions.c.execution_id.in_(ids)))
+            removed += ids
+
+    async def answer(self, execution_id: str, node_id: str, answer: Any) -> bool:
         async with self._connect(write=True) as conn:
-            await conn.execute(sa.delete(node_results).where(node_results.c.execution_id.in_(old)))
-            result = await conn.execute(
-                sa.delete(executions).where(executions.c.execution_id.in_(old))
+            # touching the execution's row first locks it: a worker resuming the execution
+            # either commits before (and this finds it running) or reads the answer after
+            touched = await conn.execute(
+                sa.update(executions)
+                .where(
+                    executions.c.execution_id == execution_id,
+                    executions.c.status == str(ExecutionStatus.WAITING),
+                )
+                .values(updated_at=now_ms())
             )
-        return int(result.rowcount or 0)
+            if touched.rowcount != 1:
+                return False
+            where = (
+                node_results.c.execution_id == execution_id,
+                node_results.c.node_id == node_id,
+                node_results.c.status == str(NodeStatus.WAITING),
+            )
+            row = (await conn.execute(sa.select(node_results.c.output).where(*where))).first()
+            ticket = row[0] if row is not None else None
+            if not isinstance(ticket, dict) or "answer" in ticket:
+                return False
+            ticket = {**ticket, "answer": answer, "answeredAt": iso_ms(now_ms())}
+            await conn.execute(sa.update(node_results).where(*where).values(output=ticket))
+        return True
 
     # -- reads --------------------------------------------------------------------------
 

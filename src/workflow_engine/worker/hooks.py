@@ -16,11 +16,14 @@ from workflow_engine.engine.hooks import (
     NodeStreamed,
     ProgressChanged,
 )
-from workflow_engine.engine.results import iso
+from workflow_engine.engine.results import NodeResult, iso
 from workflow_engine.engine.status import NodeStatus
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
+from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
+
+log = get_logger(__name__)
 
 NODE_EVENT = {
     NodeStatus.COMPLETED: ev.NODE_COMPLETED,
@@ -35,7 +38,11 @@ class RunHooks(ExecutionHooks):
     (``durable``): the store applies writes in order and fails everything behind a failed
     batch, so an outcome is never recorded without its node results. Progress reaches the
     store at most every ``progress_interval`` seconds (the outcome carries the final one) and
-    the event stream every time."""
+    the event stream every time.
+
+    Checkpoints: every node result also goes to the execution's checkpoint hash in Redis, in
+    the same round trip as its event, and ``checkpoint`` waits for that write before the
+    node's dependants start. A node that starts leaves a marker there with its attempt."""
 
     store: StateStore
     events: EventPublisher
@@ -44,6 +51,7 @@ class RunHooks(ExecutionHooks):
     progress_interval: float = 0.25
     pending: list[asyncio.Future[bool]] = field(default_factory=list)
     last_progress: float = field(default_factory=time.monotonic)
+    last_checkpoint: asyncio.Future[None] | None = None
 
     def _emit(self, event_type: str, data: Any) -> None:
         self.events.publish(self.execution_id, event_type, data)
@@ -55,8 +63,15 @@ class RunHooks(ExecutionHooks):
                 "nodeId": event.node_id,
                 "nodeType": event.node_type,
                 "input": event.input,
+                "attempt": event.attempt,
                 "startedAt": iso(event.started_at),
             },
+        )
+        self._mark_running(event.node_id, event.attempt)
+
+    def _mark_running(self, node_id: str, attempt: int) -> None:
+        self.events.checkpoint(
+            self.execution_id, node_id, {"status": "running", "attempt": attempt}
         )
 
     async def on_node_retry(self, event: NodeRetrying) -> None:
@@ -69,14 +84,37 @@ class RunHooks(ExecutionHooks):
                 "delay": event.delay,
             },
         )
+        self._mark_running(event.node_id, event.attempt + 1)
 
     async def on_node_complete(self, event: NodeFinished) -> None:
+        self.save(event.result)
+
+    def save(self, result: NodeResult, *, announce: bool = True) -> None:
+        """Record a node result: store (batched), event (unless not ``announce``d: it was
+        before) and checkpoint (in the event's round trip)."""
         self.seq += 1
-        result = event.result
         self.pending.append(self.store.save_node(self.execution_id, result, self.seq))
+        data = result.to_dict()
         event_type = NODE_EVENT.get(result.status)
-        if event_type is not None:
-            self._emit(event_type, result.to_dict())
+        if event_type is not None and announce:
+            self._emit(event_type, data)
+        self.last_checkpoint = self.events.checkpoint(self.execution_id, result.node_id, data)
+
+    async def checkpoint(self) -> None:
+        """Wait until the node results reported so far are in Redis. If Redis cannot take
+        them, wait for the store instead: either way a resumed run finds them."""
+        last, self.last_checkpoint = self.last_checkpoint, None
+        if last is None:
+            return
+        try:
+            await last
+        except Exception as exc:
+            log.warning(
+                "checkpoint not written to Redis; waiting for the store",
+                executionId=self.execution_id,
+                error=repr(exc),
+            )
+            await self.durable()
 
     async def on_node_stream(self, event: NodeStreamed) -> None:
         self._emit(ev.NODE_STREAM, {"nodeId": event.node_id, "chunk": event.chunk})

@@ -13,11 +13,11 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError
 from workflow_engine.config import Settings
 from workflow_engine.engine.cache import PlanCache
 from workflow_engine.engine.executor import Executor, WorkflowRun
-from workflow_engine.engine.results import ExecutionOutcome, NodeResult
+from workflow_engine.engine.results import ExecutionOutcome, NodeResult, iso
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
-from workflow_engine.events.publisher import EventPublisher, has_final_event
+from workflow_engine.events.publisher import EventPublisher, has_final_event, read_checkpoint
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import FINAL_STATUSES, Start, StateStore
 from workflow_engine.store.records import ExecutionRecord
@@ -26,6 +26,8 @@ from workflow_engine.worker.hooks import RunHooks
 log = get_logger(__name__)
 
 RESTORABLE = frozenset({NodeStatus.COMPLETED, NodeStatus.SKIPPED, NodeStatus.FAILED})
+PARK_FOREVER_S = 365 * 86_400.0
+"""A run parked on answers only (no timeout) is looked at again after a year."""
 CANCEL_MEMORY_S = 120.0
 CANCEL_REASON = "cancelled by request"
 RELEASE_REASON = "released by a worker shutting down"
@@ -126,7 +128,9 @@ class JobRunner:
         except DefinitionError as exc:  # cannot happen for jobs from the API, which validates
             await self._record_failure(execution_id, str(exc), "invalid_definition")
             raise UnrecoverableError(str(exc)) from exc
-        restored = await self._checkpoint(execution_id) if start is Start.RESUMED else {}
+        restored, prior, unsaved = await self._restore(
+            execution_id, data, resumed=start is Start.RESUMED
+        )
         hooks = RunHooks(
             self.store,
             self.events,
@@ -134,6 +138,8 @@ class JobRunner:
             seq=len(restored),
             progress_interval=self.settings.progress_interval_ms / 1000,
         )
+        for result in unsaved:  # outputs reused from another run, or only in the checkpoint
+            hooks.save(result, announce=start is Start.STARTED)
         run = self.executor.start(
             plan,
             data.get("inputs") or {},
@@ -142,6 +148,7 @@ class JobRunner:
             metadata=data.get("metadata") or {},
             hooks=hooks,
             restored=restored,
+            prior_attempts=prior,
             timeout=self.settings.queue(queue).timeout_s,
         )
         self.active[execution_id] = run
@@ -161,6 +168,8 @@ class JobRunner:
             await job.moveToDelayed(int(time.time() * 1000), token)
             log.info("execution released to the queue", executionId=execution_id)
             raise DelayedError()
+        if outcome.status is ExecutionStatus.WAITING:
+            return await self._park(job, token, hooks, outcome)
         finished = self.store.finish_later(
             execution_id,
             outcome.status,
@@ -213,10 +222,84 @@ class JobRunner:
         )
         await self.events.publish(record.execution_id, event_type, data, final=True)
 
-    async def _checkpoint(self, execution_id: str) -> dict[str, NodeResult]:
-        """Node results recorded by an earlier attempt: they are not run again."""
-        results = await self.store.node_results(execution_id)
-        return {r.node_id: r for r in results if r.status in RESTORABLE}
+    async def _restore(
+        self, execution_id: str, data: dict[str, Any], *, resumed: bool
+    ) -> tuple[dict[str, NodeResult], dict[str, int], list[NodeResult]]:
+        """What this run starts from: the node results it must not run again (the outputs a
+        rerun reuses; for a resumed execution also what the store and the Redis checkpoint
+        hold, the checkpoint being the newer), the attempts earlier runs made of the nodes
+        they were running, and which of those results the store does not have yet."""
+        given = {r["nodeId"]: NodeResult.from_dict(r) for r in data.get("restored") or ()}
+        if not resumed:
+            return given, {}, sorted(given.values(), key=_finish_time)
+        stored = {r.node_id: r for r in await self.store.node_results(execution_id)}
+        merged = {**given, **stored}
+        prior: dict[str, int] = {}
+        for node_id, entry in (
+            await read_checkpoint(self.events.redis, self.events.keys, execution_id)
+        ).items():
+            if entry.get("status") == "running":
+                prior[node_id] = max(prior.get(node_id, 0), int(entry.get("attempt") or 1))
+            else:
+                merged[node_id] = NodeResult.from_dict(entry)
+        for node_id, result in merged.items():
+            if result.status is NodeStatus.CANCELLED:  # interrupted: it runs again
+                prior[node_id] = max(prior.get(node_id, 0), result.attempt)
+        restored = {
+            node_id: result
+            for node_id, result in merged.items()
+            if result.status in RESTORABLE or result.status is NodeStatus.WAITING
+        }
+        unsaved = [
+            result
+            for node_id, result in restored.items()
+            if node_id not in stored or stored[node_id].status is not result.status
+        ]
+        return restored, prior, sorted(unsaved, key=_finish_time)
+
+    async def _park(
+        self, job: Job, token: str, hooks: RunHooks, outcome: ExecutionOutcome
+    ) -> dict[str, Any]:
+        """Some nodes wait (for a time, for an answer) and nothing else can run: record it,
+        hand the job back to BullMQ as a delayed job that wakes up when the first of them
+        wants to, and let go. No worker holds a parked execution."""
+        execution_id = outcome.execution_id
+        await hooks.durable()
+        parked = await self.store.transition(
+            execution_id,
+            ExecutionStatus.WAITING,
+            expect=frozenset({ExecutionStatus.RUNNING}),
+            progress=outcome.progress.to_dict(),
+        )
+        if not parked:  # cancelled meanwhile
+            record = await self.store.get(execution_id)
+            if record is not None and record.status in FINAL_STATUSES:
+                await self.ensure_final_event(record)
+            return {"executionId": execution_id, "status": "cancelled"}
+        resume_at = outcome.resume_at
+        waiting = [
+            {"nodeId": node_id, **(outcome.nodes[node_id].output or {})}
+            for node_id in outcome.parked
+        ]
+        await self.events.publish(
+            execution_id,
+            ev.EXECUTION_WAITING,
+            {"resumeAt": iso(resume_at), "nodes": waiting, "progress": outcome.progress.to_dict()},
+            drop_checkpoint=True,  # the store has it all now
+        )
+        until = time.time() + PARK_FOREVER_S if resume_at is None else resume_at
+        await job.moveToDelayed(int(until * 1000), token)
+        log.info("execution parked", executionId=execution_id, resumeAt=iso(resume_at))
+        # an answer delivered while the job was still active could not wake it: look again
+        if await self._answered(execution_id):
+            await job.promote()
+        raise DelayedError()
+
+    async def _answered(self, execution_id: str) -> bool:
+        return any(
+            r.status is NodeStatus.WAITING and isinstance(r.output, dict) and "answer" in r.output
+            for r in await self.store.node_results(execution_id)
+        )
 
     async def _record_failure(self, execution_id: str, message: str, error_type: str) -> None:
         error = {"message": message, "nodeId": None, "type": error_type}
@@ -228,3 +311,7 @@ class JobRunner:
         record = await self.store.get(execution_id)
         if record is not None and record.status not in FINAL_STATUSES:
             await self._record_failure(execution_id, message, "worker_error")
+
+
+def _finish_time(result: NodeResult) -> float:
+    return result.completed_at or result.started_at or 0.0

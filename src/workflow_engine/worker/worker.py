@@ -22,6 +22,7 @@ from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
 from workflow_engine.worker.cancel import CancelListener
 from workflow_engine.worker.chaining import ChainingWorker
+from workflow_engine.worker.retention import Retention
 from workflow_engine.worker.runner import JobRunner
 
 log = get_logger(__name__)
@@ -45,11 +46,15 @@ class WorkerService:
         self.settings = settings
         self.store = store
         self.queue_names = list(queues)
-        self.executor = executor or Executor()
+        self.executor = executor or Executor(park_after=settings.park_after_s)
         self.keys = Keys(settings.queue_prefix)
         self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.events = EventPublisher(
-            self.redis, self.keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s
+            self.redis,
+            self.keys,
+            maxlen=settings.events_maxlen,
+            ttl_s=settings.events_ttl_s,
+            checkpoint_ttl_s=settings.checkpoint_ttl_s,
         )
         self.runner = JobRunner(settings, store, self.executor, self.events)
         self.cancels = CancelListener(settings.redis_url, self.keys, self.runner)
@@ -57,6 +62,15 @@ class WorkerService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
+        self.retention = Retention(
+            store,
+            self.redis,
+            self.keys,
+            days=settings.retention_days,
+            interval_s=settings.cleanup_interval_s,
+            worker_id=settings.worker_id,
+        )
+        self._retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         keys = self.keys
@@ -83,6 +97,8 @@ class WorkerService:
         if self.settings.rate_limit_max:
             await self._apply_rate_limit()
         self._watch = asyncio.ensure_future(self._watch_cancelled())
+        if self.settings.retention_days > 0:
+            self._retention = asyncio.ensure_future(self.retention.run_forever())
         log.info(
             "worker started",
             queues=self.queue_names,
@@ -156,8 +172,9 @@ class WorkerService:
             self.runner.release_all()
             await closing
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._retention):
+            if task is not None:
+                task.cancel()
         await self.cancels.stop()
         await self.store.flush()
         await self.events.flush()

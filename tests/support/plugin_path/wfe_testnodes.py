@@ -2,7 +2,8 @@
 (an entry point in ``wfe_testnodes-1.0.dist-info``) by putting this folder on PYTHONPATH.
 
 - ``record`` appends {executionId, nodeId, attempt, pid} to a Redis list: who ran what, how often;
-- ``hold`` announces itself on ``<key>:entered`` and waits for a value on ``<key>:release``.
+- ``hold`` announces itself on ``<key>:entered`` and waits for a value on ``<key>:release``;
+- ``peek`` returns the statuses in a Redis hash (a checkpoint) as the node sees it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def _client(url: str) -> aioredis.Redis:
 class RecordInputs(NodeInputs):
     redis_url: str
     key: str
+    seconds: float = 0
+    """Work this long after recording (so that a kill can land in the middle of the node)."""
 
 
 class Record(NodeType[RecordInputs]):
@@ -43,7 +46,9 @@ class Record(NodeType[RecordInputs]):
             "pid": os.getpid(),
         }
         await _client(inputs.redis_url).rpush(inputs.key, json.dumps(entry))
-        return {"pid": os.getpid()}
+        if inputs.seconds:
+            await asyncio.sleep(inputs.seconds)
+        return {"pid": os.getpid(), "node": ctx.node_id}
 
 
 class HoldInputs(NodeInputs):
@@ -61,6 +66,20 @@ class Hold(NodeType[HoldInputs]):
         await client.rpush(f"{inputs.key}:entered", ctx.execution_id)
         released = await client.blpop([f"{inputs.key}:release"], timeout=inputs.seconds)
         return {"released": released is not None, "pid": os.getpid()}
+
+
+class PeekInputs(NodeInputs):
+    redis_url: str
+    key: str
+
+
+class Peek(NodeType[PeekInputs]):
+    type_name = "peek"
+    Inputs = PeekInputs
+
+    async def run(self, ctx: NodeContext, inputs: PeekInputs) -> Any:
+        raw = await _client(inputs.redis_url).hgetall(inputs.key)
+        return {field: json.loads(value)["status"] for field, value in raw.items()}
 
 
 async def close_clients() -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from workflow_engine.api.auth import Principal, principal
 from workflow_engine.api.errors import ApiError
-from workflow_engine.api.schemas import ExecuteRequest
+from workflow_engine.api.schemas import ExecuteRequest, ResumeRequest
 from workflow_engine.api.services import Services
 from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.queue.submit import NotFound, Submission
@@ -106,6 +106,15 @@ async def cancel(execution_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     worker (its in-flight node cancelled) before this answers. 409 once it finished."""
     await svc.canceller.cancel(execution_id, who.tenant_id)
     return {"executionId": execution_id, "status": "cancelled"}
+
+
+@router.post("/resume/{execution_id}", status_code=202)
+async def resume(execution_id: str, body: ResumeRequest, who: Who, svc: Svc) -> dict[str, Any]:
+    """Deliver the answer an execution parked on ``wait_input`` waits for. 422 when it breaks
+    the node's ``schema`` (every problem listed); 409 when the execution does not wait for
+    input. 202: the answer is recorded and a worker resumes the execution."""
+    resumed = await svc.resumer.resume(execution_id, who.tenant_id, body.node_id, body.input)
+    return {"executionId": resumed.execution_id, "nodeId": resumed.node_id, "status": "resumed"}
 
 
 @router.get("/stats")
