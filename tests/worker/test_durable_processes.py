@@ -96,7 +96,7 @@ def chaos_workflow(settings: Settings, key: str) -> dict[str, Any]:
         {
             "id": f"n{i}",
             "type": "record",
-            "inputs": {"redis_url": settings.redis_url, "key": key, "seconds": 0.02},
+            "inputs": {"redis_url": settings.redis_url, "key": key, "seconds": 0.05},
         }
         for i in range(RECORDING_NODES)
     ]
@@ -141,7 +141,7 @@ async def test_chaos_kill_9_loses_no_execution_and_reruns_only_nodes_in_flight(
 
     try:
         kills = 0
-        while await unfinished() and kills < 8:
+        while await unfinished() and kills < 10:
             await asyncio.sleep(rng.uniform(0.3, 1.2))  # a random moment
             victim = workers.pop(rng.randrange(len(workers)))
             killed_pids.add(victim.proc.pid)
