@@ -47,6 +47,13 @@ class InputValidationError(ProblemsError):
         super().__init__(f"invalid workflow inputs ({len(problems)} problems)", problems)
 
 
+class InvalidRequest(ProblemsError):
+    """A request is well-formed JSON but asks for something impossible (listed by path)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"invalid request ({len(problems)} problems)", problems)
+
+
 class AnswerValidationError(ProblemsError):
     """An answer delivered to a ``wait_input`` node breaks the node's ``schema``."""
 

@@ -12,7 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.definition.expressions import join_path
-from workflow_engine.errors import AnswerValidationError, DefinitionError, InputValidationError
+from workflow_engine.errors import (
+    AnswerValidationError,
+    DefinitionError,
+    InputValidationError,
+    InvalidRequest,
+)
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import Conflict, NotFound, QueueFull, QueueUnavailable
 from workflow_engine.store.base import StoreUnavailable
@@ -108,6 +113,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             422, "invalid_inputs", f"the inputs have {len(details)} problem(s)", details
         )
+
+    @app.exception_handler(InvalidRequest)
+    async def request_impossible(_: Request, exc: InvalidRequest) -> FastJSONResponse:
+        details = [p.to_dict() for p in exc.problems]
+        return error_response(422, "invalid", "the request is invalid", details)
 
     @app.exception_handler(AnswerValidationError)
     async def answer_invalid(_: Request, exc: AnswerValidationError) -> FastJSONResponse:

@@ -38,3 +38,8 @@ class ExecuteRequest(Body):
 class ResumeRequest(Body):
     node_id: str | None = Field(None, min_length=1, description="Needed when several wait.")
     input: Any = Field(description="The answer; it must satisfy the node's `schema`.")
+
+
+class RerunRequest(Body):
+    from_node: str = Field(min_length=1, description="Run this node and everything after it.")
+    inputs: dict[str, Any] | None = Field(None, description="Default: the original inputs.")

@@ -18,7 +18,9 @@ from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.queues import QueueSet
+from workflow_engine.queue.rerun import Rerunner
 from workflow_engine.queue.resume import Resumer
+from workflow_engine.queue.schedules import Scheduler
 from workflow_engine.queue.submit import Submitter
 from workflow_engine.store import StateStore, open_store
 
@@ -50,6 +52,8 @@ class Services:
     hub: StreamHub
     canceller: Canceller
     resumer: Resumer
+    scheduler: Scheduler
+    rerunner: Rerunner
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -69,7 +73,8 @@ class Services:
         hub = StreamHub(settings.redis_url, redis_keys)
         await hub.start()
         executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
-        submitter = Submitter(store, queues, PlanCache(executor), events, settings.max_queued)
+        plans = PlanCache(executor)
+        submitter = Submitter(store, queues, plans, events, settings.max_queued)
         canceller = Canceller(
             store, queues, client, redis_keys, events, hub, wait_s=settings.cancel_wait_s
         )
@@ -85,6 +90,8 @@ class Services:
             hub,
             canceller,
             Resumer(store, queues),
+            Scheduler(queues, plans),
+            Rerunner(store, plans, submitter),
         )
 
     async def close(self) -> None:

@@ -47,6 +47,19 @@ class WorkflowPlan:
     def workflow_id(self) -> str:
         return self.definition.id
 
+    def upstream_of(self, node_id: str) -> list[str]:
+        """Every node with a path to ``node_id``, in execution order."""
+        upstream: set[str] = set()
+        frontier = {node_id}
+        while frontier:
+            frontier = {
+                source
+                for source, plan in self.nodes.items()
+                if source not in upstream and any(t in frontier for t, _ in plan.outgoing)
+            }
+            upstream |= frontier
+        return [n for n in self.order if n in upstream]
+
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Raise ``InputValidationError`` listing every way ``inputs`` break ``input_schema``."""
         if self.input_validator is None:

@@ -85,6 +85,8 @@ def final_event(
         data["result"] = result
     else:
         data["error"] = error
+    if status == "skipped":  # (a schedule's tick in the maintenance window)
+        data["status"] = status
     if recovered:
         data["recovered"] = True
     return FINAL_TYPE_OF_STATUS[status], data

@@ -11,7 +11,7 @@ import jsonschema
 
 from workflow_engine.engine.results import NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
-from workflow_engine.errors import AnswerValidationError, Problem
+from workflow_engine.errors import AnswerValidationError, InvalidRequest, Problem
 from workflow_engine.jsonschemas import compile_schema, schema_problems
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.nodes.wait_input import WAITING_FOR_INPUT
@@ -47,8 +47,8 @@ class Resumer:
         self, execution_id: str, tenant_id: str | None, node_id: str | None, answer: Any
     ) -> Resumed:
         """``NotFound``; ``Conflict`` when the execution does not wait for input (any more);
-        ``AnswerValidationError`` when the answer breaks the node's schema; a
-        ``ProblemsError`` with the request's problems when ``node_id`` is needed or wrong."""
+        ``AnswerValidationError`` when the answer breaks the node's schema;
+        ``InvalidRequest`` when several nodes wait and ``node_id`` does not say which."""
         record = await self.store.get(execution_id, tenant_id)
         if record is None:
             raise NotFound(f"execution {execution_id} not found")
@@ -87,7 +87,7 @@ class Resumer:
         if not asking:
             raise Conflict(f"execution {execution_id} is not waiting for input")
         if len(asking) > 1:
-            raise AnswerValidationError(
+            raise InvalidRequest(
                 [
                     Problem(
                         "nodeId",

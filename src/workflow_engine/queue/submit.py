@@ -9,6 +9,7 @@ from typing import Any
 
 from workflow_engine.config import QUEUE_NAMES
 from workflow_engine.engine.cache import PlanCache
+from workflow_engine.engine.plan import WorkflowPlan
 from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.events import model as ev
@@ -55,6 +56,8 @@ class Submission:
     client_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    restored: tuple[dict[str, Any], ...] = ()
+    """Node results (wire form) to reuse instead of running those nodes (a rerun)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +69,48 @@ class Submitted:
     """False when an idempotency key matched an earlier submission: nothing new started."""
 
 
-def job_data(record: ExecutionRecord) -> dict[str, Any]:
+def new_record(submission: Submission, plan: WorkflowPlan) -> ExecutionRecord:
+    """The pending execution record of a submission (an API call, a schedule's tick)."""
+    return ExecutionRecord(
+        execution_id=new_execution_id(),
+        workflow_id=plan.workflow_id,
+        tenant_id=submission.tenant_id,
+        queue=submission.queue,
+        client_id=submission.client_id,
+        priority=submission.priority,
+        metadata=submission.metadata,
+        definition=submission.definition,
+        inputs=submission.inputs,
+        idempotency_key=submission.idempotency_key,
+        progress={
+            "currentNode": None,
+            "completedNodes": [],
+            "totalNodes": len(plan.nodes),
+            "percentage": 0,
+        },
+    )
+
+
+def announce(events: EventPublisher, record: ExecutionRecord, delay_ms: int = 0) -> Any:
+    """The execution's first event (and its client's index entry); await the result."""
+    if record.client_id is not None:
+        events.index_client(record.tenant_id, record.client_id, record.execution_id)
+    return events.publish(
+        record.execution_id,
+        ev.EXECUTION_QUEUED,
+        {
+            "workflowId": record.workflow_id,
+            "type": record.queue,
+            "clientId": record.client_id,
+            "priority": record.priority,
+            "delay": delay_ms,
+        },
+    )
+
+
+def job_data(record: ExecutionRecord, restored: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
     """What a worker needs to run the execution, JSON-safe."""
-    return {
+    data: dict[str, Any] = {
         "executionId": record.execution_id,
         "workflowDefinition": record.definition,
         "inputs": record.inputs or {},
@@ -76,6 +118,9 @@ def job_data(record: ExecutionRecord) -> dict[str, Any]:
         "clientId": record.client_id,
         "metadata": record.metadata,
     }
+    if restored:
+        data["restored"] = list(restored)
+    return data
 
 
 class Submitter:
@@ -102,41 +147,11 @@ class Submitter:
         plan.check_inputs(submission.inputs)
         if self.max_queued:
             await self._check_room(submission.queue)
-        record = ExecutionRecord(
-            execution_id=new_execution_id(),
-            workflow_id=plan.workflow_id,
-            tenant_id=submission.tenant_id,
-            queue=submission.queue,
-            client_id=submission.client_id,
-            priority=submission.priority,
-            metadata=submission.metadata,
-            definition=submission.definition,
-            inputs=submission.inputs,
-            idempotency_key=submission.idempotency_key,
-            progress={
-                "currentNode": None,
-                "completedNodes": [],
-                "totalNodes": len(plan.nodes),
-                "percentage": 0,
-            },
-        )
-        record, fresh = await self.store.create(record)
+        record, fresh = await self.store.create(new_record(submission, plan))
         if not fresh:
             return Submitted(record.execution_id, record.execution_id, record.status, False)
         try:  # the first event and the client's index entry exist before any worker's event
-            if record.client_id is not None:
-                self.events.index_client(record.tenant_id, record.client_id, record.execution_id)
-            await self.events.publish(
-                record.execution_id,
-                ev.EXECUTION_QUEUED,
-                {
-                    "workflowId": record.workflow_id,
-                    "type": record.queue,
-                    "clientId": record.client_id,
-                    "priority": submission.priority,
-                    "delay": submission.delay_ms,
-                },
-            )
+            await announce(self.events, record, submission.delay_ms)
         except Exception as exc:
             await self._forget(record.execution_id)
             raise QueueUnavailable(f"could not record the execution's first event: {exc}") from exc
@@ -146,7 +161,9 @@ class Submitter:
         if submission.delay_ms:
             options["delay"] = submission.delay_ms
         try:
-            await self.queues[submission.queue].add(JOB_NAME, job_data(record), options)
+            await self.queues[submission.queue].add(
+                JOB_NAME, job_data(record, submission.restored), options
+            )
         except Exception as exc:
             await self._forget(record.execution_id)
             raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc

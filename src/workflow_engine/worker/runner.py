@@ -5,6 +5,7 @@ the job."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bullmq import Job
@@ -19,8 +20,10 @@ from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher, has_final_event, read_checkpoint
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.schedules import TICK_KEY, tick_submission
+from workflow_engine.queue.submit import announce, new_record
 from workflow_engine.store.base import FINAL_STATUSES, Start, StateStore
-from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.store.records import ExecutionRecord, now_ms
 from workflow_engine.worker.hooks import RunHooks
 
 log = get_logger(__name__)
@@ -103,8 +106,16 @@ class JobRunner:
 
     async def _process(self, job: Job, token: str) -> Any:
         data = job.data
-        execution_id: str = data["executionId"]
         queue: str = job.queue.name if hasattr(job.queue, "name") else "workflow"
+        if "executionId" not in data and TICK_KEY in data:
+            if self.stopping:
+                await job.moveToDelayed(int(time.time() * 1000), token)
+                raise DelayedError()
+            ticked = await self._tick(job, queue)
+            if ticked is None:
+                return {"scheduleId": data[TICK_KEY], "status": "skipped"}
+            data = ticked
+        execution_id: str = data["executionId"]
         attempt = max(int(getattr(job, "attemptsStarted", 0) or 0), job.attemptsMade + 1)
         started = time.monotonic()
         if self.stopping:  # fetched as the worker was shutting down: not started, given back
@@ -195,6 +206,46 @@ class JobRunner:
             # the failure is recorded; a node's own retry policy already had its chances
             raise UnrecoverableError((outcome.error or {}).get("message", "execution failed"))
         return {"executionId": execution_id, "status": str(outcome.status)}
+
+    async def _tick(self, job: Job, queue: str) -> dict[str, Any] | None:
+        """A schedule's tick: record its execution (once, however often the job is tried)
+        and return the job data to run it with; None when the maintenance window skips it."""
+        submission = tick_submission(job.data, queue, str(job.id))
+        try:
+            plan = self.plans.get(submission.definition)
+        except DefinitionError as exc:
+            raise UnrecoverableError(str(exc)) from exc
+        record, fresh = await self.store.create(new_record(submission, plan))
+        if fresh:
+            await announce(self.events, record)
+        data = {
+            **job.data,
+            "executionId": record.execution_id,
+            "tenantId": submission.tenant_id,
+            "metadata": submission.metadata,
+        }
+        window = self.settings.window()
+        if window is None or not window.contains(datetime.now(UTC)):
+            return data
+        error = {
+            "message": f"skipped: in the maintenance window ({window})",
+            "nodeId": None,
+            "type": "maintenance",
+        }
+        if await self.store.transition(
+            record.execution_id,
+            ExecutionStatus.SKIPPED,
+            expect=frozenset({ExecutionStatus.PENDING}),
+            error=error,
+            completed_at=now_ms(),
+        ):
+            event_type, event = ev.final_event(
+                ExecutionStatus.SKIPPED, None, error, record.progress_or_empty(len(plan.nodes))
+            )
+            await self.events.publish(record.execution_id, event_type, event, final=True)
+            log.info("schedule tick skipped", executionId=record.execution_id, window=str(window))
+            return None
+        return data  # a retried tick whose execution had started: it goes on
 
     async def _publish_final(self, outcome: ExecutionOutcome) -> None:
         event_type, data = ev.final_event(

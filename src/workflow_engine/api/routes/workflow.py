@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from workflow_engine.api.auth import Principal, principal
 from workflow_engine.api.errors import ApiError
-from workflow_engine.api.schemas import ExecuteRequest, ResumeRequest
+from workflow_engine.api.schemas import ExecuteRequest, RerunRequest, ResumeRequest
 from workflow_engine.api.services import Services
 from workflow_engine.engine.status import ExecutionStatus
-from workflow_engine.queue.submit import NotFound, Submission
+from workflow_engine.queue.schedules import Repeat
+from workflow_engine.queue.submit import NotFound, Submission, Submitted
 from workflow_engine.store.records import iso_ms
 
 router = APIRouter(prefix="/api/workflow", tags=["workflow"])
@@ -27,44 +28,49 @@ def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
-@router.post("/execute", status_code=202)
-async def execute(body: ExecuteRequest, who: Who, svc: Svc) -> dict[str, Any]:
-    """Submit an execution. 202 once the execution is recorded and its job is queued."""
-    if who.tenant_id is not None and body.user_id not in (None, who.tenant_id):
-        raise ApiError(403, "forbidden", f"this API key cannot act for user {body.user_id!r}")
-    unsupported = [
-        name
-        for name, value in (("repeat", body.repeat), ("callbackUrl", body.callback_url))
-        if value is not None
-    ]
-    if unsupported:
-        raise ApiError(
-            422,
-            "unsupported",
-            "not available in this version: " + ", ".join(unsupported),
-            [
-                {"path": name, "message": "not supported yet", "code": "unsupported"}
-                for name in unsupported
-            ],
-        )
-    submitted = await svc.submitter.submit(
-        Submission(
-            definition=body.workflow_definition,
-            inputs=body.inputs,
-            tenant_id=who.tenant_id or body.user_id or "anonymous",
-            queue=body.type,
-            priority=body.priority,
-            delay_ms=body.delay,
-            client_id=body.client_id,
-            metadata=body.metadata,
-            idempotency_key=body.idempotency_key,
-        )
-    )
+def _accepted(submitted: Submitted) -> dict[str, Any]:
     return {
         "executionId": submitted.execution_id,
         "jobId": submitted.job_id,
         "status": str(submitted.status),
     }
+
+
+@router.post(
+    "/execute",
+    status_code=202,
+    responses={201: {"description": "With `repeat`: the schedule was created."}},
+)
+async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) -> dict[str, Any]:
+    """Submit an execution: 202 once it is recorded and its job is queued. With ``repeat``,
+    create a schedule instead: 201, and each tick starts a new execution."""
+    if who.tenant_id is not None and body.user_id not in (None, who.tenant_id):
+        raise ApiError(403, "forbidden", f"this API key cannot act for user {body.user_id!r}")
+    if body.callback_url is not None:
+        raise ApiError(
+            422,
+            "unsupported",
+            "not available in this version: callbackUrl",
+            [{"path": "callbackUrl", "message": "not supported yet", "code": "unsupported"}],
+        )
+    submission = Submission(
+        definition=body.workflow_definition,
+        inputs=body.inputs,
+        tenant_id=who.tenant_id or body.user_id or "anonymous",
+        queue=body.type if "type" in body.model_fields_set or body.repeat is None else "scheduled",
+        priority=body.priority,
+        delay_ms=body.delay,
+        client_id=body.client_id,
+        metadata=body.metadata,
+        idempotency_key=body.idempotency_key,
+    )
+    if body.repeat is not None:
+        repeat = Repeat(body.repeat.cron, body.repeat.every, body.repeat.tz, body.repeat.limit)
+        schedule = await svc.scheduler.create(submission, repeat)
+        response.status_code = 201
+        return {"scheduleId": schedule.schedule_id, "nextRunAt": iso_ms(schedule.next_run_ms)}
+    submitted = await svc.submitter.submit(submission)
+    return _accepted(submitted)
 
 
 @router.get("/status/{execution_id}")
@@ -115,6 +121,34 @@ async def resume(execution_id: str, body: ResumeRequest, who: Who, svc: Svc) -> 
     input. 202: the answer is recorded and a worker resumes the execution."""
     resumed = await svc.resumer.resume(execution_id, who.tenant_id, body.node_id, body.input)
     return {"executionId": resumed.execution_id, "nodeId": resumed.node_id, "status": "resumed"}
+
+
+@router.post("/rerun/{execution_id}", status_code=202)
+async def rerun(execution_id: str, body: RerunRequest, who: Who, svc: Svc) -> dict[str, Any]:
+    """A new execution of the same workflow that reuses the recorded results of every node
+    upstream of ``fromNode`` and runs the rest. 409 while the execution is still active or
+    when a node upstream has no usable result."""
+    submitted = await svc.rerunner.rerun(execution_id, who.tenant_id, body.from_node, body.inputs)
+    return _accepted(submitted)
+
+
+@router.get("/schedules")
+async def schedules(who: Who, svc: Svc) -> dict[str, Any]:
+    """The caller's schedules, soonest next run first."""
+    return {"items": [s.to_dict() for s in await svc.scheduler.of_tenant(who.tenant_id)]}
+
+
+@router.get("/schedules/{schedule_id}")
+async def schedule(schedule_id: str, who: Who, svc: Svc) -> dict[str, Any]:
+    """One schedule, with the definition and inputs each tick runs."""
+    return (await svc.scheduler.get(schedule_id, who.tenant_id)).to_dict(detail=True)
+
+
+@router.delete("/schedules/{schedule_id}")
+async def delete_schedule(schedule_id: str, who: Who, svc: Svc) -> dict[str, Any]:
+    """Stop a schedule: no tick starts after this answers."""
+    await svc.scheduler.delete(schedule_id, who.tenant_id)
+    return {"scheduleId": schedule_id, "status": "deleted"}
 
 
 @router.get("/stats")
