@@ -102,3 +102,39 @@ async def test_blocking_client(base_url: str) -> None:
 
     final = await asyncio.to_thread(use)
     assert final.result == {"tier": "std", "total": 1}
+
+
+async def test_resume_rerun_and_schedules_through_the_sdk(base_url: str) -> None:
+    asking = {
+        "id": "approve",
+        "nodes": [
+            {"id": "ask", "type": "wait_input", "inputs": {"schema": {"type": "boolean"}}},
+            {"id": "out", "type": "output", "inputs": {"value": "{{ nodes.ask.output }}"}},
+        ],
+        "edges": [{"source": "ask", "target": "out"}],
+    }
+    async with AsyncWorkflowEngineClient(base_url, api_key="secret") as client:
+        submitted = await client.execute(asking)
+        async for event in client.events(submitted.execution_id):
+            if event.type == "execution.waiting":
+                assert event.data["nodes"][0]["nodeId"] == "ask"
+                break
+        with pytest.raises(InvalidRequest):
+            await client.resume(submitted.execution_id, "yes")  # not a boolean
+        resumed = await client.resume(submitted.execution_id, True)
+        assert resumed.node_id == "ask"
+        final = await client.wait(submitted.execution_id, timeout=10)
+        assert final.result is True
+
+        rerun = await client.rerun(submitted.execution_id, "out")
+        assert (await client.wait(rerun.execution_id, timeout=10)).result is True
+
+        created = await client.schedule(IF_ELSE, {"total": 1}, cron="0 3 * * *", tz="UTC")
+        [listed] = await client.schedules()
+        assert listed.schedule_id == created.schedule_id
+        assert listed.repeat.cron == "0 3 * * *"
+        assert listed.next_run_at == created.next_run_at
+        await client.delete_schedule(created.schedule_id)
+        assert await client.schedules() == []
+        with pytest.raises(NotFoundError):
+            await client.delete_schedule(created.schedule_id)

@@ -28,6 +28,9 @@ from workflow_engine.client.models import (
     Cancelled,
     Event,
     ExecutionPage,
+    Resumed,
+    Schedule,
+    ScheduleCreated,
     Stats,
     Status,
     Submitted,
@@ -69,6 +72,35 @@ def _reconnect_call(client_id: str) -> Call:
 def _list_call(filters: dict[str, Any]) -> Call:
     params = {_camel(k): v for k, v in filters.items() if v is not None}
     return Call("GET", "/api/workflow/executions", params=params)
+
+
+def _resume_call(execution_id: str, answer: Any, node_id: str | None) -> Call:
+    body: dict[str, Any] = {"input": answer}
+    if node_id is not None:
+        body["nodeId"] = node_id
+    return Call("POST", f"/api/workflow/resume/{quote(execution_id, safe='')}", body)
+
+
+def _rerun_call(execution_id: str, from_node: str, inputs: dict[str, Any] | None) -> Call:
+    body: dict[str, Any] = {"fromNode": from_node}
+    if inputs is not None:
+        body["inputs"] = inputs
+    return Call("POST", f"/api/workflow/rerun/{quote(execution_id, safe='')}", body)
+
+
+def _schedule_call(
+    definition: dict[str, Any],
+    inputs: dict[str, Any] | None,
+    repeat: dict[str, Any],
+    options: dict[str, Any],
+) -> Call:
+    call = _execute_call(definition, inputs, options)
+    call.json["repeat"] = {k: v for k, v in repeat.items() if v is not None}
+    return call
+
+
+def _schedule_path(schedule_id: str) -> str:
+    return f"/api/workflow/schedules/{quote(schedule_id, safe='')}"
 
 
 def _camel(name: str) -> str:
@@ -203,6 +235,42 @@ class AsyncWorkflowEngineClient:
     async def executions(self, **filters: Any) -> ExecutionPage:
         """Filters: status, workflow_id, client_id, limit, cursor."""
         return ExecutionPage.model_validate(await self._do(_list_call(filters)))
+
+    async def resume(
+        self, execution_id: str, answer: Any, *, node_id: str | None = None
+    ) -> Resumed:
+        """Answer the ``wait_input`` node the execution is parked on."""
+        return Resumed.model_validate(await self._do(_resume_call(execution_id, answer, node_id)))
+
+    async def rerun(
+        self, execution_id: str, from_node: str, *, inputs: dict[str, Any] | None = None
+    ) -> Submitted:
+        """A new execution reusing the results upstream of ``from_node``."""
+        found = await self._do(_rerun_call(execution_id, from_node, inputs))
+        return Submitted.model_validate(found)
+
+    async def schedule(
+        self,
+        definition: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: int | None = None,
+        tz: str | None = None,
+        limit: int | None = None,
+        **options: Any,
+    ) -> ScheduleCreated:
+        """Run ``definition`` on a cron (5 fields, in ``tz``) or every ``every`` ms."""
+        repeat = {"cron": cron, "every": every, "tz": tz, "limit": limit}
+        call = _schedule_call(definition, inputs, repeat, options)
+        return ScheduleCreated.model_validate(await self._do(call))
+
+    async def schedules(self) -> list[Schedule]:
+        found = await self._do(Call("GET", "/api/workflow/schedules"))
+        return [Schedule.model_validate(item) for item in found["items"]]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._do(Call("DELETE", _schedule_path(schedule_id)))
 
     async def events(
         self,
@@ -340,6 +408,36 @@ class WorkflowEngineClient:
 
     def executions(self, **filters: Any) -> ExecutionPage:
         return ExecutionPage.model_validate(self._do(_list_call(filters)))
+
+    def resume(self, execution_id: str, answer: Any, *, node_id: str | None = None) -> Resumed:
+        return Resumed.model_validate(self._do(_resume_call(execution_id, answer, node_id)))
+
+    def rerun(
+        self, execution_id: str, from_node: str, *, inputs: dict[str, Any] | None = None
+    ) -> Submitted:
+        return Submitted.model_validate(self._do(_rerun_call(execution_id, from_node, inputs)))
+
+    def schedule(
+        self,
+        definition: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: int | None = None,
+        tz: str | None = None,
+        limit: int | None = None,
+        **options: Any,
+    ) -> ScheduleCreated:
+        repeat = {"cron": cron, "every": every, "tz": tz, "limit": limit}
+        call = _schedule_call(definition, inputs, repeat, options)
+        return ScheduleCreated.model_validate(self._do(call))
+
+    def schedules(self) -> list[Schedule]:
+        found = self._do(Call("GET", "/api/workflow/schedules"))
+        return [Schedule.model_validate(item) for item in found["items"]]
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._do(Call("DELETE", _schedule_path(schedule_id)))
 
     def wait(self, execution_id: str) -> Status:
         """Follow the execution's events until it ends; its final status, with node results."""

@@ -122,3 +122,36 @@ class Stats(Wire):
 class ExecutionPage(Wire):
     items: list[Context]
     next_cursor: str | None = None
+
+
+class Resumed(Wire):
+    execution_id: str
+    node_id: str
+    status: str
+
+
+class Repeat(Wire):
+    cron: str | None = None
+    every: int | None = None
+    tz: str | None = None
+    limit: int | None = None
+
+
+class ScheduleCreated(Wire):
+    schedule_id: str
+    next_run_at: str | None = None
+
+
+class Schedule(Wire):
+    schedule_id: str
+    workflow_id: str | None = None
+    user_id: str
+    client_id: str | None = None
+    type: str
+    repeat: Repeat
+    iterations: int = 0
+    next_run_at: str | None = None
+    created_at: str | None = None
+    workflow_definition: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
