@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         30, ge=0, description="Finished executions are removed after this many days (0: never)."
     )
     cleanup_interval_s: float = Field(3600, gt=0, description="How often a worker cleans up.")
+    recovery_interval_s: float = Field(
+        300, gt=0, description="How often a worker looks for executions whose job was lost."
+    )
+    recovery_after_s: float = Field(
+        60, gt=0, description="An active execution unchanged this long may have lost its job."
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

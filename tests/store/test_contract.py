@@ -398,3 +398,33 @@ async def test_outcomes_equal_in_python_but_not_in_json_stay_apart(store: StateS
         assert got is not None
         assert got.result == result
         assert type(got.result) is type(result)
+
+
+async def test_an_answer_reaches_only_a_node_that_waits_in_a_waiting_execution(
+    store: StateStore,
+) -> None:
+    await store.create(record("exec_w"))
+    await store.mark_running("exec_w", 1)
+    ticket = {"waitingFor": "input", "prompt": "ok?", "schema": {}}
+    waiting = NodeResult("ask", "wait_input", None, NodeStatus.WAITING, output=ticket, attempt=1)
+    await store.save_node("exec_w", waiting)
+    assert not await store.answer("exec_w", "ask", True)  # the execution is still running
+    assert await store.transition("exec_w", S.WAITING)
+    assert not await store.answer("exec_w", "other", True)
+    assert await store.answer("exec_w", "ask", {"approved": True})
+    assert not await store.answer("exec_w", "ask", False)  # answered already
+    [saved] = await store.node_results("exec_w")
+    assert saved.output["answer"] == {"approved": True}
+    assert saved.output["prompt"] == "ok?"
+    assert saved.output["answeredAt"] is not None
+
+
+async def test_stale_active_lists_only_unchanged_active_executions(store: StateStore) -> None:
+    for name in ("a_running", "b_pending", "c_done"):
+        await store.create(record(name))
+    await store.mark_running("a_running", 1)
+    await store.mark_running("c_done", 1)
+    await store.finish("c_done", S.COMPLETED)
+    later = now_ms() + 1000
+    assert {r.execution_id for r in await store.stale_active(later)} == {"a_running", "b_pending"}
+    assert await store.stale_active(now_ms() - 60_000) == []

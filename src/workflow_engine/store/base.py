@@ -164,6 +164,11 @@ class StateStore(ABC):
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]: ...
 
     @abstractmethod
+    async def stale_active(self, updated_before_ms: int, limit: int = 500) -> list[ExecutionRecord]:
+        """Pending, running or waiting executions not updated since ``updated_before_ms``,
+        oldest first (candidates for a lost job)."""
+
+    @abstractmethod
     async def final_among(self, execution_ids: Sequence[str]) -> set[str]:
         """Which of these executions are in a final status (e.g. cancelled by the API)."""
 

@@ -286,6 +286,19 @@ class SqlStore(StateStore):
             rows = (await conn.execute(query.order_by(executions.c.execution_id))).all()
         return [_record(row._mapping) for row in rows]
 
+    async def stale_active(self, updated_before_ms: int, limit: int = 500) -> list[ExecutionRecord]:
+        query = (
+            sa.select(*_CONTEXT_COLUMNS)
+            .where(
+                executions.c.status.in_([str(s) for s in ACTIVE_STATUSES]),
+                executions.c.updated_at < updated_before_ms,
+            )
+            .order_by(executions.c.updated_at)
+            .limit(limit)
+        )
+        async with self._connect() as conn:
+            return [_record(row._mapping) for row in (await conn.execute(query)).all()]
+
     async def final_among(self, execution_ids: Sequence[str]) -> set[str]:
         if not execution_ids:
             return set()

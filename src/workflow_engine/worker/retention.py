@@ -4,7 +4,6 @@ one of them do the work per interval, and a lock keeps two from doing it at once
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Sequence
 
@@ -13,6 +12,7 @@ import redis.asyncio as aioredis
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
+from workflow_engine.worker.periodic import my_turn
 
 log = get_logger(__name__)
 
@@ -58,10 +58,9 @@ class Retention:
         """Clean up if this interval's cleanup is not done or running elsewhere; the ids
         removed, or None when another worker has it."""
         token = f"{self.worker_id}:{secrets.token_hex(8)}"
-        due = await self.redis.set(
-            self.keys.maintenance("cleanup-due"), token, nx=True, px=int(self.interval_s * 1000)
-        )
-        if not due:
+        if not await my_turn(
+            self.redis, self.keys.maintenance("cleanup-due"), self.interval_s, token
+        ):
             return None
         lock = self.keys.maintenance("cleanup-lock")
         if not await self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
@@ -73,11 +72,3 @@ class Retention:
             await self._release(keys=[lock], args=[token])
         log.info("retention cleanup", removed=len(removed), days=self.days)
         return removed
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:  # the store or Redis is away: next time
-                log.warning("retention cleanup failed", error=repr(exc))
-            await asyncio.sleep(min(self.interval_s, 60.0))

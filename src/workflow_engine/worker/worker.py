@@ -19,9 +19,12 @@ from workflow_engine.engine.executor import Executor
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.queues import QueueSet
 from workflow_engine.store.base import StateStore
 from workflow_engine.worker.cancel import CancelListener
 from workflow_engine.worker.chaining import ChainingWorker
+from workflow_engine.worker.periodic import repeat
+from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.retention import Retention
 from workflow_engine.worker.runner import JobRunner
 
@@ -70,7 +73,16 @@ class WorkerService:
             interval_s=settings.cleanup_interval_s,
             worker_id=settings.worker_id,
         )
-        self._retention: asyncio.Task[None] | None = None
+        self.recovery = Recovery(
+            store,
+            QueueSet(settings, self.redis),
+            self.redis,
+            self.keys,
+            self.events,
+            interval_s=settings.recovery_interval_s,
+            stale_s=settings.recovery_after_s,
+        )
+        self._periodic: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         keys = self.keys
@@ -98,7 +110,10 @@ class WorkerService:
             await self._apply_rate_limit()
         self._watch = asyncio.ensure_future(self._watch_cancelled())
         if self.settings.retention_days > 0:
-            self._retention = asyncio.ensure_future(self.retention.run_forever())
+            cleanup = repeat("cleanup", self.settings.cleanup_interval_s, self.retention.run_once)
+            self._periodic.append(asyncio.ensure_future(cleanup))
+        recovery = repeat("recovery", self.settings.recovery_interval_s, self.recovery.run_once)
+        self._periodic.append(asyncio.ensure_future(recovery))
         log.info(
             "worker started",
             queues=self.queue_names,
@@ -172,11 +187,12 @@ class WorkerService:
             self.runner.release_all()
             await closing
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task in (self._watch, self._retention):
+        for task in (self._watch, *self._periodic):
             if task is not None:
                 task.cancel()
         await self.cancels.stop()
         await self.store.flush()
         await self.events.flush()
+        await self.recovery.queues.close()
         await self.redis.aclose()
         log.info("worker stopped")

@@ -1,0 +1,90 @@
+"""Recovery of executions whose job is gone or given up, found by one worker's sweep."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+
+from tests.worker.test_durable import chain
+from tests.worker.test_runner import finished
+from workflow_engine.api.services import Services
+from workflow_engine.engine.status import ExecutionStatus
+from workflow_engine.queue.queues import JOB_NAME
+from workflow_engine.queue.submit import job_data
+from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.schema import executions
+from workflow_engine.store.sql import SqlStore
+from workflow_engine.worker.recovery import Recovery
+from workflow_engine.worker.worker import WorkerService
+
+
+async def stale(services: Services, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
+    """An execution last touched ten minutes ago."""
+    settings = services.settings
+    record = ExecutionRecord(
+        execution_id=execution_id,
+        workflow_id="chain",
+        tenant_id="t",
+        queue="workflow",
+        definition=chain(settings, f"{settings.queue_prefix}:{execution_id}"),
+        inputs={},
+    )
+    await services.store.create(record)
+    if status is not ExecutionStatus.PENDING:
+        await services.store.mark_running(execution_id, 1)
+    store = services.store
+    assert isinstance(store, SqlStore)
+    async with store.engine.begin() as conn:  # (the clock of the store, turned back)
+        await conn.execute(
+            sa.update(executions)
+            .where(executions.c.execution_id == execution_id)
+            .values(updated_at=now_ms() - 600_000)
+        )
+    return record
+
+
+async def test_the_sweep_fails_given_up_jobs_and_requeues_lost_started_ones(
+    services: Services,
+) -> None:
+    settings = services.settings
+    given_up = await stale(services, "exec_given_up", ExecutionStatus.RUNNING)
+    queue = services.queues["workflow"]
+    await queue.add(JOB_NAME, job_data(given_up), {"jobId": "exec_given_up", "attempts": 1})
+    # BullMQ gave the job up (what the stalled check does after max_stalled_count)
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    prefix = f"{settings.queue_prefix}:workflow"
+    await client.lrem(f"{prefix}:wait", 0, "exec_given_up")
+    await client.zadd(f"{prefix}:failed", {"exec_given_up": now_ms()})
+    await client.aclose()
+    await stale(services, "exec_lost_running", ExecutionStatus.RUNNING)  # no job at all
+    await stale(services, "exec_lost_pending", ExecutionStatus.PENDING)
+
+    recovery = Recovery(
+        services.store,
+        services.queues,
+        services.redis,
+        services.redis_keys,
+        services.events,
+        interval_s=300,
+        stale_s=60,
+    )
+    found = await recovery.run_once()
+    assert found is not None
+    assert sorted(found.failed) == ["exec_given_up", "exec_lost_pending"]
+    assert found.requeued == ["exec_lost_running"]
+    assert await recovery.run_once() is None  # once per interval, across workers
+
+    for execution_id in found.failed:
+        record = await services.store.get(execution_id)
+        assert record is not None
+        assert record.status is ExecutionStatus.FAILED
+        assert record.error is not None
+        assert record.error["type"] == "lost"
+    worker = WorkerService(settings, services.store)
+    await worker.start()
+    try:  # the requeued one runs (resumed: it had started) and completes
+        record = await finished(services, "exec_lost_running")
+    finally:
+        await worker.stop()
+        await worker.executor.aclose()
+    assert record.status is ExecutionStatus.COMPLETED
