@@ -170,3 +170,17 @@ async def test_without_parking_a_delay_sleeps_and_wait_input_fails(
     outcome = await fake_time_executor.run(plan)
     assert outcome.status is ExecutionStatus.FAILED
     assert outcome.nodes["ask"].error["type"] == "cannot_park"
+
+
+async def test_dependants_of_a_pure_node_do_not_wait_for_its_checkpoint(
+    executor: Executor,
+) -> None:
+    """A pure node (no effect outside the run) can simply run again after a crash."""
+    plan = executor.compile(
+        wf([node("t", "transform", inputs={"value": 1}), node("b")], [("t", "b")])
+    )
+    hooks = SlowCheckpoint()  # never written: a wait would hang
+    async with asyncio.timeout(5):
+        outcome = await executor.run(plan, hooks=hooks)
+    assert outcome.status is ExecutionStatus.COMPLETED
+    assert not hooks.asked.is_set()

@@ -525,7 +525,7 @@ class WorkflowRun:
         await self._skip(settled.skipped)
         if self.hooks is not None:
             await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
-        if settled.ready and self.hooks is not None:
+        if settled.ready and self.hooks is not None and node_id not in self.plan.pure_nodes:
             await self.hooks.checkpoint()  # a resumed run must not run this node again
         if not self._stopping:
             self._queue.extend(settled.ready)

@@ -42,6 +42,8 @@ class WorkflowPlan:
     sinks: tuple[str, ...]
     output_nodes: tuple[str, ...]
     input_validator: Any
+    pure_nodes: frozenset[str] = frozenset()
+    """Nodes whose type is ``pure``: running them again after a crash cannot be noticed."""
 
     @property
     def workflow_id(self) -> str:
@@ -105,6 +107,7 @@ def compile_workflow(
         sinks=tuple(n for n, p in nodes.items() if not p.outgoing),
         output_nodes=tuple(n for n, p in nodes.items() if p.type_name == "output"),
         input_validator=validator,
+        pure_nodes=frozenset(n for n, p in nodes.items() if p.node_type.pure),
     )
 
 

@@ -103,7 +103,10 @@ class NodeType(ABC, Generic[InputsT]):
     - ``chooses_branch``: the output is ``{"branch": name}`` and picks the outgoing edges;
     - ``bare_expression_fields``: input paths (``branches[*].when``) holding bare expressions that
       the node evaluates itself with ``ctx.evaluate``; they are checked, not rendered;
-    - ``declared_branches(inputs)``: the branch names the node can choose, for validation.
+    - ``declared_branches(inputs)``: the branch names the node can choose, for validation;
+    - ``pure``: the node has no effect outside the run (its output depends on its inputs
+      only), so running it again after a crash cannot be noticed. The executor does not wait
+      for a pure node's checkpoint before its dependants start.
     """
 
     type_name: ClassVar[str]
@@ -112,6 +115,7 @@ class NodeType(ABC, Generic[InputsT]):
     Inputs: ClassVar[type[BaseModel]]
     chooses_branch: ClassVar[bool] = False
     bare_expression_fields: ClassVar[frozenset[str]] = frozenset()
+    pure: ClassVar[bool] = False
 
     @abstractmethod
     async def run(self, ctx: NodeContext, inputs: InputsT) -> Any:

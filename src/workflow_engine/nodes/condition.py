@@ -33,6 +33,7 @@ class ConditionNode(NodeType[ConditionInputs]):
     type_name = "condition"
     description = "Chooses the first branch whose `when` is true, else `default`."
     Inputs = ConditionInputs
+    pure = True
     chooses_branch = True
     bare_expression_fields = frozenset({"branches[*].when"})
 

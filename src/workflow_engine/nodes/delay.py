@@ -19,6 +19,7 @@ class DelayNode(NodeType[DelayInputs]):
     type_name = "delay"
     description = "Waits `seconds`; long waits park the execution instead of holding a worker."
     Inputs = DelayInputs
+    pure = True
 
     async def run(self, ctx: NodeContext, inputs: DelayInputs) -> Any:
         now = ctx.clock.now()

@@ -17,6 +17,7 @@ class EchoNode(NodeType[AnyInputs]):
     type_name = "echo"
     description = "Outputs its resolved inputs."
     Inputs = AnyInputs
+    pure = True
 
     async def run(self, ctx: NodeContext, inputs: AnyInputs) -> Any:
         return dict(inputs.model_extra or {})

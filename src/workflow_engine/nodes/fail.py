@@ -16,6 +16,7 @@ class FailNode(NodeType[FailInputs]):
     type_name = "fail"
     description = "Always fails with `message`."
     Inputs = FailInputs
+    pure = True
 
     async def run(self, ctx: NodeContext, inputs: FailInputs) -> Any:
         raise NodeError(inputs.message, error_type="fail")

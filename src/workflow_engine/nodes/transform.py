@@ -15,6 +15,7 @@ class TransformNode(NodeType[ValueInputs]):
     type_name = "transform"
     description = "Outputs `value` (templated, native types kept)."
     Inputs = ValueInputs
+    pure = True
 
     async def run(self, ctx: NodeContext, inputs: ValueInputs) -> Any:
         return inputs.value

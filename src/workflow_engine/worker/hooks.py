@@ -40,9 +40,10 @@ class RunHooks(ExecutionHooks):
     store at most every ``progress_interval`` seconds (the outcome carries the final one) and
     the event stream every time.
 
-    Checkpoints: every node result also goes to the execution's checkpoint hash in Redis, in
-    the same round trip as its event, and ``checkpoint`` waits for that write before the
-    node's dependants start. A node that starts leaves a marker there with its attempt."""
+    Checkpoints: the result of every node that is not ``pure`` also goes to the execution's
+    checkpoint hash in Redis, in the same round trip as its event, and ``checkpoint`` waits for
+    that write before the node's dependants start. Such a node leaves a marker there with its
+    attempt when it starts. Pure nodes cost nothing extra: a resumed run may run them again."""
 
     store: StateStore
     events: EventPublisher
@@ -52,6 +53,7 @@ class RunHooks(ExecutionHooks):
     pending: list[asyncio.Future[bool]] = field(default_factory=list)
     last_progress: float = field(default_factory=time.monotonic)
     last_checkpoint: asyncio.Future[None] | None = None
+    pure: frozenset[str] = frozenset()
 
     def _emit(self, event_type: str, data: Any) -> None:
         self.events.publish(self.execution_id, event_type, data)
@@ -70,6 +72,8 @@ class RunHooks(ExecutionHooks):
         self._mark_running(event.node_id, event.attempt)
 
     def _mark_running(self, node_id: str, attempt: int) -> None:
+        if node_id in self.pure:
+            return
         self.events.checkpoint(
             self.execution_id, node_id, {"status": "running", "attempt": attempt}
         )
@@ -98,7 +102,8 @@ class RunHooks(ExecutionHooks):
         event_type = NODE_EVENT.get(result.status)
         if event_type is not None and announce:
             self._emit(event_type, data)
-        self.last_checkpoint = self.events.checkpoint(self.execution_id, result.node_id, data)
+        if result.node_id not in self.pure:
+            self.last_checkpoint = self.events.checkpoint(self.execution_id, result.node_id, data)
 
     async def checkpoint(self) -> None:
         """Wait until the node results reported so far are in Redis. If Redis cannot take

@@ -148,6 +148,7 @@ class JobRunner:
             execution_id,
             seq=len(restored),
             progress_interval=self.settings.progress_interval_ms / 1000,
+            pure=plan.pure_nodes,
         )
         for result in unsaved:  # outputs reused from another run, or only in the checkpoint
             hooks.save(result, announce=start is Start.STARTED)
