@@ -16,6 +16,7 @@ from workflow_engine.events.hub import Overflow, StreamHub, Subscriber
 from workflow_engine.events.model import Event
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
+from workflow_engine.worker.worker import blocking_connection
 
 
 @pytest.fixture
@@ -164,3 +165,31 @@ async def test_many_subscribers_on_one_stream(hub: StreamHub, publisher: EventPu
     results: list[Any] = await asyncio.gather(*(collect(s) for s in subscribers))
     for got in results:
         assert [e.data["i"] for e in got] == list(range(31))
+
+
+async def test_an_idle_reader_outlasts_the_redis_client_read_timeout(
+    redis_server: RedisServer, publisher: EventPublisher, keys: Keys
+) -> None:
+    """redis-py >= 6 times a read out after 5 s by default: a reader blocked longer than that
+    must keep its connection (and its client id, which CLIENT UNBLOCK needs). The BullMQ
+    worker's blocking connection has the same need."""
+    hub = StreamHub(redis_server.url, keys, block_ms=6000)
+    subscriber = hub.subscriber()
+    try:
+        await subscriber.follow_execution("idle")
+
+        async def reader_id_now() -> int | None:
+            return hub._reader_id
+
+        reader_id = await wait_until(reader_id_now, what="the reader connected")
+        worker_side = aioredis.Redis.from_url(blocking_connection(redis_server.url))
+        try:  # both idle for longer than the default read timeout
+            assert await worker_side.bzpopmin(f"{keys.prefix}:nothing", 6) is None
+        finally:
+            await worker_side.aclose()
+        await publisher.publish("idle", "execution.completed", {"i": 1}, final=True)
+        assert [e.data["i"] for e in await collect(subscriber)] == [1]
+        assert hub._reader_id == reader_id
+    finally:
+        subscriber.close()
+        await hub.close()

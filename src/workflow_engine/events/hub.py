@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from workflow_engine.events.model import FIELD, Event, decode_entry, stream_id_after
 from workflow_engine.keys import Keys
@@ -38,11 +40,17 @@ class StreamHub:
     def __init__(self, redis_url: str, keys: Keys, *, block_ms: int = 5000) -> None:
         self.keys = keys
         self.block_ms = block_ms
+        # The reader's socket must outlast its blocking XREAD (redis-py >= 6 times reads out
+        # after 5 s by default, the same as the block), and redis-py must not reconnect behind
+        # our back: a new connection has a new client id, which CLIENT UNBLOCK has to know.
+        # Every error goes to ``_run``, which reconnects and reads the id again.
         self._reader = aioredis.Redis.from_url(
             redis_url,
             decode_responses=True,
             single_connection_client=True,
             socket_connect_timeout=2,
+            socket_timeout=block_ms / 1000 + 10,
+            retry=Retry(NoBackoff(), 0),
         )
         self.control = aioredis.Redis.from_url(
             redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10

@@ -10,6 +10,7 @@ import asyncio
 import signal
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from bullmq import Queue
@@ -31,6 +32,18 @@ from workflow_engine.worker.runner import JobRunner
 log = get_logger(__name__)
 
 CANCEL_WATCH_S = 2.0
+# BullMQ blocks in BZPOPMIN for up to 10 s while a queue is idle; redis-py >= 6 times every read
+# out after 5 s unless told otherwise, and bullmq then retries with a back-off of seconds.
+BLOCKING_SOCKET_TIMEOUT_S = 30
+
+
+def blocking_connection(redis_url: str) -> str:
+    """The Redis URL for a BullMQ worker: ``redis_url`` with a socket timeout longer than the
+    longest blocking wait (an explicit ``socket_timeout`` in the URL is kept)."""
+    parts = urlsplit(redis_url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_timeout", str(BLOCKING_SOCKET_TIMEOUT_S))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class WorkerService:
@@ -93,7 +106,7 @@ class WorkerService:
                 name,
                 self.runner.process,
                 {
-                    "connection": self.settings.redis_url,
+                    "connection": blocking_connection(self.settings.redis_url),
                     "prefix": keys.bullmq_prefix,
                     "concurrency": queue_settings.concurrency,
                     "stalledInterval": self.settings.stalled_interval_ms,
