@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     )
     queues: Queues = Field(default_factory=Queues)
     stalled_interval_ms: int = Field(30_000, ge=1000)
+    drain_delay_s: int = Field(
+        1,
+        ge=1,
+        description="An idle worker looks at its queues at least this often (seconds).",
+    )
     max_stalled_count: int = Field(3, ge=0)
     lock_duration_ms: int = Field(30_000, ge=1000)
     rate_limit_max: int | None = Field(None, ge=1, description="Jobs per rate_limit_duration_ms.")

@@ -15,6 +15,10 @@ class Keys:
         """The ``prefix`` option given to every BullMQ Queue and Worker."""
         return self.prefix
 
+    def bullmq_marker(self, queue: str) -> str:
+        """BullMQ's marker set of a queue: idle workers block on it (BZPOPMIN) to hear of jobs."""
+        return f"{self.bullmq_prefix}:{queue}:marker"
+
     def _ours(self, *parts: str) -> str:
         return ":".join((self.prefix, "wfe", *parts))
 

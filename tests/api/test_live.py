@@ -271,6 +271,9 @@ async def test_client_wide_subscription_and_bad_messages(live: Live) -> None:
     before = await live.services.submitter.submit(Submission(definition, client_id="tab-all"))
     await live.entered(f"{key}:1")
     await socket.send(json.dumps({"type": "subscribe"}))  # a running one, and one to come
+    # the running one is replayed from its first event once the subscription is in place
+    got = await ws_receive(socket, lambda e: e["executionId"] == before.execution_id)
+    assert got[0]["type"] == "execution.queued"
     quick = {"id": "quick", "nodes": [{"id": "a", "type": "echo", "inputs": {"x": 1}}]}
     after = await live.services.submitter.submit(Submission(quick, client_id="tab-all"))
     await live.services.submitter.submit(Submission(quick, client_id="someone-else"))
@@ -278,7 +281,7 @@ async def test_client_wide_subscription_and_bad_messages(live: Live) -> None:
     await live.release(f"{key}:2")
     ids = [before.execution_id, after.execution_id]
     finals: set[str] = set()
-    got = await ws_receive(
+    got += await ws_receive(
         socket, lambda e: is_final(e) and finals.add(e["executionId"]) is None and len(finals) == 2
     )
     assert {e["executionId"] for e in got} == set(ids)

@@ -141,7 +141,11 @@ async def test_client_subscription_follows_new_and_active_executions(
     publisher.publish("old", "execution.started", {"n": 0})
     await publisher.flush()
     subscriber = hub.subscriber()
-    await subscriber.follow_client("t", "tab", active=["old"])
+
+    async def active() -> list[str]:
+        return ["old"]
+
+    await subscriber.follow_client("t", "tab", active)
     publisher.publish("old", "execution.progress", {"n": 1})
     publisher.index_client("t", "tab", "new")
     publisher.index_client("t", "other-tab", "elsewhere")
@@ -151,6 +155,29 @@ async def test_client_subscription_follows_new_and_active_executions(
     got = await collect(subscriber, 3)
     seen = {(e.execution_id, e.data["n"]) for e in got}
     assert seen == {("old", 0), ("old", 1), ("new", 2)}  # each from its first event
+    subscriber.close()
+
+
+async def test_an_execution_submitted_while_the_client_subscribes_is_followed(
+    hub: StreamHub, publisher: EventPublisher
+) -> None:
+    """The submit lands between the store's answer (not yet active) and the index position:
+    the subscription must still see it."""
+    subscriber = hub.subscriber()
+
+    async def active() -> list[str]:
+        publisher.index_client("t", "racing", "racer")
+        publisher.publish("racer", "execution.queued", {"n": 1})
+        await publisher.flush()
+        return []  # the store was asked before the submit was recorded
+
+    await subscriber.follow_client("t", "racing", active)
+    publisher.publish("racer", "execution.completed", {"n": 2}, final=True)
+    await publisher.flush()
+    assert [(e.execution_id, e.data["n"]) for e in await collect(subscriber)] == [
+        ("racer", 1),
+        ("racer", 2),
+    ]
     subscriber.close()
 
 

@@ -69,6 +69,17 @@ class Process:
                     )
                 self._changed.wait(min(remaining, 0.5))
 
+    def wait_exit(self, timeout: float = 30) -> int:
+        """The exit code, once the process ends by itself; what it said when it does not."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after {timeout}s; the process said:\n" + "\n".join(self.lines[-40:])
+            ) from None
+        self._reader.join(timeout=10)
+        return code
+
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 

@@ -93,7 +93,7 @@ async def test_sigterm_lets_the_active_execution_finish(services: Services) -> N
     worker.signal(signal.SIGTERM)
     await asyncio.to_thread(worker.wait_for, "worker stopping")
     await push(settings, f"{key}:release")  # the node finishes within the grace period
-    assert await asyncio.to_thread(worker.proc.wait, 30) == 0  # it exits on its own
+    assert await asyncio.to_thread(worker.wait_exit, 30) == 0  # it exits on its own
     record = await finished(services, submitted.execution_id, timeout=5)
     assert record.status is ExecutionStatus.COMPLETED
     assert record.attempts == 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -212,17 +212,25 @@ class Subscriber:
             return
         await self.follow_execution(execution_id, await self.hub.last_id(key))
 
-    async def follow_client(self, tenant_id: str, client_id: str, active: Iterable[str]) -> None:
+    async def follow_client(
+        self,
+        tenant_id: str,
+        client_id: str,
+        active: Callable[[], Awaitable[Iterable[str]]],
+    ) -> None:
         """Every event of the client's active executions (replayed from their first event, so
         that nothing sent before the subscription is lost), and of every execution it submits
         from now on. Executions already followed, or already finished for this subscriber,
-        are left as they are."""
+        are left as they are.
+
+        ``active()`` is asked only once the client's index is followed: an execution submitted
+        in between is then in the index, in the answer, or both, never in neither."""
         key = self.hub.keys.client_index(tenant_id, client_id)
         if key in self.positions:
             return
         self._clients.add(key)
         await self._follow(key, await self.hub.last_id(key) or "0-0")
-        for execution_id in active:
+        for execution_id in await active():
             await self._follow_new(execution_id)
 
     async def _follow_new(self, execution_id: str) -> None:

@@ -110,6 +110,7 @@ class WorkerService:
                     "prefix": keys.bullmq_prefix,
                     "concurrency": queue_settings.concurrency,
                     "stalledInterval": self.settings.stalled_interval_ms,
+                    "drainDelay": self.settings.drain_delay_s,
                     "maxStalledCount": self.settings.max_stalled_count,
                     "lockDuration": self.settings.lock_duration_ms,
                     "autorun": False,
@@ -162,6 +163,18 @@ class WorkerService:
             for execution_id in ended:
                 self.runner.request_cancel(execution_id)
 
+    async def _hand_over_wake_ups(self) -> None:
+        """BullMQ wakes one idle worker when a job becomes delayed (a parked execution); if that
+        was this one, the wake-up leaves with it and the others would notice the job only at
+        their next idle poll. A fresh marker makes another worker look now."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in self.queue_names:
+            pipe.zadd(self.keys.bullmq_marker(name), {"0": 0})
+        try:
+            await pipe.execute()
+        except Exception as exc:
+            log.warning("could not wake the other workers", error=repr(exc))
+
     def request_stop(self) -> None:
         self._stopping.set()
 
@@ -206,6 +219,7 @@ class WorkerService:
         await self.cancels.stop()
         await self.store.flush()
         await self.events.flush()
+        await self._hand_over_wake_ups()
         await self.recovery.queues.close()
         await self.redis.aclose()
         log.info("worker stopped")

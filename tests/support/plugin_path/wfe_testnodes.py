@@ -23,7 +23,9 @@ _clients: dict[tuple[str, int], aioredis.Redis] = {}
 def _client(url: str) -> aioredis.Redis:
     key = (url, id(asyncio.get_running_loop()))  # tests run a loop each
     if key not in _clients:
-        _clients[key] = aioredis.Redis.from_url(url, decode_responses=True)
+        # no read timeout: ``hold`` blocks in BLPOP for up to a minute (redis-py >= 6 would
+        # give up after 5 s)
+        _clients[key] = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=None)
     return _clients[key]
 
 

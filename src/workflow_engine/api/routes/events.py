@@ -180,8 +180,12 @@ async def _handle(
             subscriber.unfollow_execution(execution_id)
         return None
     if execution_id is None:
-        active = await services.store.active_for_client(who.tenant_id, client_id)
-        await subscriber.follow_client(tenant, client_id, [r.execution_id for r in active])
+
+        async def active() -> list[str]:
+            records = await services.store.active_for_client(who.tenant_id, client_id)
+            return [r.execution_id for r in records]
+
+        await subscriber.follow_client(tenant, client_id, active)
         return None
     if await services.store.get(execution_id, who.tenant_id) is None:
         return {"type": "error", "message": f"execution {execution_id} not found"}
