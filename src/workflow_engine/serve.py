@@ -7,7 +7,9 @@ executions finish within the grace period, then releases them); the servers shut
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from workflow_engine.worker.worker import WorkerService
 log = get_logger(__name__)
 
 DEV_DIR = Path(".wfe")
+LEFTOVER_WAIT_S = 5
 
 
 def run(main: Any) -> None:
@@ -95,6 +98,26 @@ async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) 
     finally:
         await executor.aclose()
         await store.close()
+        await _stop_leftover_tasks()
+
+
+async def _stop_leftover_tasks() -> None:
+    """Cancel what is still running once the service has stopped (library timers and the like)
+    and wait a little for it. A task that swallows cancellation would keep the process alive
+    for ever (asyncio waits for it on the way out): everything is flushed by now, so name it
+    and exit."""
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in leftover:
+        task.cancel()
+    if not leftover:
+        return
+    _, pending = await asyncio.wait(leftover, timeout=LEFTOVER_WAIT_S)
+    if pending:
+        for task in pending:
+            log.warning("task does not stop; exiting without it", task=repr(task.get_coro()))
+        sys.stderr.flush()
+        os._exit(0)
 
 
 async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None:
