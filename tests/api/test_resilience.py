@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -84,3 +85,17 @@ async def test_store_down_is_503(own_redis: EmbeddedRedis, tmp_path: Path) -> No
             assert (await services.queues.counts())["workflow"]["waiting"] == 0  # nothing enqueued
     finally:
         await services.close()
+
+
+async def test_a_burst_of_submits_waits_for_redis_connections_instead_of_failing(
+    api: httpx.AsyncClient, services: Services
+) -> None:
+    """More requests in flight than the Redis client has connections (redis-py caps a pool at
+    100 and fails the 101st): every one is accepted."""
+    body = {"workflowDefinition": EXAMPLE, "inputs": {"total": 1}}
+    answers = await asyncio.gather(
+        *(api.post("/api/workflow/execute", json=body) for _ in range(400))
+    )
+    assert [a.status_code for a in answers] == [202] * 400, {a.text for a in answers}
+    counts = await services.store.count_by_status()
+    assert counts["pending"] == 400

@@ -22,6 +22,7 @@ from workflow_engine.queue.rerun import Rerunner
 from workflow_engine.queue.resume import Resumer
 from workflow_engine.queue.schedules import Scheduler
 from workflow_engine.queue.submit import Submitter
+from workflow_engine.redis_pool import pooled_client
 from workflow_engine.store import StateStore, open_store
 
 
@@ -29,7 +30,7 @@ def fail_fast_redis(url: str) -> aioredis.Redis:
     """A client that answers "unreachable" within about a second instead of retrying for
     minutes, so that the API can say 503 and the caller can retry. One quick retry covers a
     pooled connection that went stale while Redis restarted."""
-    return aioredis.Redis.from_url(
+    return pooled_client(
         url,
         decode_responses=True,
         socket_connect_timeout=1,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,46 @@ def _loads(value: Any) -> Any:
     return value if isinstance(value, int | float) else orjson.loads(value)
 
 
+@dataclass(slots=True)
+class Batch:
+    """A group-commit batch sorted for set-based statements: the newest progress of each
+    execution, transitions in segments (one transition per execution in a segment, so that two
+    of one execution keep their order), and node results (the last one per node)."""
+
+    size: int
+    progress: dict[str, dict[str, Any]]
+    segments: list[list[tuple[int, Transition]]]
+    nodes: list[SaveNode]
+    now: int
+
+    @classmethod
+    def of(cls, writes: Sequence[Write]) -> Batch:
+        nodes: dict[tuple[str, str], SaveNode] = {}
+        progress: dict[str, dict[str, Any]] = {}
+        segments: list[list[tuple[int, Transition]]] = [[]]
+        seen: set[str] = set()
+        for index, op in enumerate(writes):
+            if isinstance(op, Transition):
+                if op.execution_id in seen:  # a second transition of one execution: keep order
+                    segments.append([])
+                    seen = set()
+                seen.add(op.execution_id)
+                segments[-1].append((index, op))
+            elif isinstance(op, SaveNode):
+                nodes[(op.execution_id, op.result.node_id)] = op
+            elif isinstance(op, SaveProgress):
+                progress[op.execution_id] = op.progress
+        return cls(len(writes), progress, segments, list(nodes.values()), now_ms())
+
+    def groups(self) -> Iterator[tuple[Shape, list[tuple[int, Transition]]]]:
+        """Transitions by shape (one statement each), segment after segment."""
+        for segment in self.segments:
+            groups: dict[Shape, list[tuple[int, Transition]]] = {}
+            for index, op in segment:
+                groups.setdefault(shape_of(op), []).append((index, op))
+            yield from groups.items()
+
+
 class SqlStore(StateStore):
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(**options)
@@ -95,7 +136,7 @@ class SqlStore(StateStore):
     # -- writes -------------------------------------------------------------------------
 
     async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
-        row = _record_row(record)
+        row = record_row(record)
         async with self._connect(write=True) as conn:
             if record.idempotency_key is None:
                 await conn.execute(sa.insert(executions).values(**row))
@@ -106,6 +147,11 @@ class SqlStore(StateStore):
             )
             if result.rowcount == 1:
                 return None
+        return await self._by_idempotency_key(record)
+
+    async def _by_idempotency_key(self, record: ExecutionRecord) -> ExecutionRecord:
+        """The execution that already holds ``record``'s idempotency key."""
+        async with self._connect() as conn:
             existing = await conn.execute(
                 sa.select(*_CONTEXT_COLUMNS).where(
                     executions.c.tenant_id == record.tenant_id,
@@ -119,37 +165,20 @@ class SqlStore(StateStore):
         batch), then transitions grouped by shape into set-based statements, then node
         results. The statements themselves are the dialect's (``_write_*``), sent straight to
         the driver: a batch costs a handful of calls whatever its size."""
+        batch = Batch.of(writes)
         results: list[bool] = [True] * len(writes)
-        nodes: dict[tuple[str, str], SaveNode] = {}
-        progress: dict[str, dict[str, Any]] = {}
-        segments: list[list[tuple[int, Transition]]] = [[]]
-        seen: set[str] = set()
-        for index, op in enumerate(writes):
-            if isinstance(op, Transition):
-                if op.execution_id in seen:  # a second transition of one execution: keep order
-                    segments.append([])
-                    seen = set()
-                seen.add(op.execution_id)
-                segments[-1].append((index, op))
-            elif isinstance(op, SaveNode):
-                nodes[(op.execution_id, op.result.node_id)] = op
-            elif isinstance(op, SaveProgress):
-                progress[op.execution_id] = op.progress
-        now = now_ms()
         async with self._connect(write=True) as conn:
             raw = (await conn.get_raw_connection()).driver_connection  # same transaction
-            if progress:
-                await self._write_progress(raw, progress, now)
-            for segment in segments:
-                groups: dict[Shape, list[tuple[int, Transition]]] = {}
-                for index, op in segment:
-                    groups.setdefault(shape_of(op), []).append((index, op))
-                for shape, group in groups.items():
-                    taken = await self._write_transitions(raw, shape, [op for _, op in group], now)
-                    for index, op in group:
-                        results[index] = op.execution_id in taken
-            if nodes:
-                await self._write_nodes(raw, list(nodes.values()))
+            if batch.progress:
+                await self._write_progress(raw, batch.progress, batch.now)
+            for shape, group in batch.groups():
+                taken = await self._write_transitions(
+                    raw, shape, [op for _, op in group], batch.now
+                )
+                for index, op in group:
+                    results[index] = op.execution_id in taken
+            if batch.nodes:
+                await self._write_nodes(raw, batch.nodes)
         return results
 
     async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
@@ -337,7 +366,7 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _record_row(record: ExecutionRecord) -> dict[str, Any]:
+def record_row(record: ExecutionRecord) -> dict[str, Any]:
     return {
         "execution_id": record.execution_id,
         "tenant_id": record.tenant_id,

@@ -1,17 +1,36 @@
-"""SQLite (aiosqlite, WAL): write batches go straight to the driver as ``executemany`` and
-set-based ``UPDATE ... RETURNING`` statements, inside a transaction begun ``IMMEDIATE`` (the
-write lock is held from the start, so reading statuses and then updating them is atomic across
-processes)."""
+"""SQLite (WAL). Reads go through SQLAlchemy (aiosqlite). The hot writes, every group-commit
+batch, run on one thread of their own with a plain ``sqlite3`` connection: the whole
+transaction (``BEGIN IMMEDIATE``, ``executemany`` and set-based ``UPDATE ... RETURNING``,
+``COMMIT``) is one hop from the event loop, instead of one per statement. ``IMMEDIATE`` takes
+the write lock at the start, so reading statuses and then updating them is atomic across
+processes."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from workflow_engine.store.base import SaveNode, Transition
-from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms, same_types
+from workflow_engine.config import ConfigError
+from workflow_engine.store.base import SaveNode, StoreUnavailable, Transition, Write
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.store.sql import (
+    JSON_COLUMNS,
+    Batch,
+    Shape,
+    SqlStore,
+    json_text,
+    ms,
+    record_row,
+    same_types,
+)
 
+_JSON_OF_RECORD = ("metadata", "definition", "inputs", "result", "error", "progress")
 IN_CHUNK = 500  # ids per statement, well under SQLite's limit on variables
+BUSY_TIMEOUT_S = 30
 
 
 def _param(column: str, value: Any) -> Any:
@@ -19,62 +38,142 @@ def _param(column: str, value: Any) -> Any:
 
 
 class SqliteStore(SqlStore):
-    async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
-        await raw.executemany(
-            "UPDATE wfe_executions SET progress = ?, updated_at = ? WHERE execution_id = ? "
-            "AND status IN ('running', 'waiting')",
-            [(json_text(p), now, execution_id) for execution_id, p in progress.items()],
-        )
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        if self.url.database in (None, "", ":memory:"):
+            raise ConfigError("the SQLite store needs a file (sqlite:///path/to/wfe.db)")
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="wfe-sqlite-writes")
+        self._write_conn: sqlite3.Connection | None = None  # used on that thread only
 
-    async def _write_transitions(
-        self, raw: Any, shape: Shape, ops: list[Transition], now: int
-    ) -> set[str]:
-        to, allowed, _, columns = shape
-        taken: set[str] = set()
-        for start in range(0, len(ops), IN_CHUNK):
-            chunk = ops[start : start + IN_CHUNK]
-            ids = [op.execution_id for op in chunk]
-            # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
-            params = [tuple(_param(c, op.values[c]) for c in columns) for op in chunk]
-            if all(p == params[0] and same_types(p, params[0]) for p in params):
-                cursor = await raw.execute(
-                    _update_same(shape, len(ids)), [to, now, *params[0], *ids, *sorted(allowed)]
-                )
-                taken.update(row[0] for row in await cursor.fetchall())
-                continue
-            cursor = await raw.execute(_eligible(allowed, len(ids)), [*ids, *sorted(allowed)])
-            eligible = {row[0] for row in await cursor.fetchall()}
-            rows = [
-                [to, now, *values, op.execution_id]
-                for op, values in zip(chunk, params, strict=True)
-                if op.execution_id in eligible
-            ]
-            if rows:
-                await raw.executemany(_update_each(shape), rows)
-            taken |= eligible
-        return taken
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, self._close_sync)
+        self._write_thread.shutdown(wait=True)
 
-    async def _write_nodes(self, raw: Any, ops: list[SaveNode]) -> None:
-        await raw.executemany(
-            _NODES,
-            [
-                (
-                    op.execution_id,
-                    op.result.node_id,
-                    op.seq,
-                    op.result.node_type,
-                    op.result.name,
-                    str(op.result.status),
-                    json_text(op.result.input),
-                    json_text(op.result.output),
-                    json_text(op.result.error),
-                    op.result.attempt,
-                    ms(op.result.started_at),
-                    ms(op.result.completed_at),
-                )
-                for op in ops
-            ],
+    async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
+        row = record_row(record)
+        for column in _JSON_OF_RECORD:
+            row[column] = json_text(row[column])
+        if await self._on_write_thread(self._insert_sync, row):
+            return None
+        return await self._by_idempotency_key(record)
+
+    async def _apply(self, writes: Sequence[Write]) -> list[bool]:
+        results: list[bool] = await self._on_write_thread(self._apply_sync, Batch.of(writes))
+        return results
+
+    async def _on_write_thread(self, work: Callable[[Any], Any], argument: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._write_thread, work, argument)
+        except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(f"state store unreachable: {exc}") from exc
+
+    # -- on the write thread ----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._write_conn is None:
+            conn = sqlite3.connect(
+                self.url.database or "",
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # transactions are ours
+                check_same_thread=False,  # opened and used on the write thread only
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            self._write_conn = conn
+        return self._write_conn
+
+    def _close_sync(self) -> None:
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
+
+    def _insert_sync(self, row: dict[str, Any]) -> bool:
+        """Insert a new execution; False when its idempotency key is taken."""
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        conflict = (
+            " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
+            if row["idempotency_key"] is not None
+            else ""
         )
+        conn = self._connection()
+        cursor = conn.execute(
+            f"INSERT INTO wfe_executions ({names}) VALUES ({marks}){conflict}", list(row.values())
+        )
+        return cursor.rowcount == 1
+
+    def _apply_sync(self, batch: Batch) -> list[bool]:
+        conn = self._connection()
+        results: list[bool] = [True] * batch.size
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.progress:
+                conn.executemany(
+                    "UPDATE wfe_executions SET progress = ?, updated_at = ? "
+                    "WHERE execution_id = ? AND status IN ('running', 'waiting')",
+                    [(json_text(p), batch.now, eid) for eid, p in batch.progress.items()],
+                )
+            for shape, group in batch.groups():
+                taken = _transitions(conn, shape, [op for _, op in group], batch.now)
+                for index, op in group:
+                    results[index] = op.execution_id in taken
+            if batch.nodes:
+                conn.executemany(_NODES, [_node_row(op) for op in batch.nodes])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return results
+
+
+def _transitions(
+    conn: sqlite3.Connection, shape: Shape, ops: list[Transition], now: int
+) -> set[str]:
+    """Apply transitions of one shape; the ids that were in an allowed status (changed)."""
+    to, allowed, _, columns = shape
+    taken: set[str] = set()
+    for start in range(0, len(ops), IN_CHUNK):
+        chunk = ops[start : start + IN_CHUNK]
+        ids = [op.execution_id for op in chunk]
+        # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
+        params = [tuple(_param(c, op.values[c]) for c in columns) for op in chunk]
+        if all(p == params[0] and same_types(p, params[0]) for p in params):
+            cursor = conn.execute(
+                _update_same(shape, len(ids)), [to, now, *params[0], *ids, *sorted(allowed)]
+            )
+            taken.update(row[0] for row in cursor.fetchall())
+            continue
+        cursor = conn.execute(_eligible(allowed, len(ids)), [*ids, *sorted(allowed)])
+        eligible = {row[0] for row in cursor.fetchall()}
+        rows = [
+            [to, now, *values, op.execution_id]
+            for op, values in zip(chunk, params, strict=True)
+            if op.execution_id in eligible
+        ]
+        if rows:
+            conn.executemany(_update_each(shape), rows)
+        taken |= eligible
+    return taken
+
+
+def _node_row(op: SaveNode) -> tuple[Any, ...]:
+    return (
+        op.execution_id,
+        op.result.node_id,
+        op.seq,
+        op.result.node_type,
+        op.result.name,
+        str(op.result.status),
+        json_text(op.result.input),
+        json_text(op.result.output),
+        json_text(op.result.error),
+        op.result.attempt,
+        ms(op.result.started_at),
+        ms(op.result.completed_at),
+    )
 
 
 def _assignments(stamp: frozenset[str], columns: tuple[str, ...]) -> str:

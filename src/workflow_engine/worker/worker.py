@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
 from bullmq import Queue
 
 from workflow_engine.config import QUEUE_NAMES, Settings
@@ -21,6 +20,7 @@ from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.queues import QueueSet
+from workflow_engine.redis_pool import pooled_client
 from workflow_engine.store.base import StateStore
 from workflow_engine.worker.cancel import CancelListener
 from workflow_engine.worker.chaining import ChainingWorker
@@ -64,7 +64,7 @@ class WorkerService:
         self.queue_names = list(queues)
         self.executor = executor or Executor(park_after=settings.park_after_s)
         self.keys = Keys(settings.queue_prefix)
-        self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.redis = pooled_client(settings.redis_url, decode_responses=True)
         self.events = EventPublisher(
             self.redis,
             self.keys,
