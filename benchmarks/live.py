@@ -53,6 +53,7 @@ def env(redis_url: str, store_url: str, **extra: str) -> dict[str, str]:
         "WFE_STORE_URL": store_url,
         "WFE_QUEUE_PREFIX": PREFIX,
         "WFE_LOG_LEVEL": "WARNING",
+        "WFE_PARK_AFTER_S": "3600",  # the 60 s delay keeps its worker: a running execution
         **extra,
     }
 
@@ -153,30 +154,40 @@ async def cancel_latency(base: str, count: int) -> dict[str, Any]:
     }
 
 
+async def run_live(
+    redis_url: str, store_url: str, clients: int, executions: int, cancels: int
+) -> dict[str, Any]:
+    """Fan-out and cancel latency with an API and a worker process on ``redis_url``."""
+    port = free_port()
+    api = subprocess.Popen(
+        [WFE, "api"],
+        env=env(redis_url, store_url, WFE_PORT=str(port)),
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [WFE, "worker"], env=env(redis_url, store_url), stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(base)
+        spread = await fan_out(base, redis_url, clients, executions)
+        cancel = await cancel_latency(base, cancels)
+    finally:
+        for process in (api, worker):
+            process.terminate()
+            process.wait()
+    return {"fan_out": spread, "cancel": cancel}
+
+
 async def main(clients: int, executions: int, cancels: int) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         EmbeddedRedis(Path(tmp) / "redis", persist=False) as redis,
     ):
-        store = f"sqlite:///{tmp}/live.db"
-        port = free_port()
-        api = subprocess.Popen(
-            [WFE, "api"],
-            env=env(redis.url, store, WFE_PORT=str(port)),
-            stderr=subprocess.DEVNULL,
+        measured = await run_live(
+            redis.url, f"sqlite:///{tmp}/live.db", clients, executions, cancels
         )
-        worker = subprocess.Popen(
-            [WFE, "worker"], env=env(redis.url, store), stderr=subprocess.DEVNULL
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            await wait_http(base)
-            spread = await fan_out(base, redis.url, clients, executions)
-            cancel = await cancel_latency(base, cancels)
-        finally:
-            for process in (api, worker):
-                process.terminate()
-                process.wait()
+    spread, cancel = measured["fan_out"], measured["cancel"]
     print(
         f"fan-out: {spread['clients']} WebSocket clients x {spread['executions']} executions "
         f"({spread['events_per_client']} events each client)"

@@ -1,0 +1,304 @@
+"""Every benchmark side by side, in one run, on one private Redis.
+
+    python -m benchmarks [--executions 2000] [--stores sqlite,postgres] [--quick]
+                         [--out docs/benchmarks]
+
+Prints one table and writes ``results.json`` and ``throughput.png`` under ``--out``:
+
+1. raw Python bullmq no-op jobs/s, 1 and 2 worker processes (the ceiling for a Python worker);
+2. our engine, a trivial 3-node workflow, queued by the Submitter and drained by 1 and 2
+   ``wfe worker`` processes, persisted in SQLite and PostgreSQL: executions/s, and the
+   submit-to-complete p50/p99 at low load; the same through the HTTP API (``wfe api``);
+3. the same 3 steps as a Celery chain on the same Redis: chains/s and single-chain latency;
+4. 40 sequential light steps (Windmill's benchmark shape): wall time in-process and end to end
+   through the queue; executor µs per node for 1,000-node chains and fan-outs;
+5. Redis commands and Redis CPU per execution (``INFO commandstats`` / ``INFO cpu``) for the
+   engine and for a raw no-op job, to project a shard's capacity (docs/capacity.md);
+6. cancel latency p50/p99 and event delivery to 100 WebSocket clients.
+
+Every figure of one run comes from the same machine and Redis, so the ratios hold even where
+the absolute numbers move with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import executor as executor_bench
+from benchmarks import live, service
+from benchmarks.redis_cost import snapshot
+from workflow_engine.api.services import Services
+from workflow_engine.config import Settings
+from workflow_engine.embedded_redis import EmbeddedRedis
+from workflow_engine.engine.executor import Executor
+from workflow_engine.engine.status import ExecutionStatus
+
+FORTY_STEPS = {
+    "id": "forty",
+    "nodes": [{"id": f"s{i}", "type": "transform", "inputs": {"value": i}} for i in range(40)],
+    "edges": [{"source": f"s{i}", "target": f"s{i + 1}"} for i in range(39)],
+}
+
+
+def settings_for(redis_url: str, store_url: str) -> Settings:
+    return Settings(redis_url=redis_url, store_url=store_url, queue_prefix=f"b{time.time_ns()}")
+
+
+async def store_url_of(store: str, tmp: str) -> str | None:
+    if store == "sqlite":
+        return f"sqlite:///{tmp}/bench-{time.time_ns()}.db"
+    return await service.postgres_url()
+
+
+async def raw_section(redis_url: str, n: int) -> dict[str, Any]:
+    before = await snapshot(redis_url)
+    one = await service.raw_bullmq(redis_url, n, 1)
+    cost = (await snapshot(redis_url)).minus(before).per(n)
+    two = await service.raw_bullmq(redis_url, n, 2)
+    return {"jobs_per_s": {"1": one, "2": two}, "redis_per_job": cost}
+
+
+async def engine_section(redis_url: str, store_url: str, n: int, api_n: int) -> dict[str, Any]:
+    drain: dict[str, float] = {}
+    redis_cost: dict[str, Any] = {}
+    for workers in (1, 2):
+        settings = settings_for(redis_url, store_url)
+        services = await Services.open(settings)
+        try:
+            before = await snapshot(redis_url)
+            drain[str(workers)] = await service.engine_drain(settings, services, n, workers)
+            if workers == 1:  # submit + run + events + ack, everything an execution costs
+                redis_cost = (await snapshot(redis_url)).minus(before).per(n)
+        finally:
+            await services.close()
+    settings = settings_for(redis_url, store_url)
+    services = await Services.open(settings)
+    try:
+        p50, p99 = service.percentiles(await service.engine_latency(settings, services, 200))
+        forty = service.percentiles(
+            await service.engine_latency(settings, services, 30, FORTY_STEPS)
+        )
+        api_rate = await service.through_api(settings, services, api_n, 2)
+    finally:
+        await services.close()
+    return {
+        "executions_per_s": drain,
+        "latency_ms": {"p50": p50, "p99": p99},
+        "forty_steps_end_to_end_ms": {"p50": forty[0], "p99": forty[1]},
+        "api_executions_per_s_2_workers": api_rate,
+        "redis_per_execution": redis_cost,
+    }
+
+
+async def executor_section(repeat: int) -> dict[str, Any]:
+    per_node: dict[str, float] = {}
+    for name, build in (("chain", executor_bench.chain), ("fan_out", executor_bench.fan_out)):
+        median, _, _ = await executor_bench.measure(build, 1000, True, None, repeat)
+        per_node[name] = median
+    async with Executor() as executor:
+        plan = executor.compile(FORTY_STEPS)
+        samples = []
+        for _ in range(max(repeat, 5)):
+            t0 = time.perf_counter()
+            outcome = await executor.run(plan, {})
+            samples.append((time.perf_counter() - t0) * 1000)
+            assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    return {"us_per_node_templated": per_node, "forty_steps_in_process_ms": min(samples)}
+
+
+def celery_section(redis_url: str, n: int, samples: int) -> dict[str, Any] | None:
+    try:
+        from benchmarks.celery_chain import celery_chain
+    except ImportError as exc:  # celery is in the `bench` extra
+        return {"skipped": f"celery is not installed ({exc}): pip install -e '.[bench]'"}
+    return celery_chain(redis_url, chains=n, latency_samples=samples)
+
+
+def table(results: dict[str, Any]) -> list[str]:
+    raw = results["raw_bullmq"]["jobs_per_s"]
+    rows = [f"{'what':<50} {'1 worker':>11} {'2 workers':>11}"]
+
+    def row(label: str, one: str = "", two: str = "") -> None:
+        rows.append(f"{label:<50} {one:>11} {two:>11}")
+
+    row("raw bullmq no-op jobs/s", f"{raw['1']:.0f}", f"{raw['2']:.0f}")
+    for store in ("sqlite", "postgres"):
+        found = results.get(store)
+        if found is None:
+            continue
+        rate = found["executions_per_s"]
+        row(f"engine 3-node ({store}) executions/s", f"{rate['1']:.0f}", f"{rate['2']:.0f}")
+        row("   share of raw bullmq", f"{rate['1'] / raw['1']:.0%}", f"{rate['2'] / raw['2']:.0%}")
+        row("   2 workers / 1 worker", "", f"{rate['2'] / rate['1']:.2f}x")
+        latency = found["latency_ms"]
+        row("   submit-to-complete p50 / p99 ms", f"{latency['p50']:.1f}", f"{latency['p99']:.1f}")
+        forty = found["forty_steps_end_to_end_ms"]
+        row(
+            "   40 sequential steps end to end p50 / p99 ms",
+            f"{forty['p50']:.1f}",
+            f"{forty['p99']:.1f}",
+        )
+        row(
+            "   through the HTTP API (2 workers) exec/s",
+            "",
+            f"{found['api_executions_per_s_2_workers']:.0f}",
+        )
+        cost = found["redis_per_execution"]
+        row(
+            "   Redis commands / CPU µs per execution",
+            f"{cost['commands']:.1f}",
+            f"{cost['cpu_us']:.0f}",
+        )
+    cost = results["raw_bullmq"]["redis_per_job"]
+    row(
+        "raw bullmq: Redis commands / CPU µs per job",
+        f"{cost['commands']:.1f}",
+        f"{cost['cpu_us']:.0f}",
+    )
+    celery = results.get("celery")
+    if celery and "chains_per_s" in celery:
+        row("Celery chain of 3 no-op tasks, chains/s", f"{celery['chains_per_s']:.0f}")
+        row(
+            "   one chain p50 / p99 ms",
+            f"{celery['latency_p50_ms']:.1f}",
+            f"{celery['latency_p99_ms']:.1f}",
+        )
+        best = max(
+            results[s]["executions_per_s"]["1"] for s in ("sqlite", "postgres") if s in results
+        )
+        row("   engine (1 worker) / Celery", f"{best / celery['chains_per_s']:.1f}x")
+    elif celery:
+        row(f"Celery: {celery['skipped']}")
+    ex = results["executor"]
+    row(
+        "executor µs per node, 1,000-node chain / fan-out",
+        f"{ex['us_per_node_templated']['chain']:.1f}",
+        f"{ex['us_per_node_templated']['fan_out']:.1f}",
+    )
+    row("40 sequential steps in-process, ms", f"{ex['forty_steps_in_process_ms']:.1f}")
+    found_live = results.get("live")
+    if found_live:
+        fan, cancel = found_live["fan_out"], found_live["cancel"]
+        row(
+            f"events/s to {fan['clients']} WebSocket clients (all got all)",
+            f"{fan['events_per_s']:.0f}",
+        )
+        row(
+            "cancel of a running execution p50 / p99 ms",
+            f"{cancel['p50_ms']:.1f}",
+            f"{cancel['p99_ms']:.1f}",
+        )
+    return rows
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values, colors = [], [], []
+    for workers in ("1", "2"):
+        labels.append(f"raw bullmq\n{workers} worker(s)")
+        values.append(results["raw_bullmq"]["jobs_per_s"][workers])
+        colors.append("#9a9a9a")
+        for store in ("sqlite", "postgres"):
+            if store in results:
+                labels.append(f"engine {store}\n{workers} worker(s)")
+                values.append(results[store]["executions_per_s"][workers])
+                colors.append("#4878a8")
+    celery = results.get("celery") or {}
+    if "chains_per_s" in celery:
+        labels.append("Celery chain\n(3 tasks)")
+        values.append(celery["chains_per_s"])
+        colors.append("#d9822b")
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    bars = ax.bar(range(len(values)), values, color=colors)
+    ax.bar_label(bars, fmt="%.0f")
+    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_ylabel("per second")
+    ax.set_title(
+        "3-step workflow: executions/s (raw bullmq: no-op jobs/s) — same machine, same Redis"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+async def collect(args: argparse.Namespace) -> dict[str, Any]:
+    n, api_n = args.executions, args.api_executions
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
+        "executions": n,
+    }
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedRedis(Path(tmp) / "redis", persist=False) as redis,
+    ):
+        print(f"private redis-server on {redis.url}; N={n}\n", flush=True)
+        results["raw_bullmq"] = await raw_section(redis.url, n)
+        for store in args.stores.split(","):
+            url = await store_url_of(store, tmp)
+            if url is None:
+                print(f"({store} unreachable: skipped)")
+                continue
+            results[store] = await engine_section(redis.url, url, n, api_n)
+        results["celery"] = await asyncio.to_thread(
+            celery_section, redis.url, n, 50 if args.quick else 200
+        )
+        results["executor"] = await executor_section(3 if args.quick else 7)
+        if not args.no_live:
+            results["live"] = await live.run_live(
+                redis.url,
+                f"sqlite:///{tmp}/live.db",
+                clients=20 if args.quick else 100,
+                executions=10 if args.quick else 40,
+                cancels=20 if args.quick else 100,
+            )
+    return results
+
+
+def report(results: dict[str, Any], out: Path) -> None:
+    print("\n".join(table(results)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    try:
+        chart(results, out / "throughput.png")
+    except ImportError:
+        print("(matplotlib is not installed: no chart; pip install -e '.[bench]')")
+        return
+    print(f"\nwrote {out / 'results.json'} and {out / 'throughput.png'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--api-executions", type=int, default=1000)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--no-live", action="store_true", help="skip WebSocket fan-out/cancel")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.executions = min(arguments.executions, 200)
+        arguments.api_executions = min(arguments.api_executions, 100)
+    runner: Any = asyncio.run
+    try:  # as `wfe api` and `wfe worker` run: on uvloop when it is installed
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        pass
+    results = runner(collect(arguments))
+    report(results, Path(arguments.out))

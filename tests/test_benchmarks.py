@@ -1,0 +1,47 @@
+"""The benchmark suite runs end to end (small counts) and writes what docs/benchmarks.md shows.
+It checks that every section produced its figures, not how fast anything was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_benchmark_suite_runs_side_by_side_and_writes_json_and_a_chart(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--stores",
+            "sqlite",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["raw_bullmq"]["jobs_per_s"]["1"] > 0
+    sqlite = results["sqlite"]
+    assert sqlite["executions_per_s"]["1"] > 0
+    assert sqlite["executions_per_s"]["2"] > 0
+    assert 0 < sqlite["latency_ms"]["p50"] <= sqlite["latency_ms"]["p99"]
+    assert sqlite["forty_steps_end_to_end_ms"]["p50"] > 0
+    assert sqlite["redis_per_execution"]["commands"] > 0
+    assert results["celery"]["chains_per_s"] > 0
+    assert results["executor"]["us_per_node_templated"]["chain"] > 0
+    assert results["live"]["fan_out"]["every_client_got_every_event"] is True
+    assert results["live"]["cancel"]["p50_ms"] > 0
+    assert (tmp_path / "throughput.png").stat().st_size > 10_000
+    assert "engine 3-node (sqlite) executions/s" in done.stdout
