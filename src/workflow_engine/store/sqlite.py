@@ -1,9 +1,10 @@
-"""SQLite (WAL). Reads go through SQLAlchemy (aiosqlite). The hot writes, every group-commit
-batch, run on one thread of their own with a plain ``sqlite3`` connection: the whole
-transaction (``BEGIN IMMEDIATE``, ``executemany`` and set-based ``UPDATE ... RETURNING``,
-``COMMIT``) is one hop from the event loop, instead of one per statement. ``IMMEDIATE`` takes
-the write lock at the start, so reading statuses and then updating them is atomic across
-processes."""
+"""SQLite (WAL). Reads go through SQLAlchemy (aiosqlite). The hot writes (every group-commit
+batch, every new execution) bypass it: each is one function over a plain ``sqlite3``
+connection, ``BEGIN IMMEDIATE`` … ``COMMIT`` inside, instead of a thread hop per statement.
+A small one runs on the event loop itself when the database is free (a fraction of a
+millisecond); a large one, or one that finds another process writing, runs on a write thread
+that waits its turn. ``IMMEDIATE`` takes the write lock at the start, so reading statuses and
+then updating them is atomic across processes."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from workflow_engine.store.sql import (
 
 _JSON_OF_RECORD = ("metadata", "definition", "inputs", "result", "error", "progress")
 IN_CHUNK = 500  # ids per statement, well under SQLite's limit on variables
+INLINE_MAX_WRITES = 16  # batches up to this size may run on the event loop itself
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 BUSY_TIMEOUT_S = 30
 
 
@@ -43,90 +46,114 @@ class SqliteStore(SqlStore):
         if self.url.database in (None, "", ":memory:"):
             raise ConfigError("the SQLite store needs a file (sqlite:///path/to/wfe.db)")
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="wfe-sqlite-writes")
-        self._write_conn: sqlite3.Connection | None = None  # used on that thread only
+        self._thread_conn: sqlite3.Connection | None = None  # used on that thread only
+        self._loop_conn: sqlite3.Connection | None = None  # used on the event loop only
 
     async def close(self) -> None:
         await super().close()
-        await asyncio.get_running_loop().run_in_executor(self._write_thread, self._close_sync)
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, self._close_thread)
         self._write_thread.shutdown(wait=True)
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
 
     async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
         row = record_row(record)
         for column in _JSON_OF_RECORD:
             row[column] = json_text(row[column])
-        if await self._on_write_thread(self._insert_sync, row):
+        if await self._write(_insert, row, size=1):
             return None
         return await self._by_idempotency_key(record)
 
     async def _apply(self, writes: Sequence[Write]) -> list[bool]:
-        results: list[bool] = await self._on_write_thread(self._apply_sync, Batch.of(writes))
+        results: list[bool] = await self._write(_apply, Batch.of(writes), size=len(writes))
         return results
 
-    async def _on_write_thread(self, work: Callable[[Any], Any], argument: Any) -> Any:
-        loop = asyncio.get_running_loop()
+    async def _write(
+        self, work: Callable[[sqlite3.Connection, Any], Any], argument: Any, *, size: int
+    ) -> Any:
+        """Run a write transaction. A small one runs right here when the database is free
+        (no busy wait: a fraction of a millisecond, and no thread hop); a large one, or one
+        that finds another process writing, runs on the write thread, which waits its turn."""
         try:
-            return await loop.run_in_executor(self._write_thread, work, argument)
+            if size <= INLINE_MAX_WRITES:
+                try:
+                    return work(self._on_loop(), argument)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode not in _BUSY:  # else: rolled back, nothing done
+                        raise
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._write_thread, self._on_thread, work, argument)
         except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"state store unreachable: {exc}") from exc
 
-    # -- on the write thread ----------------------------------------------------------------
+    def _on_loop(self) -> sqlite3.Connection:
+        if self._loop_conn is None:
+            self._loop_conn = _connect(self.url.database or "", busy_timeout_s=0)
+        return self._loop_conn
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._write_conn is None:
-            conn = sqlite3.connect(
-                self.url.database or "",
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,  # transactions are ours
-                check_same_thread=False,  # opened and used on the write thread only
+    def _on_thread(self, work: Callable[[sqlite3.Connection, Any], Any], argument: Any) -> Any:
+        if self._thread_conn is None:
+            self._thread_conn = _connect(self.url.database or "", busy_timeout_s=BUSY_TIMEOUT_S)
+        return work(self._thread_conn, argument)
+
+    def _close_thread(self) -> None:
+        if self._thread_conn is not None:
+            self._thread_conn.close()
+            self._thread_conn = None
+
+
+def _connect(path: str, *, busy_timeout_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path,
+        timeout=busy_timeout_s,
+        isolation_level=None,  # transactions are ours
+        check_same_thread=False,  # each connection is used by one thread only
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+    return conn
+
+
+def _insert(conn: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    """Insert a new execution; False when its idempotency key is taken."""
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    conflict = (
+        " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
+        if row["idempotency_key"] is not None
+        else ""
+    )
+    cursor = conn.execute(
+        f"INSERT INTO wfe_executions ({names}) VALUES ({marks}){conflict}", list(row.values())
+    )
+    return cursor.rowcount == 1
+
+
+def _apply(conn: sqlite3.Connection, batch: Batch) -> list[bool]:
+    """One group-commit batch in one transaction; which transitions took effect."""
+    results: list[bool] = [True] * batch.size
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if batch.progress:
+            conn.executemany(
+                "UPDATE wfe_executions SET progress = ?, updated_at = ? "
+                "WHERE execution_id = ? AND status IN ('running', 'waiting')",
+                [(json_text(p), batch.now, eid) for eid, p in batch.progress.items()],
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
-            self._write_conn = conn
-        return self._write_conn
-
-    def _close_sync(self) -> None:
-        if self._write_conn is not None:
-            self._write_conn.close()
-            self._write_conn = None
-
-    def _insert_sync(self, row: dict[str, Any]) -> bool:
-        """Insert a new execution; False when its idempotency key is taken."""
-        names = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        conflict = (
-            " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
-            if row["idempotency_key"] is not None
-            else ""
-        )
-        conn = self._connection()
-        cursor = conn.execute(
-            f"INSERT INTO wfe_executions ({names}) VALUES ({marks}){conflict}", list(row.values())
-        )
-        return cursor.rowcount == 1
-
-    def _apply_sync(self, batch: Batch) -> list[bool]:
-        conn = self._connection()
-        results: list[bool] = [True] * batch.size
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if batch.progress:
-                conn.executemany(
-                    "UPDATE wfe_executions SET progress = ?, updated_at = ? "
-                    "WHERE execution_id = ? AND status IN ('running', 'waiting')",
-                    [(json_text(p), batch.now, eid) for eid, p in batch.progress.items()],
-                )
-            for shape, group in batch.groups():
-                taken = _transitions(conn, shape, [op for _, op in group], batch.now)
-                for index, op in group:
-                    results[index] = op.execution_id in taken
-            if batch.nodes:
-                conn.executemany(_NODES, [_node_row(op) for op in batch.nodes])
-        except BaseException:
+        for shape, group in batch.groups():
+            taken = _transitions(conn, shape, [op for _, op in group], batch.now)
+            for index, op in group:
+                results[index] = op.execution_id in taken
+        if batch.nodes:
+            conn.executemany(_NODES, [_node_row(op) for op in batch.nodes])
+    except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return results
+        raise
+    conn.execute("COMMIT")
+    return results
 
 
 def _transitions(

@@ -1,0 +1,51 @@
+"""The SQLite store's own write path: small writes on the event loop when the database is
+free, and waiting their turn (not failing) when another process is writing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from workflow_engine.config import ConfigError
+from workflow_engine.ids import new_execution_id
+from workflow_engine.store import open_store
+from workflow_engine.store.records import ExecutionRecord
+
+
+def record() -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=new_execution_id(), workflow_id="w", tenant_id="t", queue="workflow"
+    )
+
+
+async def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "wfe.db"
+    store = open_store(f"sqlite:///{path}")
+    await store.migrate()
+    other = sqlite3.connect(path, isolation_level=None)  # as another process would
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = record()
+        creating = asyncio.ensure_future(store.create(first))
+        done, _ = await asyncio.wait({creating}, timeout=0.3)
+        assert not done  # waiting for the lock, not failed
+        other.execute("COMMIT")
+        created, fresh = await asyncio.wait_for(creating, 10)
+        assert fresh
+        assert created.execution_id == first.execution_id
+        stored = await store.get(first.execution_id)
+        assert stored is not None
+        # and with the lock free again, writes go on as usual
+        assert await store.mark_running(first.execution_id, 1) is not None
+        assert (await store.get(first.execution_id)).status == "running"  # type: ignore[union-attr]
+    finally:
+        other.close()
+        await store.close()
+
+
+def test_an_in_memory_database_is_refused() -> None:
+    with pytest.raises(ConfigError, match="needs a file"):
+        open_store("sqlite:///:memory:")
