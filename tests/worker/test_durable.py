@@ -4,6 +4,7 @@ executions (``delay``, ``wait_input``) that hold no worker, and answers over the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,10 @@ from workflow_engine.queue.queues import JOB_NAME
 from workflow_engine.queue.submit import Submission, job_data
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.worker.worker import WorkerService
+
+APPROVAL = json.loads(
+    (Path(__file__).resolve().parents[2] / "examples" / "approval.json").read_text()
+)
 
 
 def chain(settings: Any, key: str, length: int = 3) -> dict[str, Any]:
@@ -361,3 +366,22 @@ async def test_wait_input_schema_is_checked_at_submit(
     assert response.json()["error"]["details"][0]["path"].startswith(
         "workflowDefinition.nodes[0].inputs.schema"
     )
+
+
+@pytest.mark.usefixtures("worker")
+async def test_the_approval_example_waits_for_a_person_as_documented(
+    services: Services, api: httpx.AsyncClient
+) -> None:
+    body = {
+        "workflowDefinition": APPROVAL,
+        "inputs": {"order": "A-1", "amount": 30},
+    }
+    execution_id = (await api.post("/api/workflow/execute", json=body)).json()["executionId"]
+    parked = await reaches(api, execution_id, "waiting")
+    ticket = {n["nodeId"]: n for n in parked["nodes"]}["ask"]["output"]
+    assert ticket["prompt"] == "Refund 30 for order A-1?"
+    answer = {"input": {"approved": False, "note": "duplicate"}}
+    assert (await api.post(f"/api/workflow/resume/{execution_id}", json=answer)).status_code == 202
+    final = await reaches(api, execution_id, "completed")
+    assert final["result"] == {"order": "A-1", "status": "rejected", "note": "duplicate"}
+    assert {n["nodeId"]: n["status"] for n in final["nodes"]}["expired"] == "skipped"
