@@ -36,6 +36,7 @@ from typing import Any
 from benchmarks import executor as executor_bench
 from benchmarks import live, service
 from benchmarks.redis_cost import snapshot
+from benchmarks.stats import percentiles
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
 from workflow_engine.embedded_redis import EmbeddedRedis
@@ -83,10 +84,8 @@ async def engine_section(redis_url: str, store_url: str, n: int, api_n: int) -> 
     settings = settings_for(redis_url, store_url)
     services = await Services.open(settings)
     try:
-        p50, p99 = service.percentiles(await service.engine_latency(settings, services, 200))
-        forty = service.percentiles(
-            await service.engine_latency(settings, services, 30, FORTY_STEPS)
-        )
+        p50, p99 = percentiles(await service.engine_latency(settings, services, 200))
+        forty = percentiles(await service.engine_latency(settings, services, 30, FORTY_STEPS))
         api_rate = await service.through_api(settings, services, api_n, 2)
     finally:
         await services.close()
@@ -115,7 +114,7 @@ async def executor_section(repeat: int) -> dict[str, Any]:
     return {"us_per_node_templated": per_node, "forty_steps_in_process_ms": min(samples)}
 
 
-def celery_section(redis_url: str, n: int, samples: int) -> dict[str, Any] | None:
+def celery_section(redis_url: str, n: int, samples: int) -> dict[str, Any]:
     try:
         from benchmarks.celery_chain import celery_chain
     except ImportError as exc:  # celery is in the `bench` extra

@@ -19,7 +19,7 @@ Measured:
     `wait_for_results` for why not `.get()`); the values are checked (i + 3) off the clock.
   - latency_p50_ms / latency_p99_ms: one chain at a time, the worker idle and warm, from
     `apply_async()` to `.get()` returning (Celery's pub/sub wait), over `latency_samples`
-    chains after 10 untimed ones; percentiles taken as in benchmarks/service.py.
+    chains after 10 untimed ones; percentiles from benchmarks/stats.py.
 
 Namespace: the caller's Redis URL, db number included, is used as given; everything this run
 writes is under a fresh prefix `celery-bench-<hex>:`. The queue is named after it, and both
@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,8 @@ from typing import IO, Any
 import redis
 from celery import Celery, chain
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+from benchmarks.stats import percentiles
 
 ENV_URL = "CELERY_CHAIN_BENCH_REDIS_URL"
 ENV_NAMESPACE = "CELERY_CHAIN_BENCH_NAMESPACE"
@@ -265,8 +266,7 @@ def latency(client: Celery, samples: int) -> tuple[float, float]:
             f"{RECHECK_S} s (a lost result notification, or a slow chain); timed as they were",
             file=sys.stderr,
         )
-    timings.sort()
-    return statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
+    return percentiles(timings)
 
 
 def delete_namespace(redis_url: str, namespace: str) -> None:

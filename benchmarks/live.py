@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import httpx
 import redis.asyncio as aioredis
 import websockets
 
+from benchmarks.stats import percentiles
 from workflow_engine.embedded_redis import EmbeddedRedis, free_port
 from workflow_engine.keys import Keys
 
@@ -145,13 +145,8 @@ async def cancel_latency(base: str, count: int) -> dict[str, Any]:
             assert response.status_code == 200, response.text
             final = (await http.get(f"/api/workflow/status/{execution_id}")).json()
             assert final["context"]["status"] == "cancelled"
-    samples.sort()
-    return {
-        "cancels": count,
-        "p50_ms": statistics.median(samples),
-        "p99_ms": samples[max(0, int(len(samples) * 0.99) - 1)],
-        "max_ms": samples[-1],
-    }
+    p50, p99 = percentiles(samples)
+    return {"cancels": count, "p50_ms": p50, "p99_ms": p99, "max_ms": max(samples)}
 
 
 async def run_live(

@@ -1,29 +1,22 @@
-"""The service end to end, side by side with raw BullMQ on the same private Redis.
+"""The service's pieces of ``python -m benchmarks``: raw BullMQ and the engine, on the same
+private Redis.
 
-    python -m benchmarks.service [--executions 2000] [--stores sqlite,postgres]
-
-Prints, in one run:
-  - raw Python bullmq: no-op jobs/s with 1 and 2 worker processes (the ceiling for a Python
-    worker);
-  - our engine, a trivial 3-node workflow, through the queue directly (records created by the
-    Submitter, then drained by `wfe worker` processes) with 1 and 2 workers, per store:
-    executions/s, and the drain as a share of the raw rate;
-  - submit-to-complete latency at low load (one execution at a time, until its final event
-    arrives), p50/p99;
-  - through the HTTP API (`wfe api` on a socket, httpx client, 16 in flight): executions/s.
+- ``raw_bullmq``: no-op jobs/s of 1 or 2 plain Python bullmq worker processes (the ceiling for
+  a Python worker), first to last completion;
+- ``engine_drain``: a trivial 3-node workflow recorded and queued by the Submitter, then
+  drained by `wfe worker` processes; first start to last completion, from the store;
+- ``engine_latency``: one execution at a time, submit until its final event arrives;
+- ``through_api``: executions/s through `wfe api` on a socket (httpx client, 16 in flight).
 
 Every worker is a separate `wfe worker` process; logs at WARNING.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,7 +27,7 @@ import redis.asyncio as aioredis
 
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
-from workflow_engine.embedded_redis import EmbeddedRedis, free_port
+from workflow_engine.embedded_redis import free_port
 from workflow_engine.events.model import decode_entry
 from workflow_engine.keys import Keys
 from workflow_engine.queue.submit import Submission
@@ -218,12 +211,6 @@ async def engine_latency(
     return samples
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """(p50, p99) of a list of measurements."""
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
-
-
 async def through_api(settings: Settings, services: Services, n: int, workers: int) -> float:
     port = free_port()
     env = env_for(settings) | {"WFE_PORT": str(port)}
@@ -287,74 +274,3 @@ async def postgres_url() -> str | None:
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
     return admin.rsplit("/", 1)[0] + "/" + name
-
-
-async def main(n: int, stores: list[str], api_n: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"executions": n}
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmbeddedRedis(Path(tmp) / "redis", persist=False) as redis,
-    ):
-        print(f"private redis-server on {redis.url}; N={n}, worker concurrency {CONCURRENCY}\n")
-        raw = {w: await raw_bullmq(redis.url, n, w) for w in (1, 2)}
-        results["raw_bullmq_jobs_per_s"] = raw
-        print(f"{'what':<44} {'1 worker':>10} {'2 workers':>10}")
-        print(f"{'raw bullmq no-op jobs/s':<44} {raw[1]:>10.0f} {raw[2]:>10.0f}")
-        for store in stores:
-            if store == "sqlite":
-                url = f"sqlite:///{tmp}/bench.db"
-            else:
-                pg = await postgres_url()
-                if pg is None:
-                    print(f"{'(postgresql unreachable: skipped)':<44}")
-                    continue
-                url = pg
-            drain: dict[int, float] = {}
-            for workers in (1, 2):
-                settings = Settings(
-                    redis_url=redis.url, store_url=url, queue_prefix=f"b{time.monotonic_ns()}"
-                )
-                services = await Services.open(settings)
-                try:
-                    drain[workers] = await engine_drain(settings, services, n, workers)
-                finally:
-                    await services.close()
-            settings = Settings(
-                redis_url=redis.url, store_url=url, queue_prefix=f"l{time.monotonic_ns()}"
-            )
-            services = await Services.open(settings)
-            try:
-                p50, p99 = percentiles(await engine_latency(settings, services, 200))
-                api_rate = await through_api(settings, services, api_n, 2)
-            finally:
-                await services.close()
-            results[store] = {
-                "executions_per_s": drain,
-                "share_of_raw": {w: drain[w] / raw[w] for w in drain},
-                "latency_ms": {"p50": p50, "p99": p99},
-                "api_executions_per_s_2_workers": api_rate,
-            }
-            print(
-                f"{f'engine 3-node, {store}, executions/s':<44} {drain[1]:>10.0f} {drain[2]:>10.0f}"
-            )
-            share = f"{drain[1] / raw[1]:>10.0%} {drain[2] / raw[2]:>10.0%}"
-            print(f"{'   share of raw bullmq':<44} {share}")
-            print(f"{'   submit-to-complete p50 / p99 ms':<44} {p50:>10.1f} {p99:>10.1f}")
-            print(f"{'   through the HTTP API, 2 workers, exec/s':<44} {'':>10} {api_rate:>10.0f}")
-    return results
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--executions", type=int, default=2000)
-    parser.add_argument("--api-executions", type=int, default=1000)
-    parser.add_argument("--stores", default="sqlite,postgres")
-    args = parser.parse_args()
-    runner: Any = asyncio.run
-    try:  # as `wfe api` runs: on uvloop when it is installed
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        pass
-    runner(main(args.executions, args.stores.split(","), args.api_executions))

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from workflow_engine.config import ConfigError
+from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.ids import new_execution_id
 from workflow_engine.store import open_store
+from workflow_engine.store.base import Start
 from workflow_engine.store.records import ExecutionRecord
 
 
@@ -39,8 +41,10 @@ async def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path
         stored = await store.get(first.execution_id)
         assert stored is not None
         # and with the lock free again, writes go on as usual
-        assert await store.mark_running(first.execution_id, 1) is not None
-        assert (await store.get(first.execution_id)).status == "running"  # type: ignore[union-attr]
+        assert await store.mark_running(first.execution_id, 1) is Start.STARTED
+        running = await store.get(first.execution_id)
+        assert running is not None
+        assert running.status is ExecutionStatus.RUNNING
     finally:
         other.close()
         await store.close()

@@ -356,7 +356,8 @@ class JobRunner:
     async def _record_failure(self, execution_id: str, message: str, error_type: str) -> None:
         error = {"message": message, "nodeId": None, "type": error_type}
         await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error)
-        await self.events.publish(execution_id, ev.EXECUTION_FAILED, {"error": error}, final=True)
+        event_type, data = ev.final_event(ExecutionStatus.FAILED, None, error, None)
+        await self.events.publish(execution_id, event_type, data, final=True)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""
