@@ -17,7 +17,7 @@ from workflow_engine.store import (
     StoreUnavailable,
     open_store,
 )
-from workflow_engine.store.base import Start
+from workflow_engine.store.base import Start, Transition
 from workflow_engine.store.records import now_ms
 
 S = ExecutionStatus
@@ -233,6 +233,61 @@ async def test_concurrent_writes_are_group_committed(store: StateStore) -> None:
     assert len(batches) < 10  # the first write goes alone, the rest share a few transactions
     counts = await store.count_by_status()
     assert counts["running"] == 50
+
+
+def _done(node_id: str, output: Any) -> NodeResult:
+    return NodeResult(node_id, "echo", None, NodeStatus.COMPLETED, output=output, attempt=1)
+
+
+async def test_a_batch_of_every_kind_of_write_applies_each(store: StateStore) -> None:
+    """Node results with their outcome (the common end of a run), a refused outcome beside
+    them, progress, and transitions of different shapes, all in one batch."""
+    for name in ("ends", "cancelled", "goes_on", "fresh"):
+        await store.create(record(name))
+    for name in ("ends", "cancelled", "goes_on"):
+        await store.mark_running(name, 1)
+    await store.transition("cancelled", S.CANCELLED)
+    batches = store.batches
+    writes = [
+        store.save_node("ends", _done("a", 1), 0),
+        store.save_node("ends", _done("b", [2]), 1),
+        store.save_node("cancelled", _done("a", "late")),
+        store.finish_later("ends", S.COMPLETED, result={"r": 2}),
+        store.finish_later("cancelled", S.COMPLETED, result="late"),
+    ]
+    assert await asyncio.gather(*writes) == [True, True, True, True, False]
+    assert store.batches == batches + 1
+    ends = await store.get("ends")
+    assert ends is not None
+    assert (ends.status, ends.result) == (S.COMPLETED, {"r": 2})
+    assert [(n.node_id, n.output) for n in await store.node_results("ends")] == [
+        ("a", 1),
+        ("b", [2]),
+    ]
+    cancelled = await store.get("cancelled")
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.result) == (S.CANCELLED, None)
+    assert [n.output for n in await store.node_results("cancelled")] == ["late"]
+
+    mixed = [
+        store.save_progress("goes_on", {"percentage": 50}),
+        store.save_node("goes_on", _done("a", None)),
+        store.submit(Transition("fresh", S.RUNNING, {"attempts": 1})),
+        store.submit(Transition("goes_on", S.FAILED, {"error": {"message": "boom"}})),
+    ]
+    assert await asyncio.gather(*mixed) == [True, True, True, True]
+    assert store.batches == batches + 2
+    goes_on = await store.get("goes_on")
+    fresh = await store.get("fresh")
+    assert goes_on is not None
+    assert fresh is not None
+    assert (goes_on.status, goes_on.progress, goes_on.error) == (
+        S.FAILED,
+        {"percentage": 50},
+        {"message": "boom"},
+    )
+    assert (fresh.status, fresh.attempts) == (S.RUNNING, 1)
+    assert [n.node_id for n in await store.node_results("goes_on")] == ["a"]
 
 
 async def test_list_executions_newest_first_with_filters_and_cursor(store: StateStore) -> None:

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.processes import start_worker, wait_until
 from workflow_engine.api.services import Services
@@ -40,6 +41,7 @@ def memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
+@pytest.mark.timeout(600)  # 10,000 runs: two minutes is not enough on a busy 2-core machine
 async def test_ten_thousand_parked_executions_with_one_worker(
     services: Services, api: httpx.AsyncClient
 ) -> None:

@@ -1,17 +1,41 @@
-"""PostgreSQL: the write batches go straight to asyncpg, one statement per kind of write, values
-as arrays (``unnest``): a batch of any size is a handful of round trips and no per-row work in
-Python. Every statement is parameterised; its text depends only on which columns a transition
-sets, never on data."""
+"""PostgreSQL. Reads go through SQLAlchemy; the hot writes (every group-commit batch, every new
+execution) go to a pool of plain asyncpg connections: one statement per kind of write, values
+as arrays (``unnest``), so a batch of any size is a handful of round trips and no per-row work
+in Python. A batch of one statement (a run claimed, a new execution) is sent without
+``BEGIN``/``COMMIT`` around it: one round trip, atomic as every statement is. Every statement
+is parameterised; its text depends only on which columns a transition sets, never on data."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
-from workflow_engine.store.base import SaveNode, Transition
-from workflow_engine.store.sql import JSON_COLUMNS, Shape, SqlStore, json_text, ms, same_types
+import asyncpg
+
+from workflow_engine.store.base import SaveNode, StoreUnavailable, Transition, Write
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.store.sql import (
+    JSON_COLUMNS,
+    RECORD_JSON_COLUMNS,
+    Batch,
+    Shape,
+    SqlStore,
+    json_text,
+    ms,
+    record_row,
+    same_types,
+)
 
 INT_COLUMNS = {"attempts": "integer", "started_at": "bigint", "completed_at": "bigint"}
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Our statements change no session state (no SET, LISTEN, advisory lock or cursor), so a
+    connection goes back to the pool as it is: asyncpg's default reset is a round trip per
+    release. An open transaction is still rolled back by the pool."""
 
 
 def _param(column: str, value: Any) -> Any:
@@ -22,42 +46,124 @@ def _cast(column: str) -> str:
     return "json" if column in JSON_COLUMNS else INT_COLUMNS.get(column, "text")
 
 
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection was lost
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # shutting down, not accepting connections yet
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+)
+POOL_SIZE = 10
+
+
 class PostgresStore(SqlStore):
-    async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
-        await raw.execute(_PROGRESS, list(progress), [json_text(p) for p in progress.values()], now)
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
 
-    async def _write_transitions(
-        self, raw: Any, shape: Shape, ops: list[Transition], now: int
-    ) -> set[str]:
-        to, allowed, _, columns = shape
-        ids = [op.execution_id for op in ops]
-        # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
-        params = [tuple(_param(c, op.values[c]) for c in columns) for op in ops]
-        if all(p == params[0] and same_types(p, params[0]) for p in params):
-            values = list(params[0])
-            rows = await raw.fetch(_update_same(shape), to, now, ids, list(allowed), *values)
-        else:
-            arrays = [list(column) for column in zip(*params, strict=True)] if columns else []
-            rows = await raw.fetch(_update_each(shape), to, now, ids, list(allowed), *arrays)
-        return {row[0] for row in rows}
+    async def close(self) -> None:
+        await super().close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    async def _write_nodes(self, raw: Any, ops: list[SaveNode]) -> None:
-        results = [op.result for op in ops]
-        await raw.execute(
-            _NODES,
-            [op.execution_id for op in ops],
-            [r.node_id for r in results],
-            [op.seq for op in ops],
-            [r.node_type for r in results],
-            [r.name for r in results],
-            [str(r.status) for r in results],
-            [json_text(r.input) for r in results],
-            [json_text(r.output) for r in results],
-            [json_text(r.error) for r in results],
-            [r.attempt for r in results],
-            [ms(r.started_at) for r in results],
-            [ms(r.completed_at) for r in results],
-        )
+    @asynccontextmanager
+    async def _raw(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the write pool; a lost or refused connection is ``StoreUnavailable``."""
+        try:
+            pool = self._pool or await self._open_pool()
+            async with pool.acquire() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"state store unreachable: {exc}") from exc
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=0,
+                    max_size=POOL_SIZE,
+                    reset=_keep_session,
+                    timeout=5,
+                    command_timeout=30,
+                )
+            return self._pool
+
+    async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
+        row = record_row(record)
+        values = [json_text(v) if c in RECORD_JSON_COLUMNS else v for c, v in row.items()]
+        conflict = record.idempotency_key is not None
+        async with self._raw() as conn:
+            status = await conn.execute(_insert_sql(tuple(row), conflict), *values)
+        if status == "INSERT 0 1":
+            return None
+        return await self._by_idempotency_key(record)
+
+    async def _apply(self, writes: Sequence[Write]) -> list[bool]:
+        """One transaction: progress first (it was submitted before any outcome in the same
+        batch), then transitions grouped by shape into set-based statements, then node
+        results. The usual batches are one statement each, sent without ``BEGIN``/``COMMIT``:
+        a run claimed (one transition), a run's end (node results and its outcome, fused by a
+        ``WITH ... INSERT``), a few node results."""
+        batch = Batch.of(writes)
+        results: list[bool] = [True] * len(writes)
+        groups = list(batch.groups())
+        fuse = not batch.progress and len(groups) == 1 and bool(batch.nodes)
+        one_statement = fuse or bool(batch.progress) + len(groups) + bool(batch.nodes) == 1
+        async with self._raw() as conn, nullcontext() if one_statement else conn.transaction():
+            if batch.progress:
+                await conn.execute(
+                    _PROGRESS,
+                    list(batch.progress),
+                    [json_text(p) for p in batch.progress.values()],
+                    batch.now,
+                )
+            for shape, group in groups:
+                sql, args = _transitions(shape, [op for _, op in group], batch.now)
+                if fuse:  # the node results ride along with the transition
+                    sql = f"WITH saved AS ({_nodes_sql(len(args) + 1)}) {sql}"
+                    args += _nodes_args(batch.nodes)
+                taken = {row[0] for row in await conn.fetch(sql, *args)}
+                for index, op in group:
+                    results[index] = op.execution_id in taken
+            if batch.nodes and not fuse:
+                await conn.execute(_nodes_sql(1), *_nodes_args(batch.nodes))
+        return results
+
+
+def _transitions(shape: Shape, ops: list[Transition], now: int) -> tuple[str, list[Any]]:
+    """The statement that applies transitions of one shape, returning the ids that were in an
+    allowed status (changed)."""
+    to, allowed, _, columns = shape
+    ids = [op.execution_id for op in ops]
+    # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
+    params = [tuple(_param(c, op.values[c]) for c in columns) for op in ops]
+    if all(p == params[0] and same_types(p, params[0]) for p in params):
+        return _update_same(shape), [to, now, ids, list(allowed), *params[0]]
+    arrays = [list(column) for column in zip(*params, strict=True)] if columns else []
+    return _update_each(shape), [to, now, ids, list(allowed), *arrays]
+
+
+def _nodes_args(ops: list[SaveNode]) -> list[Any]:
+    results = [op.result for op in ops]
+    return [
+        [op.execution_id for op in ops],
+        [r.node_id for r in results],
+        [op.seq for op in ops],
+        [r.node_type for r in results],
+        [r.name for r in results],
+        [str(r.status) for r in results],
+        [json_text(r.input) for r in results],
+        [json_text(r.output) for r in results],
+        [json_text(r.error) for r in results],
+        [r.attempt for r in results],
+        [ms(r.started_at) for r in results],
+        [ms(r.completed_at) for r in results],
+    ]
 
 
 def _assignments(stamp: frozenset[str], columns: tuple[str, ...], source: list[str]) -> str:
@@ -105,24 +211,52 @@ def _update_each(shape: Shape) -> str:
     )
 
 
+@functools.cache
+def _insert_sql(columns: tuple[str, ...], conflict: bool) -> str:
+    values = ", ".join(
+        f"${i}::json" if c in RECORD_JSON_COLUMNS else f"${i}" for i, c in enumerate(columns, 1)
+    )
+    return f"INSERT INTO wfe_executions ({', '.join(columns)}) VALUES ({values})" + (
+        " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING" if conflict else ""
+    )
+
+
 _PROGRESS = (
     "UPDATE wfe_executions AS e SET progress = v.p::json, updated_at = $3 "
     "FROM unnest($1::text[], $2::text[]) AS v(id, p) WHERE e.execution_id = v.id "
     "AND e.status IN ('running', 'waiting')"
 )
 
-_NODES = (
-    "INSERT INTO wfe_node_results (execution_id, node_id, seq, node_type, name, status, input, "
-    "output, error, attempt, started_at, completed_at) "
-    "SELECT v.execution_id, v.node_id, v.seq, v.node_type, v.name, v.status, v.input::json, "
-    "v.output::json, v.error::json, v.attempt, v.started_at, v.completed_at "
-    "FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[], "
-    "$7::text[], $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::bigint[]) "
-    "AS v(execution_id, node_id, seq, node_type, name, status, input, output, error, attempt, "
-    "started_at, completed_at) "
-    "ON CONFLICT (execution_id, node_id) DO UPDATE SET seq = excluded.seq, "
-    "node_type = excluded.node_type, name = excluded.name, status = excluded.status, "
-    "input = excluded.input, output = excluded.output, error = excluded.error, "
-    "attempt = excluded.attempt, started_at = excluded.started_at, "
-    "completed_at = excluded.completed_at"
+_NODE_ARRAYS = (
+    "text",
+    "text",
+    "integer",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "integer",
+    "bigint",
+    "bigint",
 )
+
+
+@functools.cache
+def _nodes_sql(first: int) -> str:
+    """Upsert node results given as arrays, parameters ``$first`` onwards."""
+    arrays = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(_NODE_ARRAYS))
+    return (
+        "INSERT INTO wfe_node_results (execution_id, node_id, seq, node_type, name, status, "
+        "input, output, error, attempt, started_at, completed_at) "
+        "SELECT v.execution_id, v.node_id, v.seq, v.node_type, v.name, v.status, "
+        "v.input::json, v.output::json, v.error::json, v.attempt, v.started_at, v.completed_at "
+        f"FROM unnest({arrays}) AS v(execution_id, node_id, seq, node_type, name, status, "
+        "input, output, error, attempt, started_at, completed_at) "
+        "ON CONFLICT (execution_id, node_id) DO UPDATE SET seq = excluded.seq, "
+        "node_type = excluded.node_type, name = excluded.name, status = excluded.status, "
+        "input = excluded.input, output = excluded.output, error = excluded.error, "
+        "attempt = excluded.attempt, started_at = excluded.started_at, "
+        "completed_at = excluded.completed_at"
+    )

@@ -1,4 +1,6 @@
-"""SQLite (aiosqlite, WAL) and PostgreSQL (asyncpg) through SQLAlchemy Core async."""
+"""What the SQL backends share: migrations, reads and the rare writes through SQLAlchemy Core
+async (aiosqlite, asyncpg), and the group-commit ``Batch``. Each backend sends its hot writes
+(batches, new executions) to its driver itself."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from workflow_engine.engine.results import NodeResult
@@ -133,21 +134,7 @@ class SqlStore(StateStore):
         await self.flush()
         await self.engine.dispose()
 
-    # -- writes -------------------------------------------------------------------------
-
-    async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
-        row = record_row(record)
-        async with self._connect(write=True) as conn:
-            if record.idempotency_key is None:
-                await conn.execute(sa.insert(executions).values(**row))
-                return None
-            insert = self._dialect_insert(executions).values(**row)
-            result = await conn.execute(
-                insert.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-            )
-            if result.rowcount == 1:
-                return None
-        return await self._by_idempotency_key(record)
+    # -- writes ---------------------------------------------------------------------------
 
     async def _by_idempotency_key(self, record: ExecutionRecord) -> ExecutionRecord:
         """The execution that already holds ``record``'s idempotency key."""
@@ -159,44 +146,6 @@ class SqlStore(StateStore):
                 )
             )
             return _record(existing.one()._mapping)
-
-    async def _apply(self, writes: Sequence[Write]) -> list[bool]:
-        """One transaction: progress first (it was submitted before any outcome in the same
-        batch), then transitions grouped by shape into set-based statements, then node
-        results. The statements themselves are the dialect's (``_write_*``), sent straight to
-        the driver: a batch costs a handful of calls whatever its size."""
-        batch = Batch.of(writes)
-        results: list[bool] = [True] * len(writes)
-        async with self._connect(write=True) as conn:
-            raw = (await conn.get_raw_connection()).driver_connection  # same transaction
-            if batch.progress:
-                await self._write_progress(raw, batch.progress, batch.now)
-            for shape, group in batch.groups():
-                taken = await self._write_transitions(
-                    raw, shape, [op for _, op in group], batch.now
-                )
-                for index, op in group:
-                    results[index] = op.execution_id in taken
-            if batch.nodes:
-                await self._write_nodes(raw, batch.nodes)
-        return results
-
-    async def _write_progress(self, raw: Any, progress: dict[str, Any], now: int) -> None:
-        raise NotImplementedError
-
-    async def _write_transitions(
-        self, raw: Any, shape: Shape, ops: list[Transition], now: int
-    ) -> set[str]:
-        """Apply transitions of one shape; the ids that were in an allowed status (changed)."""
-        raise NotImplementedError
-
-    async def _write_nodes(self, raw: Any, ops: list[SaveNode]) -> None:
-        raise NotImplementedError
-
-    def _dialect_insert(self, table: sa.Table) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
 
     async def delete(self, execution_id: str) -> None:
         async with self._connect(write=True) as conn:
@@ -418,6 +367,9 @@ Shape = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
 """(target status, allowed current statuses, stamped columns, columns set)."""
 
 JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata"})
+"""JSON columns a transition may set."""
+RECORD_JSON_COLUMNS = JSON_COLUMNS | {"definition", "inputs"}
+"""Every JSON column of an execution's row."""
 
 
 def shape_of(op: Transition) -> Shape:

@@ -20,6 +20,7 @@ from workflow_engine.store.base import SaveNode, StoreUnavailable, Transition, W
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.sql import (
     JSON_COLUMNS,
+    RECORD_JSON_COLUMNS,
     Batch,
     Shape,
     SqlStore,
@@ -29,7 +30,6 @@ from workflow_engine.store.sql import (
     same_types,
 )
 
-_JSON_OF_RECORD = ("metadata", "definition", "inputs", "result", "error", "progress")
 IN_CHUNK = 500  # ids per statement, well under SQLite's limit on variables
 INLINE_MAX_WRITES = 16  # batches up to this size may run on the event loop itself
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -59,7 +59,7 @@ class SqliteStore(SqlStore):
 
     async def _insert(self, record: ExecutionRecord) -> ExecutionRecord | None:
         row = record_row(record)
-        for column in _JSON_OF_RECORD:
+        for column in RECORD_JSON_COLUMNS:
             row[column] = json_text(row[column])
         if await self._write(_insert, row, size=1):
             return None
