@@ -23,9 +23,10 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
+from tests.conftest import make_settings
 from tests.support.live import held_chain, is_final, sse_read, ws_receive
 from tests.support.processes import Process, start_api, start_worker, wait_http, wait_until
-from tests.support.services import free_port
+from tests.support.services import RedisServer, free_port
 from workflow_engine.config import Settings
 from workflow_engine.keys import Keys
 
@@ -104,8 +105,12 @@ class Stack:
     access_log: Path
 
 
-@pytest.fixture
-def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the module (starting it is most of the time); the test that stops the API
+    processes comes last."""
+    tmp_path = tmp_path_factory.mktemp("nginx")
+    settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db")
     api_ports = [free_port(), free_port()]
     apis = [start_api(settings, port) for port in api_ports]
     worker = start_worker(settings)
@@ -131,12 +136,14 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
         worker.stop()
 
 
-def upstreams_used(log: Path) -> set[str]:
-    return set(re.findall(r"upstream=(127\.0\.0\.1:\d+)", log.read_text()))
+def upstreams_used(log: Path, since: int) -> set[str]:
+    """The API processes nginx passed requests to, in its access log after byte ``since``."""
+    return set(re.findall(r"upstream=(127\.0\.0\.1:\d+)", log.read_text()[since:]))
 
 
 async def test_websocket_and_sse_through_nginx_get_every_event_live(stack: Stack) -> None:
     key = f"k{uuid.uuid4().hex[:6]}"
+    log_start = len(stack.access_log.read_text())
     client = aioredis.Redis.from_url(stack.settings.redis_url, decode_responses=True)
     ws_base = stack.base.replace("http://", "ws://")
     socket = await websockets.connect(f"{ws_base}/ws/tab-nginx")
@@ -179,7 +186,7 @@ async def test_websocket_and_sse_through_nginx_get_every_event_live(stack: Stack
     expected = {f"127.0.0.1:{port}" for port in stack.api_ports}
 
     async def both_used() -> bool:  # nginx writes a line when a connection ends
-        return upstreams_used(stack.access_log) == expected
+        return upstreams_used(stack.access_log, log_start) == expected
 
     await wait_until(both_used, 10, "both API processes in nginx's access log")
 
