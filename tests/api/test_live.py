@@ -5,7 +5,6 @@ execution; slow clients; heartbeats; auth."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -22,6 +21,7 @@ import websockets
 
 from tests.conftest import make_settings
 from tests.support.http_server import LocalHttpServer
+from tests.support.live import held_chain, is_final, sse_read, ws_receive
 from tests.support.processes import start_api, start_worker, wait_until
 from tests.support.proxy import KillableProxy
 from tests.support.services import RedisServer, free_port
@@ -31,29 +31,7 @@ from workflow_engine.client import AsyncWorkflowEngineClient, Event
 from workflow_engine.config import Settings
 from workflow_engine.events.model import entry_type
 from workflow_engine.queue.submit import Submission
-from workflow_engine.sse import SseParser
 from workflow_engine.worker.worker import WorkerService
-
-
-def held_chain(settings: Settings, key: str) -> dict[str, Any]:
-    """start -> first hold -> middle -> second hold -> end: the test decides when it moves."""
-    hold = {"redis_url": settings.redis_url, "seconds": 60}
-    return {
-        "id": "held",
-        "nodes": [
-            {"id": "start", "type": "echo", "inputs": {"n": 1}},
-            {"id": "h1", "type": "hold", "inputs": {**hold, "key": f"{key}:1"}},
-            {"id": "middle", "type": "echo", "inputs": {"n": 2}},
-            {"id": "h2", "type": "hold", "inputs": {**hold, "key": f"{key}:2"}},
-            {"id": "end", "type": "output", "inputs": {"value": "done"}},
-        ],
-        "edges": [
-            {"source": "start", "target": "h1"},
-            {"source": "h1", "target": "middle"},
-            {"source": "middle", "target": "h2"},
-            {"source": "h2", "target": "end"},
-        ],
-    }
 
 
 @dataclass
@@ -115,19 +93,6 @@ async def live(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Live]
     await client.aclose()
 
 
-async def ws_receive(socket: Any, until: Any, timeout: float = 20) -> list[dict[str, Any]]:
-    """Events (not heartbeats) until ``until(event)`` holds."""
-    got: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads(await socket.recv())
-            if message.get("type") == "heartbeat":
-                continue
-            got.append(message)
-            if until(message):
-                return got
-
-
 async def until_closed(socket: Any) -> websockets.ConnectionClosed:
     """Read until the connection closes; the close (code, reason)."""
     async with asyncio.timeout(10):
@@ -136,10 +101,6 @@ async def until_closed(socket: Any) -> websockets.ConnectionClosed:
                 await socket.recv()
             except websockets.ConnectionClosed as closed:
                 return closed
-
-
-def is_final(event: dict[str, Any]) -> bool:
-    return event["type"] in {"execution.completed", "execution.failed", "execution.cancelled"}
 
 
 def started(node: str) -> Any:
@@ -192,30 +153,6 @@ async def test_sse_resumes_with_last_event_id(live: Live) -> None:
     received = [e["id"] for e in first + second]
     assert received == await live.all_event_ids(execution_id)
     assert second[-1]["type"] == "execution.completed"
-
-
-async def sse_read(
-    url: str, headers: dict[str, str], until: Any, then: Any = None
-) -> list[dict[str, Any]]:
-    """Read SSE events until ``until(event)`` (then call ``then``) or until the stream ends."""
-    got: list[dict[str, Any]] = []
-    parser = SseParser()
-    with contextlib.suppress(httpx.TransportError):
-        async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(20, read=20)) as client,
-            client.stream("GET", url, headers=headers) as response,
-        ):
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            async for chunk in response.aiter_bytes():
-                for message in parser.feed(chunk):
-                    event = message["data"]
-                    assert message["id"] == event["id"]
-                    assert message["event"] == event["type"]
-                    got.append(event)
-                    if until is not None and until(event):
-                        then()
-    return got
 
 
 async def test_sse_of_a_finished_execution_replays_and_ends(live: Live) -> None:

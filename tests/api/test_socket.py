@@ -14,25 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import WFE, Process, settings_env, start_api, start_worker
+from tests.support.processes import (
+    WFE,
+    Process,
+    settings_env,
+    start_api,
+    start_worker,
+    wait_http,
+)
 from tests.support.services import free_port
 from workflow_engine.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 IF_ELSE = json.loads((ROOT / "examples" / "if_else.json").read_text())
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not answer")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from workflow_engine.config import Settings
 
 WFE = str(Path(sys.executable).with_name("wfe"))
@@ -110,6 +112,20 @@ def start_api(settings: Settings, port: int) -> Process:
     env = settings_env(settings, WFE_PORT=str(port), WFE_HOST="127.0.0.1")
     process = Process([WFE, "api"], env)
     return process
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    """Poll ``url`` until it answers 200, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer")
+        time.sleep(0.05)
 
 
 async def wait_until(

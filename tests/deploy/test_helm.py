@@ -1,0 +1,228 @@
+"""deploy/helm/workflow-engine rendered by Helm's own engine (the Helm v4 Go library bundled in
+the ``helm-python-sdk`` wheel, offline: what ``helm template`` does) with default values and
+with everything on; every object validates like the plain manifests, the chart renders the same
+objects as deploy/k8s, and values.schema.json refuses bad values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helm_python.chart import Chart, lint
+from helm_python.errors import HelmRenderError, HelmValuesError
+
+from tests.deploy.test_k8s import HAND_OVER_S, one, variant
+from tests.support.deploy import ROOT, container_env, documents, problems, settings_from
+
+CHART = ROOT / "deploy" / "helm" / "workflow-engine"
+RELEASE = "workflow-engine"
+
+SECRETS = {
+    "store-url": "postgresql+asyncpg://wfe:pw@db.example:5432/wfe",
+    "redis-url": "redis://:pw@redis.example:6379/0",
+    "api-keys": "acme=sha256:" + "0" * 64,
+    "redis-address": "redis.example:6379",
+    "redis-password": "pw",
+}
+EVERYTHING_ON: dict[str, Any] = {
+    "image": {"repository": "registry.example/wfe", "tag": "1.2.3"},
+    "queuePrefix": "{wfe}",
+    "secrets": {
+        "create": True,
+        "storeUrl": SECRETS["store-url"],
+        "redisUrl": SECRETS["redis-url"],
+        "apiKeys": SECRETS["api-keys"],
+        "redisAddress": SECRETS["redis-address"],
+        "redisPassword": SECRETS["redis-password"],
+    },
+    "env": {"WFE_RETENTION_DAYS": "14"},
+    "api": {"autoscaling": {"enabled": True}, "service": {"type": "ClusterIP"}},
+    "worker": {"keda": {"enabled": True}, "shutdownGraceSeconds": 100},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "hosts": [{"host": "wfe.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+        "tls": [{"secretName": "wfe-tls", "hosts": ["wfe.example.com"]}],
+    },
+}
+AUTOSCALED = {"api": {"autoscaling": {"enabled": True}}}
+CPU_AUTOSCALING = {**AUTOSCALED, "worker": {"autoscaling": {"enabled": True}}}
+KEDA = {**AUTOSCALED, "worker": {"keda": {"enabled": True}}}
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[Chart]:
+    with Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: Chart, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    rendered = chart.render(values=values, name=RELEASE, namespace="wfe", is_install=True)
+    return [
+        doc
+        for path, text in sorted(rendered.items())
+        if path.endswith(".yaml")
+        for doc in documents(text)
+    ]
+
+
+def kinds(docs: list[dict[str, Any]]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+def test_the_chart_lints_clean() -> None:
+    for values in (None, EVERYTHING_ON):
+        report = lint(CHART, values, strict=True, kube_version="v1.30.0")
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_default_values_render_valid_objects(chart: Chart) -> None:
+    docs = render(chart)
+    assert problems(docs) == []
+    assert kinds(docs) == [
+        "Deployment",
+        "Deployment",
+        "PodDisruptionBudget",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert one(docs, "Deployment", "api")["spec"]["replicas"] == 3
+    assert one(docs, "Deployment", "worker")["spec"]["replicas"] == 5
+
+
+def test_everything_on_renders_valid_objects(chart: Chart) -> None:
+    docs = render(chart, EVERYTHING_ON)
+    assert problems(docs) == []
+    assert kinds(docs) == [
+        "Deployment",
+        "Deployment",
+        "HorizontalPodAutoscaler",  # the API's; KEDA makes the workers'
+        "Ingress",
+        "PodDisruptionBudget",
+        "PodDisruptionBudget",
+        "ScaledObject",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "TriggerAuthentication",
+    ]
+    api, worker = one(docs, "Deployment", "api"), one(docs, "Deployment", "worker")
+    assert "replicas" not in api["spec"]  # the autoscalers own the count
+    assert "replicas" not in worker["spec"]
+    assert worker["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example/wfe:1.2.3"
+    )
+    scaled = one(docs, "ScaledObject")
+    assert scaled["spec"]["triggers"][1]["metadata"]["listName"] == "{wfe}:workflow:wait"
+    ingress = one(docs, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == one(docs, "Service", "api")["metadata"]["name"]
+    secret = one(docs, "Secret")["stringData"]
+    assert secret == SECRETS
+
+
+def test_the_chart_renders_what_deploy_k8s_holds(chart: Chart) -> None:
+    """With the same autoscaling, the chart's objects carry the plain manifests' specs (names
+    and Helm's labels aside)."""
+    for values, plain in ((CPU_AUTOSCALING, variant("cpu")), (KEDA, variant("keda"))):
+        docs = render(chart, values)
+        assert kinds(docs) == kinds([d for d in plain if d["kind"] != "Secret"])
+        for role in ("api", "worker"):
+            ours = pod(one(docs, "Deployment", role))
+            theirs = pod(one(plain, "Deployment", role))
+            assert ours == theirs, role
+            assert spec_of(one(docs, "PodDisruptionBudget", role)) == spec_of(
+                one(plain, "PodDisruptionBudget", role)
+            )
+        for kind in ("HorizontalPodAutoscaler", "ScaledObject"):
+            for doc in (d for d in docs if d["kind"] == kind):
+                role = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+                assert spec_of(doc) == spec_of(one(plain, kind, role)), (kind, role)
+        assert spec_of(one(docs, "Service", "api")) == spec_of(one(plain, "Service", "api"))
+
+
+def pod(deployment: dict[str, Any]) -> dict[str, Any]:
+    """A pod template's spec as comparable: no names, env by name (values of Secret refs by
+    key), no checksum annotations."""
+    spec = dict(deployment["spec"]["template"]["spec"])
+    for key in ("serviceAccountName", "topologySpreadConstraints"):
+        spec.pop(key)
+    containers = []
+    for container in spec.pop("containers"):
+        container = dict(container)
+        container.pop("image")
+        env = container.pop("env")
+        container["env"] = sorted(
+            (e["name"], e.get("value") or e["valueFrom"].get("secretKeyRef", {}).get("key"))
+            for e in env
+        )
+        containers.append(container)
+    spec["containers"] = containers
+    return spec
+
+
+def spec_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """A spec without object names and selectors (names and labels differ by design)."""
+    spec = {k: v for k, v in doc["spec"].items() if k not in {"selector", "scaleTargetRef"}}
+    if doc["kind"] == "ScaledObject":
+        spec["triggers"] = [
+            {k: v for k, v in t.items() if k != "authenticationRef"} for t in spec["triggers"]
+        ]
+    return spec
+
+
+def test_the_pods_configuration_is_accepted_by_the_service(chart: Chart) -> None:
+    docs = render(chart, EVERYTHING_ON)
+    for role in ("api", "worker"):
+        container = one(docs, "Deployment", role)["spec"]["template"]["spec"]["containers"][0]
+        settings = settings_from(container_env(container, SECRETS))
+        assert settings.queue_prefix == "{wfe}"
+        assert settings.retention_days == 14
+        assert settings.store_url == SECRETS["store-url"]
+
+
+def test_the_worker_grace_period_follows_the_drain_time(chart: Chart) -> None:
+    for grace in (25, 100):
+        docs = render(chart, {"worker": {"shutdownGraceSeconds": grace}})
+        worker = one(docs, "Deployment", "worker")
+        container = worker["spec"]["template"]["spec"]["containers"][0]
+        drain = settings_from(container_env(container, SECRETS)).shutdown_grace_s
+        assert drain == grace
+        assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= (
+            drain + HAND_OVER_S
+        )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"api": {"replicaCount": "three"}},
+        {"wokers": {"replicaCount": 2}},
+        {"worker": {"queues": ["urgent"]}},
+        {"queuePrefix": "wfe:prod"},
+        {"secrets": {"create": True, "storeUrl": "mysql://db/wfe"}},
+        {"ingress": {"enabled": True, "hosts": [{"host": "x", "paths": [{"path": "/"}]}]}},
+        {"api": {"resources": {"limits": {"cpu": "lots"}}}},
+    ],
+)
+def test_the_values_schema_refuses_bad_values(chart: Chart, values: dict[str, Any]) -> None:
+    with pytest.raises(HelmValuesError):
+        chart.render(values=values, name=RELEASE)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"worker": {"keda": {"enabled": True}, "autoscaling": {"enabled": True}}},
+            "alternatives",
+        ),
+        ({"secrets": {"create": True}}, "secrets.storeUrl is required"),
+    ],
+)
+def test_contradictions_fail_the_render(chart: Chart, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(HelmRenderError, match=message):
+        chart.render(values=values, name=RELEASE)
