@@ -1,13 +1,14 @@
 """Every benchmark side by side, in one run, on one private Redis.
 
-    python -m benchmarks [--executions 2000] [--stores sqlite,postgres] [--quick]
+    python -m benchmarks [--executions 2000] [--stores sqlite,postgres,mongodb] [--quick]
                          [--out docs/benchmarks]
 
 Prints one table and writes ``results.json`` and ``throughput.png`` under ``--out``:
 
 1. raw Python bullmq no-op jobs/s, 1 and 2 worker processes (the ceiling for a Python worker);
 2. our engine, a trivial 3-node workflow, queued by the Submitter and drained by 1 and 2
-   ``wfe worker`` processes, persisted in SQLite and PostgreSQL: executions/s, and the
+   ``wfe worker`` processes, persisted in SQLite, PostgreSQL and MongoDB (``WFE_TEST_MONGODB_URL``,
+   else a private nx-27017 on a free port): executions/s, and the
    submit-to-complete p50/p99 at low load; the same through the HTTP API (``wfe api``);
 3. the same 3 steps as a Celery chain on the same Redis: chains/s and single-chain latency;
 4. 40 sequential light steps (Windmill's benchmark shape): wall time in-process and end to end
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -50,14 +52,35 @@ FORTY_STEPS = {
 }
 
 
+STORES = ("sqlite", "postgres", "mongodb")
+
+
 def settings_for(redis_url: str, store_url: str) -> Settings:
     return Settings(redis_url=redis_url, store_url=store_url, queue_prefix=f"b{time.time_ns()}")
 
 
-async def store_url_of(store: str, tmp: str) -> str | None:
+async def store_url_of(store: str, tmp: str, stack: contextlib.ExitStack) -> str | None:
+    """A fresh database of ``store``; a MongoDB server started for it stops with ``stack``."""
     if store == "sqlite":
         return f"sqlite:///{tmp}/bench-{time.time_ns()}.db"
+    if store == "mongodb":
+        return mongodb_url(tmp, stack)
     return await service.postgres_url()
+
+
+def mongodb_url(tmp: str, stack: contextlib.ExitStack) -> str | None:
+    from tests.support import mongo  # the tests' MongoDB: a real one, else nx-27017
+
+    server_url = mongo.configured_url()
+    if server_url is None:
+        try:
+            server_url = stack.enter_context(mongo.NxServer(Path(tmp) / "mongodb")).url
+        except mongo.NxServerError as exc:
+            print(f"(no MongoDB: {exc})")
+            return None
+    url = mongo.database_url(server_url, prefix="wfe_bench")
+    stack.callback(mongo.drop_database, url)  # before the server stops (last in, first out)
+    return url
 
 
 async def raw_section(redis_url: str, n: int) -> dict[str, Any]:
@@ -130,7 +153,7 @@ def table(results: dict[str, Any]) -> list[str]:
         rows.append(f"{label:<50} {one:>11} {two:>11}")
 
     row("raw bullmq no-op jobs/s", f"{raw['1']:.0f}", f"{raw['2']:.0f}")
-    for store in ("sqlite", "postgres"):
+    for store in STORES:
         found = results.get(store)
         if found is None:
             continue
@@ -171,9 +194,7 @@ def table(results: dict[str, Any]) -> list[str]:
             f"{celery['latency_p50_ms']:.1f}",
             f"{celery['latency_p99_ms']:.1f}",
         )
-        best = max(
-            results[s]["executions_per_s"]["1"] for s in ("sqlite", "postgres") if s in results
-        )
+        best = max(results[s]["executions_per_s"]["1"] for s in STORES if s in results)
         row("   engine (1 worker) / Celery", f"{best / celery['chains_per_s']:.1f}x")
     elif celery:
         row(f"Celery: {celery['skipped']}")
@@ -210,7 +231,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         labels.append(f"raw bullmq\n{workers} worker(s)")
         values.append(results["raw_bullmq"]["jobs_per_s"][workers])
         colors.append("#9a9a9a")
-        for store in ("sqlite", "postgres"):
+        for store in STORES:
             if store in results:
                 labels.append(f"engine {store}\n{workers} worker(s)")
                 values.append(results[store]["executions_per_s"][workers])
@@ -244,11 +265,12 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         EmbeddedRedis(Path(tmp) / "redis", persist=False) as redis,
+        contextlib.ExitStack() as stack,
     ):
         print(f"private redis-server on {redis.url}; N={n}\n", flush=True)
         results["raw_bullmq"] = await raw_section(redis.url, n)
         for store in args.stores.split(","):
-            url = await store_url_of(store, tmp)
+            url = await store_url_of(store, tmp, stack)
             if url is None:
                 print(f"({store} unreachable: skipped)")
                 continue

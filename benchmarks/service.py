@@ -84,17 +84,11 @@ async def wait_for(
 
 
 async def span_seconds(services: Services, ids: list[str]) -> float:
-    """From the first start to the last completion, as the store recorded them."""
-    import sqlalchemy as sa
-
-    from workflow_engine.store.schema import executions
-
-    store: Any = services.store
-    query = sa.select(
-        sa.func.min(executions.c.started_at), sa.func.max(executions.c.completed_at)
-    ).where(executions.c.execution_id.in_(ids))
-    async with store.engine.connect() as conn:
-        first, last = (await conn.execute(query)).one()
+    """From the first start to the last completion, as the store recorded them (through the
+    store's API: the same for every backend)."""
+    records = await asyncio.gather(*(services.store.get(i) for i in ids))
+    first = min(r.started_at for r in records if r is not None and r.started_at is not None)
+    last = max(r.completed_at for r in records if r is not None and r.completed_at is not None)
     return float(last - first) / 1000
 
 

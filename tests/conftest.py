@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support import mongo
 from tests.support.clock import FakeClock
 from tests.support.http_server import LocalHttpServer
 from tests.support.nodes import Probe, make_registry
@@ -66,6 +67,7 @@ async def http_server() -> AsyncIterator[LocalHttpServer]:
 # -- real services -----------------------------------------------------------------------------
 
 REQUIRE_POSTGRES = os.environ.get("WFE_REQUIRE_POSTGRES") == "1"
+REQUIRE_MONGODB = os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="session")
@@ -98,17 +100,61 @@ def _reset_postgres(url: str) -> None:
     asyncio.run(reset())
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None) -> str:
-    """Each store test runs against SQLite and PostgreSQL, on an empty schema."""
+@pytest.fixture(scope="session")
+def mongodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A MongoDB for this test session: ``WFE_TEST_MONGODB_URL`` (a real one) when set, else a
+    private nx-27017 on a free port; None when neither can be had."""
+    configured = mongo.configured_url()
+    if configured is not None:
+        yield configured
+        return
+    try:
+        server = mongo.NxServer(tmp_path_factory.mktemp("mongodb")).start()
+    except mongo.NxServerError as exc:
+        if REQUIRE_MONGODB:
+            pytest.fail(f"a MongoDB is required in CI but nx-27017 cannot run: {exc}")
+        yield None
+        return
+    yield server.url
+    server.stop()
+
+
+def on_nx(url: str) -> bool:
+    """Whether ``url`` is the nx-27017 stand-in (not a real MongoDB)."""
+    return mongo.configured_url() is None and url.startswith("mongodb://127.0.0.1")
+
+
+@pytest.fixture
+def mongodb_url(mongodb_server: str | None) -> Iterator[str]:
+    """A database of its own on the session's MongoDB, dropped afterwards."""
+    if mongodb_server is None:
+        pytest.skip("no MongoDB: nx-27017 is not installed and WFE_TEST_MONGODB_URL is not set")
+    url = mongo.database_url(mongodb_server)
+    yield url
+    mongo.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mongodb"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None
+) -> Iterator[str]:
+    """Each store test runs against SQLite, PostgreSQL and MongoDB, on an empty schema."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/wfe.db"
+        yield f"sqlite:///{tmp_path}/wfe.db"
+        return
+    if request.param == "mongodb":
+        url = request.getfixturevalue("mongodb_url")
+        gap = request.node.get_closest_marker("nx_gap")
+        if gap is not None and on_nx(url):
+            request.applymarker(pytest.mark.xfail(reason=f"nx-27017: {gap.args[0]}", strict=True))
+        yield url
+        return
     if postgres_url is None:
         if REQUIRE_POSTGRES:
             pytest.fail("PostgreSQL is required (WFE_REQUIRE_POSTGRES=1) but cannot be reached")
         pytest.skip("PostgreSQL cannot be reached")
     _reset_postgres(postgres_url)
-    return postgres_url
+    yield postgres_url
 
 
 @pytest.fixture

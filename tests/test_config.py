@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from workflow_engine.config import ConfigError, load_settings
@@ -97,13 +99,26 @@ def test_the_seed_variable_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -
     assert settings.store_url == "mongodb://db/workflow"
     monkeypatch.setenv("WFE_REDIS_URL", "redis://wins:1/0")
     assert load_settings().redis_url == "redis://wins:1/0"
+    monkeypatch.setenv("WFE_STORE_URL", "sqlite:///wins.db")
+    assert load_settings().store_url == "sqlite:///wins.db"
 
 
 def test_store_urls_are_normalised_and_checked() -> None:
     assert normalize_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert normalize_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
     assert normalize_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
-    with pytest.raises(ConfigError, match="MongoDB store is not available yet"):
-        open_store("mongodb://db/x")
+    assert normalize_url("mongodb://u@h/db") == "mongodb://u@h/db"
+    assert (
+        normalize_url("mongodb+srv://u@cluster.example/db") == "mongodb+srv://u@cluster.example/db"
+    )
     with pytest.raises(ConfigError, match="unsupported store URL scheme 'mysql'"):
         open_store("mysql://db/x")
+
+
+def test_a_mongodb_url_without_the_driver_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pymongo", None)  # as if not installed: import fails
+    for url in ("mongodb://db/x", "mongodb+srv://cluster.example/x"):
+        with pytest.raises(ConfigError, match=r"pip install 'workflow-engine\[mongo\]'"):
+            open_store(url)

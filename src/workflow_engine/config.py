@@ -213,5 +213,12 @@ def load_settings(**overrides: Any) -> Settings:
 
 # Variables with our prefix that are read elsewhere (tests, scripts), not settings.
 _NOT_SETTINGS = frozenset(
-    {"WFE_REQUIRE_POSTGRES", "WFE_VENV", "WFE_TEST_POSTGRES_URL", "WFE_API_URL", "WFE_API_KEY"}
+    {
+        "WFE_REQUIRE_POSTGRES",
+        "WFE_VENV",
+        "WFE_TEST_POSTGRES_URL",
+        "WFE_TEST_MONGODB_URL",
+        "WFE_API_URL",
+        "WFE_API_KEY",
+    }
 )
