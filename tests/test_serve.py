@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+from workflow_engine.serve import without_password
+
 STUBBORN = textwrap.dedent(
     """
     import asyncio
@@ -37,3 +41,18 @@ def test_a_task_that_swallows_cancellation_does_not_keep_the_process_alive() -> 
     assert done.returncode == 0
     assert "task does not stop; exiting without it" in done.stderr
     assert "stubborn" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "mongodb://app:s3cr%40t@db:27017/wfe?authSource=admin",
+            "mongodb://app:***@db:27017/wfe?authSource=admin",
+        ),
+        ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://postgres@127.0.0.1:5432/test"),
+        ("sqlite:///.wfe/wfe.db", "sqlite:///.wfe/wfe.db"),
+    ],
+)
+def test_the_printed_store_url_has_no_password(url: str, shown: str) -> None:
+    assert without_password(url) == shown

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
@@ -82,6 +83,16 @@ async def serve_api(settings: Settings) -> None:
         restore()
 
 
+def without_password(url: str) -> str:
+    """A URL fit to print: its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
 async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> None:
     store = open_store(
         settings.store_url,
@@ -145,7 +156,7 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
             f"workflow-engine dev is running\n"
             f"  API      {base}   (OpenAPI docs: {base}/docs)\n"
             f"  Redis    {redis_server.url}   (data in {DEV_DIR / 'redis'})\n"
-            f"  store    {settings.store_url}\n"
+            f"  store    {without_password(settings.store_url)}\n"
             f"  worker   queues {', '.join(QUEUE_NAMES)}\n"
             f"Press Ctrl-C to stop."
         )
