@@ -220,5 +220,7 @@ _NOT_SETTINGS = frozenset(
         "WFE_TEST_MONGODB_URL",
         "WFE_API_URL",
         "WFE_API_KEY",
+        "WFE_IMAGE",  # docker-compose.yml: the image and the host port of nginx
+        "WFE_HTTP_PORT",
     }
 )

@@ -11,14 +11,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReadPreference
 
 from workflow_engine.engine.results import NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.ids import new_execution_id
 from workflow_engine.store import StateStore, StoreUnavailable, open_store
-from workflow_engine.store.base import Start
-from workflow_engine.store.mongo import EXECUTIONS, NODE_RESULTS, client_options
+from workflow_engine.store.base import Start, StoreError
+from workflow_engine.store.mongo import EXECUTIONS, NODE_RESULTS, MongoStore, client_options
 from workflow_engine.store.records import ExecutionRecord
 
 S = ExecutionStatus
@@ -169,3 +169,48 @@ def test_the_url_options_win_over_the_store_defaults() -> None:
     assert "serverSelectionTimeoutMS" not in client_options(
         "mongodb://h/db?replicaSet=rs0&serverSelectionTimeoutMS=10000"
     )
+    assert client_options("mongodb://h/db")["socketTimeoutMS"] == 30_000
+    assert "socketTimeoutMS" not in client_options("mongodb://h/db?socketTimeoutMS=5000")
+    assert "socketTimeoutMS" not in client_options("mongodb://h/db?timeoutMS=5000")
+
+
+async def test_reads_go_to_the_primary_whatever_the_url_prefers() -> None:
+    """A read decides what a write did (which transitions took): never from a lagging
+    secondary."""
+    store = open_store("mongodb://h1,h2/wfe?replicaSet=rs0&readPreference=secondaryPreferred")
+    try:
+        assert isinstance(store, MongoStore)
+        assert store.executions.read_preference == ReadPreference.PRIMARY
+        assert store.nodes.read_preference == ReadPreference.PRIMARY
+    finally:
+        await store.close()
+
+
+async def test_an_unresolvable_srv_name_is_unavailable_not_an_error() -> None:
+    store = open_store("mongodb+srv://cluster.invalid/wfe?serverSelectionTimeoutMS=300")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.create(ExecutionRecord("exec_1", "w", "t", "workflow"))
+    finally:
+        await store.close()
+
+
+async def test_a_node_output_over_the_document_limit_is_a_store_error_naming_it(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """MongoDB caps a document at 16 MB; the SQL stores have no such cap. The write fails as a
+    store error (the execution fails with the reason), not as the store being unavailable.
+    Over 48 MB the driver refuses it before sending, which nx-27017 (it does not enforce the cap
+    itself) lets the suite check; between 16 and 48 MB MongoDB refuses it the same way."""
+    store, _ = stores
+    rec = record()
+    await store.create(rec)
+    await store.mark_running(rec.execution_id, 1)
+    big = {"text": "x" * (49 * 1024 * 1024)}
+    node = NodeResult("a", "echo", "A", NodeStatus.COMPLETED, {}, big, None, 1, 1.0, 1.5)
+    with pytest.raises(StoreError) as refused:
+        await store.save_node(rec.execution_id, node, 1)
+    assert not isinstance(refused.value, StoreUnavailable)
+    assert "too large" in str(refused.value)

@@ -17,9 +17,24 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    IndexModel,
+    ReadPreference,
+    ReplaceOne,
+    UpdateOne,
+)
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    PyMongoError,
+)
 
 from workflow_engine.engine.results import NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
@@ -28,6 +43,7 @@ from workflow_engine.store.base import (
     FINAL_STATUSES,
     SaveNode,
     StateStore,
+    StoreError,
     StoreUnavailable,
     Transition,
     Write,
@@ -43,6 +59,11 @@ DEFAULT_DATABASE = "wfe"
 SERVER_SELECTION_TIMEOUT_MS = 3000
 """A down MongoDB is reported (503) after this long; the URL's ``serverSelectionTimeoutMS``
 overrides it."""
+SOCKET_TIMEOUT_MS = 30_000
+"""A read from the server that has no answer after this long fails (as the SQL stores' command
+timeout), so a half-open socket cannot hang a batch; the URL's ``socketTimeoutMS`` or
+``timeoutMS`` overrides it. Not ``timeoutMS``: that one also stretches server selection, and a
+down MongoDB must still answer 503 within the selection timeout."""
 CLEANUP_CHUNK = 500
 WRITE_TOKENS_KEPT = 8
 
@@ -101,11 +122,22 @@ NODE_INDEXES = [
 @contextmanager
 def _reachable() -> Iterator[None]:
     """The driver's connection failures (no server selected, a dropped socket, a primary
-    stepping down) are the store being unavailable: the API answers 503."""
+    stepping down), timeouts and a ``mongodb+srv`` name that does not resolve (looked up at
+    the first operation) are the store being unavailable: the API answers 503. A write the
+    server refuses (a document over 16 MB) is a store error naming the reason."""
     try:
         yield
-    except ConnectionFailure as exc:
+    except (ConnectionFailure, ConfigurationError) as exc:
         raise StoreUnavailable(f"state store unreachable: {exc}") from exc
+    except BulkWriteError as exc:  # the server refused a document (BSONObjectTooLarge)
+        errors = exc.details.get("writeErrors") or [{}]
+        raise StoreError(f"MongoDB refused a write: {errors[0].get('errmsg', exc)}") from exc
+    except DocumentTooLarge as exc:  # the driver refused it before sending (over 48 MB)
+        raise StoreError(f"MongoDB refused a write: {exc} (a document is at most 16 MB)") from exc
+    except PyMongoError as exc:
+        if exc.timeout:
+            raise StoreUnavailable(f"state store timed out: {exc}") from exc
+        raise
 
 
 def client_options(url: str) -> dict[str, Any]:
@@ -114,6 +146,8 @@ def client_options(url: str) -> dict[str, Any]:
     options: dict[str, Any] = {"appname": "workflow-engine"}
     if "serverselectiontimeoutms" not in given:
         options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+    if not given & {"timeoutms", "sockettimeoutms"}:
+        options["socketTimeoutMS"] = SOCKET_TIMEOUT_MS
     return options
 
 
@@ -122,7 +156,11 @@ class MongoStore(StateStore):
         super().__init__(**options)
         self.url = url
         self.client: AsyncMongoClient[Document] = AsyncMongoClient(url, **client_options(url))
-        database = self.client.get_default_database(default=DEFAULT_DATABASE)
+        # reads decide what a write did (which transitions took, whose idempotency key):
+        # from the primary, whatever read preference the URL gives
+        database = self.client.get_default_database(
+            default=DEFAULT_DATABASE, read_preference=ReadPreference.PRIMARY
+        )
         self.executions: AsyncCollection[Document] = database[EXECUTIONS]
         self.nodes: AsyncCollection[Document] = database[NODE_RESULTS]
 

@@ -60,9 +60,22 @@ POOL_SIZE = 10
 class PostgresStore(SqlStore):
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
-        self._dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # the URL read as SQLAlchemy reads it (its query keys are asyncpg.connect arguments:
+        # ?ssl=require, ?prepared_statement_cache_size=0 for PgBouncer), so both pools agree
+        _, params = self.engine.dialect.create_connect_args(self.url)
+        cache_size = params.pop("prepared_statement_cache_size", None)
+        params.pop("prepared_statement_name_func", None)
+        if cache_size is not None:
+            params["statement_cache_size"] = cache_size
+        self._connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30, **params}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+
+    async def ping(self) -> None:
+        """Both ways in answer: SQLAlchemy's (reads) and the write pool."""
+        await super().ping()
+        async with self._raw() as conn:
+            await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
         await super().close()
@@ -84,12 +97,7 @@ class PostgresStore(SqlStore):
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=0,
-                    max_size=POOL_SIZE,
-                    reset=_keep_session,
-                    timeout=5,
-                    command_timeout=30,
+                    min_size=0, max_size=POOL_SIZE, reset=_keep_session, **self._connect_args
                 )
             return self._pool
 
