@@ -59,6 +59,17 @@ def settings_for(redis_url: str, store_url: str) -> Settings:
     return Settings(redis_url=redis_url, store_url=store_url, queue_prefix=f"b{time.time_ns()}")
 
 
+def store_names(value: str) -> list[str]:
+    """``--stores``: a name not in STORES is an error, not a section left out of the table."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STORES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown store {', '.join(unknown) or '(none)'}; choose from {', '.join(STORES)}"
+        )
+    return names
+
+
 async def store_url_of(store: str, tmp: str, stack: contextlib.ExitStack) -> str | None:
     """A fresh database of ``store``; a MongoDB server started for it stops with ``stack``."""
     if store == "sqlite":
@@ -269,7 +280,7 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
     ):
         print(f"private redis-server on {redis.url}; N={n}\n", flush=True)
         results["raw_bullmq"] = await raw_section(redis.url, n)
-        for store in args.stores.split(","):
+        for store in args.stores:
             url = await store_url_of(store, tmp, stack)
             if url is None:
                 print(f"({store} unreachable: skipped)")
@@ -306,7 +317,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executions", type=int, default=2000)
     parser.add_argument("--api-executions", type=int, default=1000)
-    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument(
+        "--stores", type=store_names, default="sqlite,postgres", help=f"from {', '.join(STORES)}"
+    )
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--no-live", action="store_true", help="skip WebSocket fan-out/cancel")

@@ -112,7 +112,7 @@ async def fan_out(base: str, redis_url: str, clients: int, executions: int) -> d
         await socket.close()
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(PREFIX)
-    expected = {i: [e for e, _ in await redis.xrange(keys.events(i))] for i in ids}
+    expected = {i: [e for e, _ in await redis.xrange(keys.events(i)) or []] for i in ids}
     await redis.aclose()
     complete = all(got == expected for got in received)
     per_client = sum(len(v) for v in expected.values())

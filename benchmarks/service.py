@@ -105,7 +105,8 @@ async def raw_bullmq(redis_url: str, n: int, workers: int) -> float:
     ]
 
     async def drained() -> bool:
-        return (await queue.getJobCounts("completed"))["completed"] >= n
+        counts: dict[str, int] = await queue.getJobCounts("completed")
+        return counts["completed"] >= n
 
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -115,7 +116,7 @@ async def raw_bullmq(redis_url: str, n: int, workers: int) -> float:
         completed = f"{prefix}:raw:completed"
         first = await client.zrange(completed, 0, 0, withscores=True)
         last = await client.zrange(completed, -1, -1, withscores=True)
-        elapsed = (last[0][1] - first[0][1]) / 1000
+        elapsed = (float(last[0][1]) - float(first[0][1])) / 1000
     finally:
         for p in procs:
             p.terminate()

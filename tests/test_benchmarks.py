@@ -45,3 +45,16 @@ def test_the_benchmark_suite_runs_side_by_side_and_writes_json_and_a_chart(
     assert results["live"]["cancel"]["p50_ms"] > 0
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
     assert "engine 3-node (sqlite) executions/s" in done.stdout
+
+
+def test_an_unknown_store_name_is_refused_before_anything_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--stores", "sqlite,postgresql"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "unknown store postgresql; choose from sqlite, postgres, mongodb" in done.stderr
+    assert "private redis-server" not in done.stdout
