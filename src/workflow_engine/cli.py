@@ -205,8 +205,8 @@ def _serve(main: Any) -> None:
 
 @app.command()
 def dev(
-    port: Annotated[int, typer.Option(help="API port.")] = 8000,
-    host: Annotated[str, typer.Option(help="API address.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port (default: WFE_PORT, PORT, 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: WFE_HOST, loopback).")] = None,
 ) -> None:
     """API + worker + an embedded Redis + SQLite in ./.wfe — nothing to configure."""
     settings = _settings(port=port, host=host, store_url=_dev_store_url())

@@ -3,7 +3,10 @@ and ``wfe worker`` (the seed's ``MONGODB_URI`` alone) as separate processes, ove
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from tests.api.test_socket import wait_http
 from tests.conftest import make_settings
 from tests.support.processes import WFE, Process, settings_env, start_api
 from tests.support.services import RedisServer, free_port
+from workflow_engine.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,3 +100,34 @@ def test_an_approval_waits_and_resumes_on_mongodb(mongo_service: str) -> None:
     assert again.status_code == 409  # answered already (or running again)
     done = wait_status(base, execution_id, "completed")
     assert done["result"] == {"order": "A-1", "status": "rejected", "note": "duplicate"}
+
+
+def test_wfe_dev_runs_the_examples_on_mongodb(tmp_path: Path, mongodb_url: str) -> None:
+    """`wfe dev` with a MongoDB store (and its port from WFE_PORT, as `wfe api` takes it): the
+    embedded Redis and the worker are dev's own, the records go to MongoDB."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFE_", "REDIS_", "MONGODB_"))}
+    dev = Process(
+        [WFE, "dev"], {**env, "WFE_STORE_URL": mongodb_url, "WFE_PORT": str(port)}, cwd=tmp_path
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        dev.wait_for("Press Ctrl-C to stop.")
+        assert any(mongodb_url.split("//")[1].split("/")[0] in line for line in dev.lines)
+        diamond = submit(base, example("diamond.json"), {"numbers": [2, 4]})
+        status = wait_status(base, diamond, "completed")
+        assert status["result"] == {"sum": 6, "max": 4, "count": 2, "mean": 3.0}
+    finally:
+        dev.signal(signal.SIGINT)
+        assert dev.stop() == 0
+    assert not (tmp_path / ".wfe" / "wfe.db").exists()  # not the SQLite default
+
+    async def stored_status() -> str | None:
+        store = open_store(mongodb_url)
+        try:
+            record = await store.get(diamond)
+            return None if record is None else str(record.status)
+        finally:
+            await store.close()
+
+    assert asyncio.run(stored_status()) == "completed"  # in MongoDB itself
