@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +124,16 @@ def test_a_mongodb_url_without_the_driver_names_the_extra(
     for url in ("mongodb://db/x", "mongodb+srv://cluster.example/x"):
         with pytest.raises(ConfigError, match=r"pip install 'workflow-engine\[mongo\]'"):
             open_store(url)
+
+
+def test_the_compose_files_variables_are_not_unknown_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shell that exports what docker-compose.yml interpolates (its image, nginx's host port)
+    can still run `wfe` commands."""
+    compose = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
+    interpolated = set(re.findall(r"\$\{(WFE_[A-Z0-9_]+)", compose))
+    assert interpolated  # the file still takes some
+    for name in interpolated:
+        monkeypatch.setenv(name, "x")
+    load_settings()

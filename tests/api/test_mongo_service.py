@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -113,7 +114,7 @@ def test_wfe_dev_runs_the_examples_on_mongodb(tmp_path: Path, mongodb_url: str) 
     base = f"http://127.0.0.1:{port}"
     try:
         dev.wait_for("Press Ctrl-C to stop.")
-        assert any(mongodb_url.split("//")[1].split("/")[0] in line for line in dev.lines)
+        assert any(urlsplit(mongodb_url).netloc in line for line in dev.lines)  # the banner
         diamond = submit(base, example("diamond.json"), {"numbers": [2, 4]})
         status = wait_status(base, diamond, "completed")
         assert status["result"] == {"sum": 6, "max": 4, "count": 2, "mean": 3.0}

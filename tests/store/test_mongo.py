@@ -12,13 +12,20 @@ from urllib.parse import quote
 
 import pytest
 from pymongo import AsyncMongoClient, ReadPreference
+from pymongo.errors import BulkWriteError, ConfigurationError, ExecutionTimeout
 
 from workflow_engine.engine.results import NodeResult
 from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.ids import new_execution_id
 from workflow_engine.store import StateStore, StoreUnavailable, open_store
 from workflow_engine.store.base import Start, StoreError
-from workflow_engine.store.mongo import EXECUTIONS, NODE_RESULTS, MongoStore, client_options
+from workflow_engine.store.mongo import (
+    EXECUTIONS,
+    NODE_RESULTS,
+    MongoStore,
+    _reachable,
+    client_options,
+)
 from workflow_engine.store.records import ExecutionRecord
 
 S = ExecutionStatus
@@ -201,7 +208,7 @@ async def test_a_node_output_over_the_document_limit_is_a_store_error_naming_it(
     stores: tuple[StateStore, StateStore],
 ) -> None:
     """MongoDB caps a document at 16 MB; the SQL stores have no such cap. The write fails as a
-    store error (the execution fails with the reason), not as the store being unavailable.
+    store error naming the reason, not as the store being unavailable.
     Over 48 MB the driver refuses it before sending, which nx-27017 (it does not enforce the cap
     itself) lets the suite check; between 16 and 48 MB MongoDB refuses it the same way."""
     store, _ = stores
@@ -214,3 +221,32 @@ async def test_a_node_output_over_the_document_limit_is_a_store_error_naming_it(
         await store.save_node(rec.execution_id, node, 1)
     assert not isinstance(refused.value, StoreUnavailable)
     assert "too large" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected", "message"),
+    [
+        (
+            BulkWriteError(
+                {
+                    "writeErrors": [
+                        {"index": 0, "code": 10334, "errmsg": "BSONObj size: 17 is invalid"}
+                    ]
+                }
+            ),
+            StoreError,
+            "MongoDB refused a write: BSONObj size: 17 is invalid",
+        ),
+        (ExecutionTimeout("operation exceeded time limit"), StoreUnavailable, "timed out"),
+        (ConfigurationError("The DNS query name does not exist"), StoreUnavailable, "unreachable"),
+    ],
+)
+def test_driver_errors_become_store_errors(
+    raised: Exception, expected: type[Exception], message: str
+) -> None:
+    """What nx-27017 cannot make the driver raise (a server's refusal of a document, an
+    operation over the URL's timeoutMS): a refused write names the server's reason; a timeout
+    is the store being unavailable (503, retried)."""
+    with pytest.raises(expected, match=message) as caught, _reachable():
+        raise raised
+    assert isinstance(caught.value, StoreUnavailable) is (expected is StoreUnavailable)
