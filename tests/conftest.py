@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import uuid
@@ -28,6 +29,17 @@ from workflow_engine.worker.worker import WorkerService
 # the test plugin (record, hold) is installed for in-process registries too
 if PLUGIN_PATH not in sys.path:
     sys.path.insert(0, PLUGIN_PATH)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect each test's garbage when it ends (after its event loop closed). A connection
+    or socket it left open is then a ResourceWarning, an error here, in that test's teardown,
+    not in whichever later test the garbage collector happens to run. What survives is frozen
+    (never scanned again), so that each collection looks at one test's objects only."""
+    yield
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture
@@ -211,11 +223,3 @@ async def worker(services: Services) -> AsyncIterator[WorkerService]:
     yield service
     await service.stop(grace=5)
     await service.executor.aclose()
-
-
-@pytest.fixture(autouse=True)
-async def _close_test_node_clients() -> AsyncIterator[None]:
-    yield
-    import wfe_testnodes
-
-    await wfe_testnodes.close_clients()

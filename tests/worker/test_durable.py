@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -20,6 +20,7 @@ from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.keys import Keys
 from workflow_engine.queue.queues import JOB_NAME
 from workflow_engine.queue.submit import Submission, job_data
+from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.worker.worker import WorkerService
 
@@ -296,12 +297,61 @@ async def test_a_waiting_execution_can_be_cancelled(
     cancelled = await api.post(f"/api/workflow/cancel/{execution_id}")
     assert cancelled.status_code == 200
     assert (await status(api, execution_id))["context"]["status"] == "cancelled"
-    counts = (await services.queues.counts())["workflow"]
-    assert counts["delayed"] == 0  # the parked job left the queue
+    await parked_job_leaves(services)
     late = await api.post(
         f"/api/workflow/resume/{execution_id}", json={"input": {"approved": True}}
     )
     assert late.status_code == 409
+
+
+async def parked_job_leaves(services: Services) -> None:
+    """The job of a cancelled parked execution leaves the queue (the worker may still be
+    handing it back to BullMQ when the cancel returns; it must not stay delayed for ever)."""
+
+    async def check() -> bool:
+        counts = (await services.queues.counts())["workflow"]
+        return counts["delayed"] == counts["waiting"] == counts["active"] == 0
+
+    await wait_until(check, 10, "the cancelled execution's job to leave the queue")
+
+
+class CancelledWhileParking:
+    """The real store, with a cancel over the API landing at the worst moment: the record
+    says waiting but the job is still active (locked), so the canceller cannot remove it."""
+
+    def __init__(self, store: StateStore, api: httpx.AsyncClient) -> None:
+        self._store = store
+        self._api = api
+        self.cancels: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def transition(self, execution_id: str, to: ExecutionStatus, **kw: Any) -> bool:
+        done = await self._store.transition(execution_id, to, **kw)
+        if done and to is ExecutionStatus.WAITING:
+            answer = await self._api.post(f"/api/workflow/cancel/{execution_id}")
+            self.cancels.append(answer.status_code)
+        return done
+
+
+async def test_a_cancel_while_the_job_is_being_parked_still_removes_it(
+    services: Services, api: httpx.AsyncClient
+) -> None:
+    store = CancelledWhileParking(services.store, api)
+    worker = WorkerService(services.settings, cast(StateStore, store))
+    await worker.start()
+    try:
+        submitted = await api.post(
+            "/api/workflow/execute", json={"workflowDefinition": asking(services.settings)}
+        )
+        execution_id = submitted.json()["executionId"]
+        await reaches(api, execution_id, "cancelled")
+        await parked_job_leaves(services)
+        assert store.cancels == [200]
+    finally:
+        await worker.stop(grace=5)
+        await worker.executor.aclose()
 
 
 @pytest.mark.usefixtures("worker")

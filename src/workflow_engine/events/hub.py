@@ -80,6 +80,9 @@ class StreamHub:
             if pending:
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=5)
+        if self._unblocking is not None:  # it would open a connection on the closed client
+            self._unblocking.cancel()
+            await asyncio.wait({self._unblocking}, timeout=5)
         await self._reader.aclose()
         await self.control.aclose()
 

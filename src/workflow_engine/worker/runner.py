@@ -4,6 +4,7 @@ the job."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -342,8 +343,13 @@ class JobRunner:
         until = time.time() + PARK_FOREVER_S if resume_at is None else resume_at
         await job.moveToDelayed(int(until * 1000), token)
         log.info("execution parked", executionId=execution_id, resumeAt=iso(resume_at))
-        # an answer delivered while the job was still active could not wake it: look again
-        if await self._answered(execution_id):
+        # a cancel or an answer that came while the job was still active could neither remove
+        # it from the queue nor wake it: look again now that it is a delayed job
+        record = await self.store.get(execution_id)
+        if record is not None and record.status in FINAL_STATUSES:
+            with contextlib.suppress(Exception):  # the canceller removed it first
+                await job.remove()
+        elif await self._answered(execution_id):
             await job.promote()
         raise DelayedError()
 

@@ -9,24 +9,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
 
-_clients: dict[tuple[str, int], aioredis.Redis] = {}
 
-
-def _client(url: str) -> aioredis.Redis:
-    key = (url, id(asyncio.get_running_loop()))  # tests run a loop each
-    if key not in _clients:
-        # no read timeout: ``hold`` blocks in BLPOP for up to a minute (redis-py >= 6 would
-        # give up after 5 s)
-        _clients[key] = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=None)
-    return _clients[key]
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client for one node run, closed when it ends however it ends (a cancelled node
+    included): a client left open would be a ResourceWarning once its event loop is gone."""
+    # no read timeout: ``hold`` blocks in BLPOP for up to a minute (redis-py >= 6 would give
+    # up after 5 s)
+    client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=None)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 class RecordInputs(NodeInputs):
@@ -47,7 +51,8 @@ class Record(NodeType[RecordInputs]):
             "attempt": ctx.attempt,
             "pid": os.getpid(),
         }
-        await _client(inputs.redis_url).rpush(inputs.key, json.dumps(entry))
+        async with _connected(inputs.redis_url) as client:
+            await client.rpush(inputs.key, json.dumps(entry))
         if inputs.seconds:
             await asyncio.sleep(inputs.seconds)
         return {"pid": os.getpid(), "node": ctx.node_id}
@@ -64,9 +69,9 @@ class Hold(NodeType[HoldInputs]):
     Inputs = HoldInputs
 
     async def run(self, ctx: NodeContext, inputs: HoldInputs) -> Any:
-        client = _client(inputs.redis_url)
-        await client.rpush(f"{inputs.key}:entered", ctx.execution_id)
-        released = await client.blpop([f"{inputs.key}:release"], timeout=inputs.seconds)
+        async with _connected(inputs.redis_url) as client:
+            await client.rpush(f"{inputs.key}:entered", ctx.execution_id)
+            released = await client.blpop([f"{inputs.key}:release"], timeout=inputs.seconds)
         return {"released": released is not None, "pid": os.getpid()}
 
 
@@ -80,12 +85,6 @@ class Peek(NodeType[PeekInputs]):
     Inputs = PeekInputs
 
     async def run(self, ctx: NodeContext, inputs: PeekInputs) -> Any:
-        raw = await _client(inputs.redis_url).hgetall(inputs.key)
+        async with _connected(inputs.redis_url) as client:
+            raw = await client.hgetall(inputs.key)
         return {field: json.loads(value)["status"] for field, value in raw.items()}
-
-
-async def close_clients() -> None:
-    """Close the clients this event loop opened (tests call it when a test ends)."""
-    loop_id = id(asyncio.get_running_loop())
-    for key in [k for k in _clients if k[1] == loop_id]:
-        await _clients.pop(key).aclose()
