@@ -263,7 +263,9 @@ async def test_cancel_stops_a_node_blocked_in_a_slow_http_call(
             elapsed = time.monotonic() - started_at
             assert response.status_code == 200
             assert response.json() == {"executionId": submitted.execution_id, "status": "cancelled"}
-            assert elapsed < 0.5, elapsed  # confirmed by the worker, not forced after a wait
+            # confirmed by the worker, not forced after waiting cancel_wait_s (5 s) for it; how
+            # fast is measured by the benchmarks (cancel p99 about 10 ms), not timed here
+            assert elapsed < settings.cancel_wait_s / 2, elapsed
             async with asyncio.timeout(5):
                 await http_server.slow_aborted.wait()  # the request was aborted, not awaited
             status = (

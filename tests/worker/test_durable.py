@@ -196,6 +196,8 @@ async def test_a_long_delay_parks_the_execution_and_resumes_it(
     assert nodes["wait"]["output"] == {"delayed": 1.0}
     assert nodes["wait"]["durationMs"] >= 1000  # from its first start, parked time included
     assert nodes["before"]["attempt"] == 1  # restored, not run again
+    assert nodes["after"]["attempt"] == 1
+    assert final["context"]["attempts"] == 1  # woken up, not tried again
 
 
 def asking(settings: Any, *, timeout: float | None = None) -> dict[str, Any]:
@@ -260,6 +262,7 @@ async def test_wait_input_parks_until_a_valid_answer_is_posted(
     nodes = {n["nodeId"]: n for n in final["nodes"]}
     assert nodes["ask"]["output"] == {"approved": True}
     assert nodes["too_late"]["status"] == "skipped"
+    assert final["context"]["attempts"] == 1  # an answer is not a retry
 
     again = await api.post(
         f"/api/workflow/resume/{execution_id}", json={"input": {"approved": True}}

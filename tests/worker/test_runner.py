@@ -92,6 +92,44 @@ async def test_priority_orders_the_queue(one_at_a_time: Services) -> None:
     assert order == [1, 2, 3, 4, 5, 6]
 
 
+async def test_a_job_given_back_unstarted_is_not_counted_as_an_attempt(
+    services: Services,
+) -> None:
+    """A stopping worker gives back what it fetches, not started (BullMQ counts each fetch
+    as an attempt started); the run that does happen later is attempt 1 all the same."""
+    settings = services.settings
+    key = f"{settings.queue_prefix}:given"
+    worker = WorkerService(settings, services.store, ["workflow"])
+    worker.runner.stopping = True  # as after the grace period: whatever it fetches goes back
+    await worker.start()
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        submitted = await services.submitter.submit(Submission(recording_workflow(settings, key)))
+        events = services.queues["workflow"].keys["events"]
+
+        async def given_back_three_times() -> bool:
+            entries = await client.xrange(events)
+            return (
+                sum(
+                    1
+                    for _, fields in entries
+                    if fields.get("event") == "delayed"
+                    and fields.get("jobId") == submitted.execution_id
+                )
+                >= 3
+            )
+
+        await wait_until(given_back_three_times, 10, "the job to be given back three times")
+        worker.runner.stopping = False
+        record = await finished(services, submitted.execution_id)
+    finally:
+        await client.aclose()
+        await worker.stop()
+    assert record.status is ExecutionStatus.COMPLETED, record.error
+    assert record.attempts == 1
+    assert [r["attempt"] for r in await records(settings, key)] == [1]
+
+
 async def test_delayed_execution_does_not_start_early(
     services: Services, worker: WorkerService
 ) -> None:

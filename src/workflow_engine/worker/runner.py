@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
@@ -110,8 +110,7 @@ class JobRunner:
         queue: str = job.queue.name if hasattr(job.queue, "name") else "workflow"
         if "executionId" not in data and TICK_KEY in data:
             if self.stopping:
-                await job.moveToDelayed(int(time.time() * 1000), token)
-                raise DelayedError()
+                await self._give_back(job, token)
             ticked = await self._tick(job, queue)
             if ticked is None:
                 return {"scheduleId": data[TICK_KEY], "status": "skipped"}
@@ -120,8 +119,7 @@ class JobRunner:
         attempt = max(int(getattr(job, "attemptsStarted", 0) or 0), job.attemptsMade + 1)
         started = time.monotonic()
         if self.stopping:  # fetched as the worker was shutting down: not started, given back
-            await job.moveToDelayed(int(time.time() * 1000), token)
-            raise DelayedError()
+            await self._give_back(job, token)
         self.store.reset(execution_id)  # this attempt starts from what the store has
         start = await self.store.mark_running(execution_id, attempt)
         if start is Start.REFUSED:
@@ -310,6 +308,12 @@ class JobRunner:
         ]
         return restored, prior, sorted(unsaved, key=_finish_time)
 
+    async def _give_back(self, job: Job, token: str) -> NoReturn:
+        """Hand a job fetched as the worker stops back to the queue, not started."""
+        await _not_an_attempt(job)
+        await job.moveToDelayed(int(time.time() * 1000), token)
+        raise DelayedError()
+
     async def _park(
         self, job: Job, token: str, hooks: RunHooks, outcome: ExecutionOutcome
     ) -> dict[str, Any]:
@@ -341,6 +345,7 @@ class JobRunner:
             drop_checkpoint=True,  # the store has it all now
         )
         until = time.time() + PARK_FOREVER_S if resume_at is None else resume_at
+        await _not_an_attempt(job)  # waking up is going on, not trying again
         await job.moveToDelayed(int(until * 1000), token)
         log.info("execution parked", executionId=execution_id, resumeAt=iso(resume_at))
         # a cancel or an answer that came while the job was still active could neither remove
@@ -370,6 +375,14 @@ class JobRunner:
         record = await self.store.get(execution_id)
         if record is not None and record.status not in FINAL_STATUSES:
             await self._record_failure(execution_id, message, "worker_error")
+
+
+async def _not_an_attempt(job: Job) -> None:
+    """BullMQ counts every move of a job to active as an attempt started, and the execution's
+    attempt number is taken from that count. A job about to go back to the queue without having
+    failed (given back unstarted, or parked until it is woken) takes its count back: otherwise
+    the next run would be numbered, and recorded, as an attempt more than were made."""
+    await job.backend.conn.hincrby(job.backend.toKey(str(job.id)), "ats", -1)
 
 
 def _finish_time(result: NodeResult) -> float:
