@@ -213,9 +213,11 @@ class WorkerService:
             self.runner.release_all()
             await closing
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task in (self._watch, *self._periodic):
-            if task is not None:
-                task.cancel()
+        background = [task for task in (self._watch, *self._periodic) if task is not None]
+        for task in background:
+            task.cancel()
+        # done before the clients they use are closed (a command after that would reconnect)
+        await asyncio.gather(*background, return_exceptions=True)
         await self.cancels.stop()
         await self.store.flush()
         await self.events.flush()
