@@ -93,12 +93,14 @@ class Canceller:
             record.execution_id, S.CANCELLED, expect=expect, completed_at=now_ms(), error=error
         ):
             return False
+        # the final event first: a worker parking this execution right now looks for it after
+        # handing the job back, and removes the job itself if this removal comes too early
+        event_type, data = ev.final_event(S.CANCELLED, None, error, record.progress)
+        await self.events.publish(record.execution_id, event_type, data, final=True)
         try:
             await self.queues[record.queue].remove(record.execution_id)
         except Exception as exc:  # taken by a worker meanwhile: it finds the record cancelled
             log.info("job not removed", executionId=record.execution_id, error=repr(exc))
-        event_type, data = ev.final_event(S.CANCELLED, None, error, record.progress)
-        await self.events.publish(record.execution_id, event_type, data, final=True)
         return True
 
     async def _reload(self, record: ExecutionRecord) -> ExecutionRecord:

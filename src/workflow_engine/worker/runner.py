@@ -349,9 +349,9 @@ class JobRunner:
         await job.moveToDelayed(int(until * 1000), token)
         log.info("execution parked", executionId=execution_id, resumeAt=iso(resume_at))
         # a cancel or an answer that came while the job was still active could neither remove
-        # it from the queue nor wake it: look again now that it is a delayed job
-        record = await self.store.get(execution_id)
-        if record is not None and record.status in FINAL_STATUSES:
+        # it from the queue nor wake it: look again now that it is a delayed job. (A cancel
+        # publishes its final event before it removes the job: one of the two sees the other.)
+        if await has_final_event(self.events.redis, self.events.keys.events(execution_id)):
             with contextlib.suppress(Exception):  # the canceller removed it first
                 await job.remove()
         elif await self._answered(execution_id):
