@@ -102,13 +102,12 @@ async def test_a_job_given_back_unstarted_is_not_counted_as_an_attempt(
     worker = WorkerService(settings, services.store, ["workflow"])
     worker.runner.stopping = True  # as after the grace period: whatever it fetches goes back
     await worker.start()
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         submitted = await services.submitter.submit(Submission(recording_workflow(settings, key)))
         events = services.queues["workflow"].keys["events"]
 
         async def given_back_three_times() -> bool:
-            entries = await client.xrange(events)
+            entries = await services.redis.xrange(events)
             return (
                 sum(
                     1
@@ -123,7 +122,6 @@ async def test_a_job_given_back_unstarted_is_not_counted_as_an_attempt(
         worker.runner.stopping = False
         record = await finished(services, submitted.execution_id)
     finally:
-        await client.aclose()
         await worker.stop()
     assert record.status is ExecutionStatus.COMPLETED, record.error
     assert record.attempts == 1

@@ -310,8 +310,7 @@ class JobRunner:
 
     async def _give_back(self, job: Job, token: str) -> NoReturn:
         """Hand a job fetched as the worker stops back to the queue, not started."""
-        await _not_an_attempt(job)
-        await job.moveToDelayed(int(time.time() * 1000), token)
+        await _delay_untried(job, token, int(time.time() * 1000))
         raise DelayedError()
 
     async def _park(
@@ -345,8 +344,7 @@ class JobRunner:
             drop_checkpoint=True,  # the store has it all now
         )
         until = time.time() + PARK_FOREVER_S if resume_at is None else resume_at
-        await _not_an_attempt(job)  # waking up is going on, not trying again
-        await job.moveToDelayed(int(until * 1000), token)
+        await _delay_untried(job, token, int(until * 1000))  # waking up is not trying again
         log.info("execution parked", executionId=execution_id, resumeAt=iso(resume_at))
         # a cancel or an answer that came while the job was still active could neither remove
         # it from the queue nor wake it: look again now that it is a delayed job. (A cancel
@@ -377,12 +375,21 @@ class JobRunner:
             await self._record_failure(execution_id, message, "worker_error")
 
 
-async def _not_an_attempt(job: Job) -> None:
-    """BullMQ counts every move of a job to active as an attempt started, and the execution's
-    attempt number is taken from that count. A job about to go back to the queue without having
-    failed (given back unstarted, or parked until it is woken) takes its count back: otherwise
-    the next run would be numbered, and recorded, as an attempt more than were made."""
-    await job.backend.conn.hincrby(job.backend.toKey(str(job.id)), "ats", -1)
+async def _delay_untried(job: Job, token: str, until_ms: int) -> None:
+    """``job.moveToDelayed`` for a job going back to the queue without having been tried
+    (given back unstarted, or parked until it is woken). BullMQ counts every move to active
+    as an attempt started, and the execution's attempt number is taken from that count: the
+    same script sets it back by one, or the next run would be recorded as an attempt more
+    than were made."""
+    now = int(time.time() * 1000)
+    started = max(int(job.attemptsStarted or 0) - 1, 0)
+    await job.backend.moveToDelayed(
+        str(job.id),
+        now,
+        max(until_ms - now, 0),
+        token,
+        {"skipAttempt": True, "fieldsToUpdate": {"ats": started}},
+    )
 
 
 def _finish_time(result: NodeResult) -> float:
