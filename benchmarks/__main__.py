@@ -43,7 +43,7 @@ from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
 from workflow_engine.embedded_redis import EmbeddedRedis
 from workflow_engine.engine.executor import Executor
-from workflow_engine.engine.status import ExecutionStatus
+from workflow_engine.vocabulary import ExecutionStatus
 
 FORTY_STEPS = {
     "id": "forty",

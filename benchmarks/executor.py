@@ -18,7 +18,7 @@ from typing import Any
 
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.hooks import ExecutionHooks
-from workflow_engine.engine.status import ExecutionStatus
+from workflow_engine.vocabulary import ExecutionStatus
 
 
 def chain(n: int, templated: bool) -> dict[str, Any]:

@@ -119,9 +119,8 @@ def test_execution_timeout_flag(tmp_path: Path) -> None:
 async def test_cleanup_removes_old_finished_executions(tmp_path: Path) -> None:
     import os
 
-    from workflow_engine.engine.status import ExecutionStatus
     from workflow_engine.store import ExecutionRecord, open_store
-    from workflow_engine.store.records import now_ms
+    from workflow_engine.vocabulary import ExecutionStatus, now_ms
 
     url = f"sqlite:///{tmp_path}/wfe.db"
     store = open_store(url)

@@ -28,12 +28,12 @@ from workflow_engine.embedded_redis import EmbeddedRedisError
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.hooks import ExecutionHooks, NodeFinished, NodeRetrying
 from workflow_engine.engine.results import ExecutionOutcome
-from workflow_engine.engine.status import NodeStatus
 from workflow_engine.errors import DefinitionError, InputValidationError, Problem
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import configure_logging
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.store import open_store
+from workflow_engine.vocabulary import NodeStatus
 from workflow_engine.worker.retention import forget_streams
 
 app = typer.Typer(
@@ -156,11 +156,10 @@ def run(
     outcome = asyncio.run(_run(raw, inputs, None if quiet else _ConsoleProgress(), timeout))
     sys.stdout.write(_dump(outcome.to_dict() if json_output else outcome.result) + "\n")
     if not outcome.ok:
-        error = outcome.error or {}
-        where = f" at node '{error['nodeId']}'" if error.get("nodeId") else ""
-        err.print(
-            f"[red]execution {outcome.status}{where}:[/] {error.get('message', '')}", markup=True
-        )
+        error = outcome.error
+        where = f" at node '{error.node_id}'" if error and error.node_id else ""
+        message = error.message if error else ""
+        err.print(f"[red]execution {outcome.status}{where}:[/] {message}", markup=True)
         raise typer.Exit(1)
 
 

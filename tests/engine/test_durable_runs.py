@@ -10,8 +10,8 @@ from tests.support.clock import FakeClock
 from tests.support.nodes import Probe
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.hooks import ExecutionHooks, NodeFinished, NodeStarted
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.nodes.registry import NodeRegistry
+from workflow_engine.vocabulary import ExecutionStatus, NodeStatus
 
 
 class SlowCheckpoint(ExecutionHooks):

@@ -15,9 +15,8 @@ from workflow_engine.engine.hooks import (
     NodeStarted,
     ProgressChanged,
 )
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.errors import InputValidationError
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
 
 def wf(
@@ -225,7 +224,7 @@ async def test_node_timeout_fails_the_node(executor: Executor) -> None:
         "message": "node 'slow' timed out after 0.05s",
         "type": "timeout",
     }
-    assert outcome.error == {
+    assert outcome.error_dict == {
         "message": "node 'slow' timed out after 0.05s",
         "nodeId": "slow",
         "type": "timeout",
@@ -305,7 +304,7 @@ async def test_on_error_fail_stops_the_execution_and_cancels_the_rest(
     )
     outcome = await executor.run(plan)
     assert outcome.status is ExecutionStatus.FAILED
-    assert outcome.error == {"message": "kaput", "nodeId": "boom", "type": "fail"}
+    assert outcome.error_dict == {"message": "kaput", "nodeId": "boom", "type": "fail"}
     assert statuses(outcome) == {
         "slow": "cancelled",
         "boom": "failed",
@@ -422,7 +421,7 @@ async def test_cancel_stops_in_flight_nodes_and_nothing_runs_after(
     run.cancel("user pressed stop")
     outcome = await task
     assert outcome.status is ExecutionStatus.CANCELLED
-    assert outcome.error == {"message": "user pressed stop", "nodeId": None, "type": "cancelled"}
+    assert outcome.error_dict == {"message": "user pressed stop", "nodeId": None, "type": "cancelled"}
     assert statuses(outcome) == {"a": "cancelled", "b": "cancelled"}
     assert probe.active == 0
     assert "b" not in probe.started
@@ -449,7 +448,7 @@ async def test_execution_timeout(executor: Executor) -> None:
     plan = executor.compile(wf([node("a", "gate")], []))
     outcome = await executor.run(plan, timeout=0.05)
     assert outcome.status is ExecutionStatus.FAILED
-    assert outcome.error == {
+    assert outcome.error_dict == {
         "message": "execution timed out after 0.05s",
         "nodeId": "a",
         "type": "timeout",

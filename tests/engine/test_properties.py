@@ -12,7 +12,7 @@ from tests.support.nodes import Probe, make_registry
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.hooks import ExecutionHooks, NodeFinished, NodeStarted
 from workflow_engine.engine.results import ExecutionOutcome
-from workflow_engine.engine.status import FINAL_NODE_STATUSES, ExecutionStatus
+from workflow_engine.vocabulary import FINAL_NODE_STATUSES, ExecutionStatus
 
 KINDS = ("plain", "cond_yes", "cond_no", "fail_continue", "fail_branch")
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from tests.support.clock import FakeClock
 from workflow_engine.engine.executor import Executor
-from workflow_engine.engine.status import ExecutionStatus
+from workflow_engine.vocabulary import ExecutionStatus
 
 
 def single(type_: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from tests.support.clock import FakeClock
 from tests.support.http_server import SSE_PIECES, LocalHttpServer
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.hooks import ExecutionHooks, NodeStreamed
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.nodes.http import MAX_RESPONSE_BYTES
 from workflow_engine.sse import SseParser
+from workflow_engine.vocabulary import ExecutionStatus, NodeStatus
 
 
 def http_wf(inputs: dict[str, Any], **node: Any) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.store import (
     ExecutionRecord,
     IllegalTransition,
@@ -19,7 +17,7 @@ from workflow_engine.store import (
     open_store,
 )
 from workflow_engine.store.base import Start, Transition
-from workflow_engine.store.records import now_ms
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus, now_ms
 
 S = ExecutionStatus
 

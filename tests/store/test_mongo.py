@@ -14,8 +14,6 @@ import pytest
 from pymongo import AsyncMongoClient, ReadPreference
 from pymongo.errors import BulkWriteError, ConfigurationError, ExecutionTimeout
 
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.ids import new_execution_id
 from workflow_engine.store import StateStore, StoreUnavailable, open_store
 from workflow_engine.store.base import Start, StoreError
@@ -27,6 +25,7 @@ from workflow_engine.store.mongo import (
     client_options,
 )
 from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
 S = ExecutionStatus
 

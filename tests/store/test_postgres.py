@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.ids import new_execution_id
 from workflow_engine.store import open_store
 from workflow_engine.store.base import Start
 from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import ExecutionStatus
 
 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)

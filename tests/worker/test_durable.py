@@ -15,13 +15,12 @@ import redis.asyncio as aioredis
 from tests.support.processes import wait_until
 from tests.worker.test_runner import finished, records
 from workflow_engine.api.services import Services
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.keys import Keys
 from workflow_engine.queue.queues import JOB_NAME
 from workflow_engine.queue.submit import Submission, job_data
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 from workflow_engine.worker.worker import WorkerService
 
 APPROVAL = json.loads(

@@ -16,9 +16,9 @@ from tests.support.processes import Process, start_worker, wait_until
 from tests.worker.test_runner import records
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.events.model import Event, decode_entry
 from workflow_engine.queue.submit import Submission
+from workflow_engine.vocabulary import ExecutionStatus
 
 
 async def events_of(settings: Settings, execution_id: str) -> list[Event]:

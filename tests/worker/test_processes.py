@@ -13,8 +13,8 @@ from tests.support.processes import start_worker, wait_until
 from tests.worker.test_runner import finished, recording_workflow, records
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.queue.submit import Submission
+from workflow_engine.vocabulary import ExecutionStatus
 
 
 async def redis_list_length(settings: Settings, key: str) -> int:

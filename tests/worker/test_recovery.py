@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from tests.worker.test_durable import chain
 from tests.worker.test_runner import finished
 from workflow_engine.api.services import Services
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.queue.queues import JOB_NAME
 from workflow_engine.queue.submit import job_data
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.schema import executions
 from workflow_engine.store.sql import SqlStore
+from workflow_engine.vocabulary import ExecutionStatus, now_ms
 from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.worker import WorkerService
 

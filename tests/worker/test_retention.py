@@ -9,10 +9,9 @@ import redis.asyncio as aioredis
 
 from tests.support.processes import wait_until
 from workflow_engine.api.services import Services
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.keys import Keys
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus, now_ms
 from workflow_engine.worker.retention import Retention
 from workflow_engine.worker.worker import WorkerService
 

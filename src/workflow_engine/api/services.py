@@ -11,11 +11,10 @@ from redis.backoff import NoBackoff
 from workflow_engine.api.auth import KeyRing
 from workflow_engine.config import Settings
 from workflow_engine.definition.validate import Limits
-from workflow_engine.engine.cache import PlanCache
-from workflow_engine.engine.executor import Executor
 from workflow_engine.events.hub import StreamHub
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
+from workflow_engine.plan import Compiler, PlanCache
 from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.rerun import Rerunner
@@ -73,8 +72,7 @@ class Services:
         )
         hub = StreamHub(settings.redis_url, redis_keys)
         await hub.start()
-        executor = Executor(limits=Limits(max_nodes=settings.max_nodes))
-        plans = PlanCache(executor)
+        plans = PlanCache(Compiler(limits=Limits(max_nodes=settings.max_nodes)))
         submitter = Submitter(store, queues, plans, events, settings.max_queued)
         canceller = Canceller(
             store, queues, client, redis_keys, events, hub, wait_s=settings.cancel_wait_s

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jsonschema
 from jinja2 import TemplateSyntaxError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from workflow_engine.definition.expressions import (
     ExpressionEngine,
@@ -23,8 +23,30 @@ from workflow_engine.definition.expressions import (
 from workflow_engine.definition.model import ERROR_BRANCH, WorkflowDefinition
 from workflow_engine.errors import DefinitionError, Problem
 from workflow_engine.jsonschemas import compile_schema, json_path
-from workflow_engine.nodes.base import NodeType
-from workflow_engine.nodes.registry import NodeRegistry
+
+
+class NodeSpec(Protocol):
+    """What validation needs to know of a node type (``nodes.base.NodeType`` has it all)."""
+
+    @property
+    def Inputs(self) -> type[BaseModel]:
+        """The pydantic model the node's ``inputs`` must satisfy."""
+
+    @property
+    def chooses_branch(self) -> bool: ...
+
+    @property
+    def bare_expression_fields(self) -> frozenset[str]: ...
+
+    def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None: ...
+
+
+class NodeTypes(Protocol):
+    """The node types a definition may use, by name (``nodes.registry.NodeRegistry``)."""
+
+    def get(self, name: str) -> NodeSpec | None: ...
+
+    def names(self) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +57,7 @@ class Limits:
 
 def validate_definition(
     raw: Any,
-    registry: NodeRegistry,
+    registry: NodeTypes,
     expressions: ExpressionEngine,
     limits: Limits | None = None,
 ) -> WorkflowDefinition:
@@ -48,7 +70,7 @@ def validate_definition(
 
 def find_problems(
     raw: Any,
-    registry: NodeRegistry,
+    registry: NodeTypes,
     expressions: ExpressionEngine,
     limits: Limits | None = None,
 ) -> list[Problem]:
@@ -80,14 +102,14 @@ class _Node:
     index: int
     id: str
     raw: dict[str, Any]
-    type: NodeType[Any] | None
+    type: NodeSpec | None
 
 
 class _Checker:
     def __init__(
         self,
         raw: dict[str, Any],
-        registry: NodeRegistry,
+        registry: NodeTypes,
         expressions: ExpressionEngine,
         limits: Limits,
     ) -> None:

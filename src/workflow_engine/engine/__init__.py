@@ -9,11 +9,20 @@ from workflow_engine.engine.hooks import (
     NodeStreamed,
     ProgressChanged,
 )
-from workflow_engine.engine.plan import WorkflowPlan
-from workflow_engine.engine.results import ExecutionOutcome, NodeResult, Progress
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
+from workflow_engine.engine.results import ExecutionOutcome
+from workflow_engine.plan import WorkflowPlan
+from workflow_engine.vocabulary import (
+    ExecutionError,
+    ExecutionStatus,
+    NodeResult,
+    NodeStatus,
+    Progress,
+)
 
+# WorkflowPlan, the statuses, NodeResult and Progress live below the engine (``plan``,
+# ``vocabulary``) and are re-exported here, where they were first published.
 __all__ = [
+    "ExecutionError",
     "ExecutionHooks",
     "ExecutionOutcome",
     "ExecutionStatus",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workflow_engine.engine.results import NodeResult, Progress
+from workflow_engine.vocabulary import NodeResult, Progress
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workflow_engine.definition.model import ERROR_BRANCH
-from workflow_engine.engine.plan import WorkflowPlan
-from workflow_engine.engine.status import NodeStatus
+from workflow_engine.plan import WorkflowPlan
+from workflow_engine.vocabulary import NodeStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from workflow_engine.engine.results import iso
 from workflow_engine.events.model import FIELD, FINAL_TYPES, encode_entry, entry_type
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.vocabulary import iso
 
 log = get_logger(__name__)
 

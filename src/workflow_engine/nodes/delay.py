@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
-from workflow_engine.engine.results import from_iso, iso
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
+from workflow_engine.vocabulary import from_iso, iso
 
 
 class DelayInputs(NodeInputs):

@@ -10,10 +10,10 @@ from typing import Any
 import jsonschema
 from pydantic import Field, field_validator
 
-from workflow_engine.engine.results import from_iso, iso
 from workflow_engine.errors import NodeTimeoutError
 from workflow_engine.jsonschemas import compile_schema
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
+from workflow_engine.vocabulary import from_iso, iso
 
 WAITING_FOR_INPUT = "input"
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import redis.asyncio as aioredis
 
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.events import model as ev
 from workflow_engine.events.hub import Overflow, StreamHub
 from workflow_engine.events.publisher import EventPublisher
@@ -17,8 +15,15 @@ from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound
-from workflow_engine.store.base import ACTIVE_STATUSES, FINAL_STATUSES, StateStore
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    ExecutionError,
+    ExecutionStatus,
+    now_ms,
+)
 
 log = get_logger(__name__)
 
@@ -88,7 +93,7 @@ class Canceller:
             subscriber.close()
 
     async def _force(self, record: ExecutionRecord, expect: frozenset[ExecutionStatus]) -> bool:
-        error: dict[str, Any] = {"message": "cancelled", "nodeId": None, "type": "cancelled"}
+        error = ExecutionError("cancelled", "cancelled").to_dict()
         if not await self.store.transition(
             record.execution_id, S.CANCELLED, expect=expect, completed_at=now_ms(), error=error
         ):

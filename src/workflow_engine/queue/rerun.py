@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflow_engine.engine.cache import PlanCache
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import NodeStatus
 from workflow_engine.errors import InvalidRequest, Problem
+from workflow_engine.plan import PlanCache
 from workflow_engine.queue.submit import Conflict, NotFound, Submission, Submitted, Submitter
-from workflow_engine.store.base import ACTIVE_STATUSES, StateStore
+from workflow_engine.store.base import StateStore
+from workflow_engine.vocabulary import ACTIVE_STATUSES, NodeResult, NodeStatus
 
 
 def reusable(result: NodeResult | None, on_error: str) -> bool:

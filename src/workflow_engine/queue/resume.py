@@ -9,8 +9,6 @@ from typing import Any
 
 import jsonschema
 
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.errors import AnswerValidationError, InvalidRequest, Problem
 from workflow_engine.jsonschemas import compile_schema, schema_problems
 from workflow_engine.monitor.logging import get_logger
@@ -18,6 +16,7 @@ from workflow_engine.nodes.wait_input import WAITING_FOR_INPUT
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound, job_data
 from workflow_engine.store.base import StateStore
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
 log = get_logger(__name__)
 

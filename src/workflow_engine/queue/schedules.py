@@ -12,13 +12,13 @@ from bullmq import Queue
 from croniter import croniter
 
 from workflow_engine.config import QUEUE_NAMES
-from workflow_engine.engine.cache import PlanCache
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.ids import new_id
 from workflow_engine.maintenance import zone
+from workflow_engine.plan import PlanCache
 from workflow_engine.queue.queues import JOB_NAME, QueueSet, job_defaults
 from workflow_engine.queue.submit import NotFound, QueueUnavailable, Submission
-from workflow_engine.store.records import iso_ms
+from workflow_engine.vocabulary import iso_ms
 
 SCHEDULE_PREFIX = "sch_"
 TICK_KEY = "scheduleId"

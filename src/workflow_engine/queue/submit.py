@@ -8,17 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workflow_engine.config import QUEUE_NAMES
-from workflow_engine.engine.cache import PlanCache
-from workflow_engine.engine.plan import WorkflowPlan
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.ids import new_execution_id
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.plan import PlanCache, WorkflowPlan
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import ExecutionStatus
 
 log = get_logger(__name__)
 

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.store.records import ExecutionRecord, Page, now_ms
+from workflow_engine.store.records import ExecutionRecord, Page
+from workflow_engine.vocabulary import FINAL_STATUSES, ExecutionStatus, NodeResult, now_ms
 
 log = get_logger(__name__)
 
@@ -30,9 +29,6 @@ ALLOWED_FROM: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
 }
 """Status -> the statuses it may follow. pending -> running -> completed|failed|cancelled|skipped;
 running -> running is a retry or a stalled job taken over; waiting is reserved for parked runs."""
-
-ACTIVE_STATUSES = frozenset({S.PENDING, S.RUNNING, S.WAITING})
-FINAL_STATUSES = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED})
 
 
 _FRESH = frozenset({S.PENDING})

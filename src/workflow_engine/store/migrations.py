@@ -12,8 +12,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from workflow_engine.store.records import now_ms
 from workflow_engine.store.schema import executions, metadata, node_results, schema_migrations
+from workflow_engine.vocabulary import now_ms
 
 Migration = Callable[[sa.Connection], None]
 

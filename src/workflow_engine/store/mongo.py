@@ -36,11 +36,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.store.base import (
-    ACTIVE_STATUSES,
-    FINAL_STATUSES,
     SaveNode,
     StateStore,
     StoreError,
@@ -48,8 +44,17 @@ from workflow_engine.store.base import (
     Transition,
     Write,
 )
-from workflow_engine.store.records import ExecutionRecord, Page, iso_ms, now_ms
+from workflow_engine.store.records import ExecutionRecord, Page
 from workflow_engine.store.sql import Batch, ms
+from workflow_engine.vocabulary import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    ExecutionStatus,
+    NodeResult,
+    NodeStatus,
+    iso_ms,
+    now_ms,
+)
 
 Document = dict[str, Any]
 

@@ -3,20 +3,10 @@ results. Times are epoch milliseconds in the store, ISO 8601 on the wire."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow_engine.engine.results import iso
-from workflow_engine.engine.status import ExecutionStatus
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def iso_ms(ms: int | None) -> str | None:
-    return None if ms is None else iso(ms / 1000)
+from workflow_engine.vocabulary import ExecutionStatus, iso_ms, now_ms
 
 
 @dataclass(slots=True)

@@ -15,12 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from workflow_engine.engine.results import NodeResult
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
 from workflow_engine.store import migrations
 from workflow_engine.store.base import (
-    ACTIVE_STATUSES,
-    FINAL_STATUSES,
     SaveNode,
     SaveProgress,
     StateStore,
@@ -28,8 +24,17 @@ from workflow_engine.store.base import (
     Transition,
     Write,
 )
-from workflow_engine.store.records import ExecutionRecord, Page, iso_ms, now_ms
+from workflow_engine.store.records import ExecutionRecord, Page
 from workflow_engine.store.schema import executions, node_results
+from workflow_engine.vocabulary import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    ExecutionStatus,
+    NodeResult,
+    NodeStatus,
+    iso_ms,
+    now_ms,
+)
 
 _UNAVAILABLE = (
     sa.exc.OperationalError,

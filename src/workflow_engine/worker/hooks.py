@@ -16,12 +16,11 @@ from workflow_engine.engine.hooks import (
     NodeStreamed,
     ProgressChanged,
 )
-from workflow_engine.engine.results import NodeResult, iso
-from workflow_engine.engine.status import NodeStatus
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
+from workflow_engine.vocabulary import NodeResult, NodeStatus, iso
 
 log = get_logger(__name__)
 

@@ -14,19 +14,18 @@ and asks BullMQ about their jobs:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.queue.submit import job_data
-from workflow_engine.store.base import ACTIVE_STATUSES, StateStore
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import ACTIVE_STATUSES, ExecutionError, ExecutionStatus, now_ms
 from workflow_engine.worker.periodic import my_turn
 
 log = get_logger(__name__)
@@ -92,7 +91,7 @@ class Recovery:
         return found
 
     async def _fail(self, record: ExecutionRecord, message: str, found: Recovered) -> None:
-        error: dict[str, Any] = {"message": message, "nodeId": None, "type": "lost"}
+        error = ExecutionError(message, "lost").to_dict()
         if not await self.store.transition(
             record.execution_id,
             ExecutionStatus.FAILED,

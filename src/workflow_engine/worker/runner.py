@@ -13,18 +13,26 @@ from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
 from workflow_engine.config import Settings
-from workflow_engine.engine.cache import PlanCache
 from workflow_engine.engine.executor import Executor, WorkflowRun
-from workflow_engine.engine.results import ExecutionOutcome, NodeResult, iso
-from workflow_engine.engine.status import ExecutionStatus, NodeStatus
+from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher, has_final_event, read_checkpoint
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.plan import PlanCache
 from workflow_engine.queue.schedules import TICK_KEY, tick_submission
 from workflow_engine.queue.submit import announce, new_record
-from workflow_engine.store.base import FINAL_STATUSES, Start, StateStore
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.base import Start, StateStore
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import (
+    FINAL_STATUSES,
+    ExecutionError,
+    ExecutionStatus,
+    NodeResult,
+    NodeStatus,
+    iso,
+    now_ms,
+)
 from workflow_engine.worker.hooks import RunHooks
 
 log = get_logger(__name__)
@@ -34,7 +42,6 @@ PARK_FOREVER_S = 365 * 86_400.0
 """A run parked on answers only (no timeout) is looked at again after a year."""
 CANCEL_MEMORY_S = 120.0
 CANCEL_REASON = "cancelled by request"
-RELEASE_REASON = "released by a worker shutting down"
 
 
 class JobRunner:
@@ -52,9 +59,8 @@ class JobRunner:
         self.store = store
         self.executor = executor
         self.events = events
-        self.plans = PlanCache(executor)
+        self.plans = PlanCache(executor.compiler)
         self.active: dict[str, WorkflowRun] = {}
-        self._releasing: set[str] = set()
         self._cancelled: dict[str, float] = {}
         self.stopping = False
 
@@ -65,9 +71,8 @@ class JobRunner:
         after the grace period): another worker resumes it from its checkpoints. Jobs that
         arrive from now on are given back before they start."""
         self.stopping = True
-        for execution_id, run in list(self.active.items()):
-            self._releasing.add(execution_id)
-            run.cancel(RELEASE_REASON)
+        for run in list(self.active.values()):
+            run.release()
 
     def request_cancel(self, execution_id: str) -> None:
         """A cancel request (from any API process, over pub/sub). Remembered for a while, in
@@ -172,9 +177,7 @@ class JobRunner:
             raise UnrecoverableError(str(exc)) from exc
         finally:
             self.active.pop(execution_id, None)
-        released = execution_id in self._releasing
-        self._releasing.discard(execution_id)
-        if released and (outcome.error or {}).get("message") == RELEASE_REASON:
+        if outcome.released:
             await hooks.durable()
             await job.moveToDelayed(int(time.time() * 1000), token)
             log.info("execution released to the queue", executionId=execution_id)
@@ -185,7 +188,7 @@ class JobRunner:
             execution_id,
             outcome.status,
             result=outcome.result,
-            error=outcome.error,
+            error=outcome.error_dict,
             progress=outcome.progress.to_dict(),
         )
         await hooks.durable(finished)
@@ -204,7 +207,7 @@ class JobRunner:
         )
         if outcome.status is ExecutionStatus.FAILED:
             # the failure is recorded; a node's own retry policy already had its chances
-            raise UnrecoverableError((outcome.error or {}).get("message", "execution failed"))
+            raise UnrecoverableError(outcome.error.message if outcome.error else "execution failed")
         return {"executionId": execution_id, "status": str(outcome.status)}
 
     async def _tick(self, job: Job, queue: str) -> dict[str, Any] | None:
@@ -227,20 +230,19 @@ class JobRunner:
         window = self.settings.window()
         if window is None or not window.contains(datetime.now(UTC)):
             return data
-        error = {
-            "message": f"skipped: in the maintenance window ({window})",
-            "nodeId": None,
-            "type": "maintenance",
-        }
+        error = ExecutionError(f"skipped: in the maintenance window ({window})", "maintenance")
         if await self.store.transition(
             record.execution_id,
             ExecutionStatus.SKIPPED,
             expect=frozenset({ExecutionStatus.PENDING}),
-            error=error,
+            error=error.to_dict(),
             completed_at=now_ms(),
         ):
             event_type, event = ev.final_event(
-                ExecutionStatus.SKIPPED, None, error, record.progress_or_empty(len(plan.nodes))
+                ExecutionStatus.SKIPPED,
+                None,
+                error.to_dict(),
+                record.progress_or_empty(len(plan.nodes)),
             )
             await self.events.publish(record.execution_id, event_type, event, final=True)
             log.info("schedule tick skipped", executionId=record.execution_id, window=str(window))
@@ -249,7 +251,7 @@ class JobRunner:
 
     async def _publish_final(self, outcome: ExecutionOutcome) -> None:
         event_type, data = ev.final_event(
-            outcome.status, outcome.result, outcome.error, outcome.progress.to_dict()
+            outcome.status, outcome.result, outcome.error_dict, outcome.progress.to_dict()
         )
         await self.events.publish(outcome.execution_id, event_type, data, final=True)
 
@@ -363,9 +365,9 @@ class JobRunner:
         )
 
     async def _record_failure(self, execution_id: str, message: str, error_type: str) -> None:
-        error = {"message": message, "nodeId": None, "type": error_type}
-        await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error)
-        event_type, data = ev.final_event(ExecutionStatus.FAILED, None, error, None)
+        error = ExecutionError(message, error_type)
+        await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error.to_dict())
+        event_type, data = ev.final_event(ExecutionStatus.FAILED, None, error.to_dict(), None)
         await self.events.publish(execution_id, event_type, data, final=True)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:

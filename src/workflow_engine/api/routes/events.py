@@ -16,14 +16,13 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from workflow_engine.api.auth import Principal, principal
 from workflow_engine.api.errors import ApiError
 from workflow_engine.api.services import Services
-from workflow_engine.engine.results import iso
 from workflow_engine.events.hub import Overflow, Subscriber
 from workflow_engine.events.model import Event, final_event, valid_stream_id
 from workflow_engine.events.publisher import has_final_event
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import NotFound
-from workflow_engine.store.base import FINAL_STATUSES
-from workflow_engine.store.records import ExecutionRecord, now_ms
+from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.vocabulary import FINAL_STATUSES, iso, now_ms
 
 log = get_logger(__name__)
 

@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from workflow_engine.api.responses import FastJSONResponse
-from workflow_engine.engine.results import iso
-from workflow_engine.store.records import now_ms
+from workflow_engine.vocabulary import iso, now_ms
 
 router = APIRouter(tags=["health"])
 

@@ -10,10 +10,9 @@ from workflow_engine.api.auth import Principal, principal
 from workflow_engine.api.errors import ApiError
 from workflow_engine.api.schemas import ExecuteRequest, RerunRequest, ResumeRequest
 from workflow_engine.api.services import Services
-from workflow_engine.engine.status import ExecutionStatus
 from workflow_engine.queue.schedules import Repeat
 from workflow_engine.queue.submit import NotFound, Submission, Submitted
-from workflow_engine.store.records import iso_ms
+from workflow_engine.vocabulary import ExecutionStatus, iso_ms
 
 router = APIRouter(prefix="/api/workflow", tags=["workflow"])
 

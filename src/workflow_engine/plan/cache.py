@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from workflow_engine.engine.executor import Executor
-from workflow_engine.engine.plan import WorkflowPlan
+from workflow_engine.plan.compiler import Compiler
+from workflow_engine.plan.plan import WorkflowPlan
 
 
 def definition_digest(definition: Mapping[str, Any]) -> str:
@@ -21,8 +21,8 @@ def definition_digest(definition: Mapping[str, Any]) -> str:
 
 
 class PlanCache:
-    def __init__(self, executor: Executor, size: int = 256) -> None:
-        self.executor = executor
+    def __init__(self, compiler: Compiler, size: int = 256) -> None:
+        self.compiler = compiler
         self.size = size
         self._plans: OrderedDict[str, WorkflowPlan] = OrderedDict()
 
@@ -33,7 +33,7 @@ class PlanCache:
         if plan is not None:
             self._plans.move_to_end(key)
             return plan
-        plan = self.executor.compile(definition)
+        plan = self.compiler.compile(definition)
         self._plans[key] = plan
         if len(self._plans) > self.size:
             self._plans.popitem(last=False)

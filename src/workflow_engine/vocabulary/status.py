@@ -28,7 +28,11 @@ class ExecutionStatus(StrEnum):
 FINAL_NODE_STATUSES = frozenset(
     {NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
 )
-FINAL_EXECUTION_STATUSES = frozenset(
+ACTIVE_STATUSES = frozenset(
+    {ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING}
+)
+"""Execution statuses that may still change."""
+FINAL_STATUSES = frozenset(
     {
         ExecutionStatus.COMPLETED,
         ExecutionStatus.FAILED,
@@ -36,3 +40,4 @@ FINAL_EXECUTION_STATUSES = frozenset(
         ExecutionStatus.SKIPPED,
     }
 )
+"""Execution statuses that never change again."""

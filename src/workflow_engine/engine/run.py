@@ -1,0 +1,552 @@
+"""One run of a compiled workflow: ready nodes on at most ``max_parallel`` asyncio tasks, each
+node tried within its retry policy, its end classified, its dependants released.
+
+A task that finishes a node and makes exactly one successor ready runs it itself, so a chain
+costs no task creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from workflow_engine.definition.validate import pydantic_problems
+from workflow_engine.engine.hooks import (
+    ExecutionHooks,
+    NodeFinished,
+    NodeRetrying,
+    NodeStarted,
+    NodeStreamed,
+    ProgressChanged,
+)
+from workflow_engine.engine.results import ExecutionOutcome
+from workflow_engine.engine.scheduler import GraphState
+from workflow_engine.errors import ExpressionError, NodeError, NodeInputError, NodeTimeoutError
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.nodes.base import NodeContext, Park
+from workflow_engine.plan import NodePlan, WorkflowPlan
+from workflow_engine.vocabulary import (
+    FINAL_NODE_STATUSES,
+    ExecutionError,
+    ExecutionStatus,
+    NodeResult,
+    NodeStatus,
+    Progress,
+)
+
+if TYPE_CHECKING:
+    from workflow_engine.engine.executor import Executor
+
+log = get_logger(__name__)
+
+RELEASE_REASON = "released to the queue"
+
+
+class _Stop(Exception):
+    """Internal: the run is stopping; the node must not start its work."""
+
+
+class WorkflowRun:
+    def __init__(
+        self,
+        executor: Executor,
+        plan: WorkflowPlan,
+        inputs: dict[str, Any],
+        *,
+        execution_id: str,
+        attempt: int,
+        metadata: dict[str, Any],
+        hooks: ExecutionHooks | None,
+        restored: Mapping[str, NodeResult],
+        prior_attempts: Mapping[str, int],
+        timeout: float | None,
+        max_parallel: int,
+    ) -> None:
+        self.executor = executor
+        self.plan = plan
+        self.inputs = inputs
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self.metadata = metadata
+        self.hooks = hooks if hooks is not None else ExecutionHooks()
+        self.timeout = timeout
+        self.max_parallel = max_parallel
+        self._restored = restored
+        self._prior = dict(prior_attempts)
+        self._tickets: dict[str, Any] = {}
+        self._parked: dict[str, float | None] = {}
+        self._clock = executor.clock
+        self._state = GraphState(plan)
+        self.results: dict[str, NodeResult] = {
+            node_id: NodeResult(node_id, p.type_name, p.definition.name)
+            for node_id, p in plan.nodes.items()
+        }
+        self._nodes_ns: dict[str, Any] = {
+            node_id: MappingProxyType({"status": "pending", "output": None, "error": None})
+            for node_id in plan.nodes
+        }
+        self._scope = executor.expressions.scope(
+            inputs=inputs,
+            nodes=self._nodes_ns,
+            execution={
+                "id": execution_id,
+                "workflow_id": plan.workflow_id,
+                "attempt": attempt,
+                "metadata": metadata,
+            },
+        )
+        self._queue: deque[str] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._in_work: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Future[None] | None = None
+        self._finished_order: list[str] = []
+        self._current: str | None = None
+        self._stopping = False
+        self._cancel_reason: str | None = None
+        self._released = False
+        self._failure: ExecutionError | None = None
+        self._outcome: ExecutionOutcome | None = None
+        self._started_at = 0.0
+
+    # -- control --------------------------------------------------------------------------
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the run: in-flight nodes are cancelled (an HTTP request is aborted) and the
+        outcome is ``cancelled``. Safe to call from any task, any number of times; the first
+        stop wins."""
+        if self._outcome is not None or self._stopping:
+            return
+        self._cancel_reason = reason
+        self._abort()
+
+    def release(self) -> None:
+        """Stop the run so that it can resume elsewhere (its worker is shutting down): as
+        ``cancel``, with ``outcome.released`` set, unless the run was already stopping."""
+        if self._outcome is not None or self._stopping:
+            return
+        self._released = True
+        self.cancel(RELEASE_REASON)
+
+    def _abort(self) -> None:
+        """Stop: cancel the nodes in flight and conclude (``_drain`` gives them a grace)."""
+        self._stopping = True
+        for task in list(self._in_work):
+            task.cancel()
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self._current, tuple(self._finished_order), len(self.plan.nodes))
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def wait(self) -> ExecutionOutcome:
+        """Run to the end and return the outcome. Raises ``InputValidationError`` (before
+        anything runs) when the inputs break the definition's ``input_schema``."""
+        if self._outcome is not None:
+            return self._outcome
+        self.plan.check_inputs(self.inputs)
+        self._started_at = self._clock.now()
+        self._done = asyncio.get_running_loop().create_future()
+        try:
+            if not self._stopping:
+                await self._begin()
+            if not self._workers and not self._done.done():
+                self._done.set_result(None)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._done
+            except TimeoutError:
+                self._failure = ExecutionError(
+                    f"execution timed out after {self.timeout:g}s", "timeout", self._current
+                )
+                self._abort()
+        except asyncio.CancelledError:
+            self._cancel_reason = self._cancel_reason or "cancelled"
+            self._abort()
+            await self._drain()
+            raise
+        await self._drain()
+        return await self._conclude()
+
+    async def _begin(self) -> None:
+        restored: dict[str, tuple[NodeStatus, str | None]] = {}
+        for node_id, result in self._restored.items():
+            if node_id not in self.results:
+                continue
+            if result.status is NodeStatus.WAITING:  # parked: it runs again with its ticket
+                self._tickets[node_id] = result.output if isinstance(result.output, dict) else {}
+                self._prior[node_id] = max(result.attempt - 1, 0)
+                self.results[node_id].started_at = result.started_at
+                continue
+            if result.status not in FINAL_NODE_STATUSES:
+                continue
+            if result.status is NodeStatus.CANCELLED or (
+                result.status is NodeStatus.FAILED
+                and self.plan.nodes[node_id].definition.on_error == "fail"
+            ):
+                continue  # it runs again
+            self.results[node_id] = result
+            self._publish(result)
+            restored[node_id] = (result.status, self._chosen(node_id, result))
+            self._finished_order.append(node_id)
+        settled = self._state.start(restored)
+        await self._skip(settled.skipped)
+        self._queue.extend(settled.ready)
+        self._spawn(len(self._queue))
+
+    def _spawn(self, count: int) -> None:
+        count = min(count, self.max_parallel - len(self._workers), len(self._queue))
+        for _ in range(count):
+            task = asyncio.ensure_future(self._worker(self._queue.popleft()))
+            self._workers.add(task)
+
+    async def _worker(self, node_id: str | None) -> None:
+        try:
+            while node_id is not None and not self._stopping:
+                result = await self._execute(node_id)
+                try:
+                    await self._complete(node_id, result)
+                except Exception as exc:  # a hook could not record it: the run cannot go on
+                    self._internal_failure(node_id, exc)
+                    return
+                node_id = self._queue.popleft() if self._queue and not self._stopping else None
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._workers.discard(task)
+            if not self._workers and self._done is not None and not self._done.done():
+                if self._stopping or not self._queue:
+                    self._done.set_result(None)
+                else:  # pragma: no cover - defensive: never leave ready nodes unclaimed
+                    self._spawn(len(self._queue))
+
+    async def _drain(self) -> None:
+        """Wait for the worker tasks. When stopping, a node gets ``cancel_grace`` seconds to
+        honour its cancellation; one that ignores it is abandoned (and ends ``cancelled``)."""
+        if not self._workers:
+            return
+        grace = self.executor.cancel_grace if self._stopping else None
+        _, pending = await asyncio.wait(set(self._workers), timeout=grace)
+        if pending:
+            log.warning(
+                "nodes ignored cancellation; abandoned",
+                executionId=self.execution_id,
+                grace_s=grace,
+            )
+
+    # -- one node: inputs, attempts, how it ended -------------------------------------------
+
+    async def _execute(self, node_id: str) -> NodeResult:
+        """Run one node to a final status, or to ``waiting`` when it parks. Its result is not
+        touched again once the run is over (a node that ignored its cancellation)."""
+        plan_node = self.plan.nodes[node_id]
+        result = self.results[node_id]
+        result.status = NodeStatus.RUNNING
+        if result.started_at is None:  # (a parked node keeps its first start)
+            result.started_at = self._clock.now()
+        self._current = node_id
+        try:
+            inputs = await self._resolve_inputs(plan_node, result)
+            if not await self._attempts(plan_node, result, inputs):
+                return result  # parked, or abandoned by a run that is over
+        except NodeError as exc:
+            if self._outcome is not None:
+                return result
+            self._classify_failure(plan_node, result, exc)
+        except (asyncio.CancelledError, _Stop):
+            if self._outcome is not None:
+                return result
+            result.status = NodeStatus.CANCELLED
+            result.completed_at = self._clock.now()
+            if self._stopping:
+                return result
+            raise
+        result.completed_at = self._clock.now()
+        return result
+
+    async def _resolve_inputs(self, plan_node: NodePlan, result: NodeResult) -> BaseModel:
+        """The node's inputs, templates rendered and checked against its type's model
+        (``result.input`` keeps the rendered form). The node has started either way."""
+        node_id = plan_node.id
+        try:
+            raw = (
+                plan_node.resolve(self._scope)
+                if plan_node.resolve is not None
+                else plan_node.definition.inputs
+            )
+            result.input = raw
+            return plan_node.node_type.Inputs.model_validate(raw)
+        except ExpressionError as exc:
+            raise NodeError(
+                f"node '{node_id}': {exc}", retryable=False, error_type="expression"
+            ) from exc
+        except ValidationError as exc:
+            details = "; ".join(str(p) for p in pydantic_problems(exc, "inputs"))
+            raise NodeInputError(f"node '{node_id}': invalid inputs: {details}") from exc
+        finally:
+            await self.hooks.on_node_start(
+                NodeStarted(
+                    self.execution_id,
+                    node_id,
+                    plan_node.type_name,
+                    result.input,
+                    result.started_at or 0.0,
+                    self._prior.get(node_id, 0) + 1,
+                )
+            )
+
+    async def _attempts(self, plan_node: NodePlan, result: NodeResult, inputs: Any) -> bool:
+        """Try the node within its retry policy. True once it completed; False when it parked
+        (``waiting``) or the run ended meanwhile. Raises the error of its last attempt, or
+        ``_Stop`` when the run stops between attempts."""
+        node_id = plan_node.id
+        retry = plan_node.definition.retry
+        first = self._prior.get(node_id, 0) + 1
+        # a node interrupted by a crash runs at least once more
+        last = max(retry.attempts if retry is not None else 1, first)
+        for attempt in range(first, last + 1):
+            result.attempt = attempt
+            if self._stopping:
+                raise _Stop
+            try:
+                with self._interruptible():
+                    output = await self._attempt(plan_node, inputs, attempt)
+            except Park as parked:
+                result.status = NodeStatus.WAITING
+                result.output = parked.ticket
+                self._parked[node_id] = parked.resume_at
+                return False
+            except NodeError as exc:
+                error = exc
+            except Exception as exc:
+                error = NodeError(f"{type(exc).__name__}: {exc}", error_type="exception")
+            else:
+                if self._outcome is not None:  # abandoned, and the run is over
+                    return False
+                result.output = (
+                    output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+                )
+                result.status = NodeStatus.COMPLETED
+                return True
+            if not error.retryable or attempt == last:
+                raise error
+            await self._before_retry(plan_node, attempt, error)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(self, plan_node: NodePlan, inputs: Any, attempt: int) -> Any:
+        node_id = plan_node.id
+        ctx = NodeContext(
+            execution_id=self.execution_id,
+            workflow_id=self.plan.workflow_id,
+            node_id=node_id,
+            node_type=plan_node.type_name,
+            attempt=attempt,
+            metadata=self.metadata,
+            clock=self._clock,
+            expressions=self.executor.expressions,
+            scope=self._scope,
+            http_client=self.executor.http_client,
+            emit_stream=self._streamer(node_id),
+            ticket=self._tickets.get(node_id),
+            park_after=self.executor.park_after,
+        )
+        timeout = plan_node.definition.timeout
+        if timeout is None:
+            return await plan_node.node_type.run(ctx, inputs)
+        try:
+            async with asyncio.timeout(timeout):
+                return await plan_node.node_type.run(ctx, inputs)
+        except TimeoutError:
+            raise NodeTimeoutError(f"node '{node_id}' timed out after {timeout}s") from None
+
+    async def _before_retry(self, plan_node: NodePlan, attempt: int, error: NodeError) -> None:
+        """Report the failed attempt and wait out the backoff (a stop interrupts the wait)."""
+        retry = plan_node.definition.retry
+        assert retry is not None  # only a node with a retry policy has a next attempt
+        delay = retry.delay_before(attempt + 1)
+        log.info(
+            "node attempt failed; retrying",
+            executionId=self.execution_id,
+            nodeId=plan_node.id,
+            attempt=attempt,
+            delay=delay,
+            error=str(error),
+        )
+        await self.hooks.on_node_retry(
+            NodeRetrying(self.execution_id, plan_node.id, attempt, error.to_dict(), delay)
+        )
+        with self._interruptible():
+            await self._clock.sleep(delay)
+
+    def _classify_failure(self, plan_node: NodePlan, result: NodeResult, exc: NodeError) -> None:
+        """A node's last attempt failed: ``cancelled`` when that was its reaction to the run
+        stopping, else ``failed`` (with its ``default_output`` under ``on_error: continue``)."""
+        if self._stopping:
+            result.status = NodeStatus.CANCELLED
+            return
+        definition = plan_node.definition
+        result.status = NodeStatus.FAILED
+        result.error = exc.to_dict()
+        if definition.on_error == "continue":
+            result.output = definition.default_output
+        log.info(
+            "node failed",
+            executionId=self.execution_id,
+            nodeId=plan_node.id,
+            error=str(exc),
+            errorType=exc.error_type,
+        )
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """While inside, stopping the run cancels this task (a node's work, a backoff)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_work.add(task)
+        try:
+            yield
+        finally:
+            self._in_work.discard(task)
+
+    def _streamer(self, node_id: str) -> Callable[[Any], Awaitable[None]]:
+        hooks, execution_id = self.hooks, self.execution_id
+
+        async def emit(chunk: Any) -> None:
+            await hooks.on_node_stream(NodeStreamed(execution_id, node_id, chunk))
+
+        return emit
+
+    # -- after a node ---------------------------------------------------------------------
+
+    def _chosen(self, node_id: str, result: NodeResult) -> str | None:
+        if (
+            result.status is NodeStatus.COMPLETED
+            and self.plan.nodes[node_id].node_type.chooses_branch
+        ):
+            output = result.output
+            branch = output.get("branch") if isinstance(output, dict) else None
+            return branch if isinstance(branch, str) else None
+        return None
+
+    def _publish(self, result: NodeResult) -> None:
+        self._nodes_ns[result.node_id] = MappingProxyType(
+            {"status": str(result.status), "output": result.output, "error": result.error}
+        )
+
+    async def _complete(self, node_id: str, result: NodeResult) -> None:
+        if result.status is NodeStatus.CANCELLED or self._outcome is not None:
+            return
+        self._publish(result)
+        if result.status is NodeStatus.WAITING:  # its successors wait with it
+            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            return
+        self._finished_order.append(node_id)
+        definition = self.plan.nodes[node_id].definition
+        if result.status is NodeStatus.FAILED and definition.on_error == "fail":
+            error = result.error or {}
+            if self._failure is None and self._cancel_reason is None:
+                self._failure = ExecutionError(
+                    error.get("message", "node failed"), error.get("type", "node_error"), node_id
+                )
+            self._abort()
+            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            return
+        settled = self._state.settle(node_id, result.status, self._chosen(node_id, result))
+        await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+        await self._skip(settled.skipped)
+        await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
+        if settled.ready and node_id not in self.plan.pure_nodes:
+            await self.hooks.checkpoint()  # a resumed run must not run this node again
+        if not self._stopping:
+            self._queue.extend(settled.ready)
+            # this worker goes on with one of them itself
+            self._spawn(len(self._queue) - 1)
+
+    async def _skip(self, skipped: list[str]) -> None:
+        now = self._clock.now()
+        for node_id in skipped:
+            result = self.results[node_id]
+            result.status = NodeStatus.SKIPPED
+            result.completed_at = now
+            self._publish(result)
+            self._finished_order.append(node_id)
+        for node_id in skipped:
+            await self.hooks.on_node_complete(
+                NodeFinished(self.execution_id, self.results[node_id])
+            )
+
+    def _internal_failure(self, node_id: str, exc: Exception) -> None:
+        log.error(
+            "recording a node failed; stopping the run",
+            executionId=self.execution_id,
+            nodeId=node_id,
+            error=repr(exc),
+        )
+        if self._failure is None:
+            self._failure = ExecutionError(
+                f"could not record node '{node_id}': {exc}", "internal", node_id
+            )
+        self._abort()
+
+    async def _conclude(self) -> ExecutionOutcome:
+        now = self._clock.now()
+        parked = bool(self._parked) and self._failure is None and self._cancel_reason is None
+        stopped: list[NodeResult] = []
+        for result in self.results.values():
+            if parked:
+                break  # the nodes not run yet wait for the parked ones
+            if result.status not in FINAL_NODE_STATUSES:
+                result.status = NodeStatus.CANCELLED
+                result.completed_at = now
+            if result.status is NodeStatus.CANCELLED:
+                stopped.append(result)
+        for result in stopped:
+            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+        error: ExecutionError | None = None
+        result_value: Any = None
+        if self._failure is not None:
+            status, error = ExecutionStatus.FAILED, self._failure
+        elif self._cancel_reason is not None:
+            status = ExecutionStatus.CANCELLED
+            error = ExecutionError(self._cancel_reason, "cancelled")
+        elif parked:
+            status = ExecutionStatus.WAITING
+        else:
+            status, result_value = ExecutionStatus.COMPLETED, self._result_value()
+        self._outcome = ExecutionOutcome(
+            execution_id=self.execution_id,
+            workflow_id=self.plan.workflow_id,
+            status=status,
+            result=result_value,
+            error=error,
+            nodes=self.results,
+            progress=self.progress,
+            started_at=self._started_at,
+            completed_at=now,
+            metadata=self.metadata,
+            parked=dict(self._parked) if parked else {},
+            released=self._released and status is ExecutionStatus.CANCELLED,
+        )
+        return self._outcome
+
+    def _result_value(self) -> Any:
+        """The ``value`` of the one output node that ran; a dict by node id if several ran;
+        else the outputs of the completed sink nodes."""
+        ran = [n for n in self.plan.output_nodes if self.results[n].status is NodeStatus.COMPLETED]
+        if len(ran) == 1:
+            return self.results[ran[0]].output
+        if ran:
+            return {n: self.results[n].output for n in ran}
+        return {
+            n: self.results[n].output
+            for n in self.plan.sinks
+            if self.results[n].status is NodeStatus.COMPLETED
+        }
