@@ -16,8 +16,15 @@ from workflow_engine.store import (
     StoreUnavailable,
     open_store,
 )
-from workflow_engine.store.base import Start, Transition
-from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus, now_ms
+from workflow_engine.store.base import Start
+from workflow_engine.store.writes import Transition
+from workflow_engine.vocabulary import (
+    ExecutionError,
+    ExecutionStatus,
+    NodeResult,
+    NodeStatus,
+    now_ms,
+)
 
 S = ExecutionStatus
 
@@ -76,9 +83,9 @@ async def test_idempotency_key_returns_the_first_execution(store: StateStore) ->
 async def test_status_transitions_follow_the_rules(store: StateStore) -> None:
     await store.create(record("exec_1"))
     assert not await store.transition("exec_1", S.COMPLETED)  # pending -> completed: no
-    assert await store.mark_running("exec_1", attempt=1)
+    assert await store.mark_running("exec_1", attempt=1) is Start.STARTED
     assert await store.finish("exec_1", S.COMPLETED, result={"ok": True})
-    assert not await store.mark_running("exec_1", attempt=2)  # completed is final
+    assert await store.mark_running("exec_1", attempt=2) is Start.REFUSED  # completed is final
     assert not await store.transition("exec_1", S.CANCELLED)
     got = await store.get("exec_1")
     assert got is not None
@@ -146,7 +153,7 @@ async def test_one_batch_tells_each_write_whether_it_took(store: StateStore) -> 
         store.finish("exec_run", S.COMPLETED, result=1),
         store.finish("exec_pending", S.COMPLETED, result=2),  # pending -> completed: no
         store.finish("exec_done", S.FAILED),  # final already
-        store.finish("exec_run2", S.FAILED, error={"message": "x"}),
+        store.finish("exec_run2", S.FAILED, error=ExecutionError("x", "fail")),
         store.transition("ghost", S.CANCELLED),
     )
     assert taken == [True, False, False, True, False]
@@ -167,13 +174,43 @@ async def test_one_batch_tells_each_write_whether_it_took(store: StateStore) -> 
 async def test_failed_execution_keeps_its_error(store: StateStore) -> None:
     await store.create(record("exec_1"))
     await store.mark_running("exec_1", attempt=1)
-    error = {"message": "boom", "nodeId": "n", "type": "fail"}
+    error = ExecutionError("boom", "fail", "n")
     progress = {"currentNode": "n", "completedNodes": ["n"], "totalNodes": 2, "percentage": 50}
     assert await store.finish("exec_1", S.FAILED, error=error, progress=progress)
     got = await store.get("exec_1")
     assert got is not None
-    assert got.context()["error"] == error
+    assert got.error == {"message": "boom", "nodeId": "n", "type": "fail"}  # the wire form
+    assert got.context()["error"] == got.error
     assert got.progress == progress
+
+
+async def test_a_transition_sets_only_the_columns_it_is_given(store: StateStore) -> None:
+    await store.create(record("exec_1"))
+    await store.mark_running("exec_1", attempt=1)
+    progress = {"currentNode": "a", "completedNodes": ["a"], "totalNodes": 2, "percentage": 50}
+    assert await store.transition("exec_1", S.WAITING, progress=progress)
+    assert await store.mark_running("exec_1", attempt=2) is Start.RESUMED
+    assert await store.transition("exec_1", S.WAITING)  # no progress given: it stays
+    parked = await store.get("exec_1")
+    assert parked is not None
+    assert (parked.status, parked.progress, parked.error) == (S.WAITING, progress, None)
+    assert await store.mark_running("exec_1", attempt=3) is Start.RESUMED
+    assert await store.transition("exec_1", S.WAITING, progress=None)  # given as None: cleared
+    cleared = await store.get("exec_1")
+    assert cleared is not None
+    assert cleared.progress is None
+    lost = ExecutionError("its job was lost", "lost")
+    with pytest.raises(IllegalTransition, match="is waiting; it cannot become failed"):
+        await store.require_transition(
+            "exec_1", S.FAILED, expect=frozenset({S.RUNNING}), error=lost
+        )
+    await store.require_transition(
+        "exec_1", S.FAILED, expect=frozenset({S.WAITING}), error=lost, completed_at=1234
+    )
+    failed = await store.get("exec_1")
+    assert failed is not None
+    assert (failed.status, failed.completed_at) == (S.FAILED, 1234)
+    assert failed.error == {"message": "its job was lost", "nodeId": None, "type": "lost"}
 
 
 async def test_node_results_round_trip_and_upsert(store: StateStore) -> None:
@@ -277,7 +314,7 @@ async def test_concurrent_writes_are_group_committed(store: StateStore) -> None:
 
     store._apply = counting  # type: ignore[method-assign]
     results = await asyncio.gather(*(store.mark_running(f"exec_{i:03}", 1) for i in range(50)))
-    assert all(results)
+    assert results == [Start.STARTED] * 50
     assert sum(batches) == 50
     assert len(batches) < 10  # the first write goes alone, the rest share a few transactions
     counts = await store.count_by_status()

@@ -16,7 +16,8 @@ from pymongo.errors import BulkWriteError, ConfigurationError, ExecutionTimeout
 
 from workflow_engine.ids import new_execution_id
 from workflow_engine.store import StateStore, StoreUnavailable, open_store
-from workflow_engine.store.base import Start, StoreError
+from workflow_engine.store.base import Start
+from workflow_engine.store.errors import StoreError
 from workflow_engine.store.mongo import (
     EXECUTIONS,
     NODE_RESULTS,

@@ -18,7 +18,7 @@ from workflow_engine.config import Settings
 from workflow_engine.queue.queues import JOB_NAME
 from workflow_engine.queue.submit import Submission, job_data
 from workflow_engine.store.records import ExecutionRecord
-from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
+from workflow_engine.vocabulary import ExecutionError, ExecutionStatus, NodeResult, NodeStatus
 from workflow_engine.worker.worker import WorkerService
 
 
@@ -261,7 +261,7 @@ async def test_a_run_whose_record_was_cancelled_elsewhere_is_stopped(
         submitted.execution_id,
         ExecutionStatus.CANCELLED,
         expect=frozenset({ExecutionStatus.RUNNING}),
-        error={"message": "cancelled", "nodeId": None, "type": "cancelled"},
+        error=ExecutionError("cancelled", "cancelled"),
     )
 
     async def stopped() -> bool:

@@ -93,14 +93,14 @@ class Canceller:
             subscriber.close()
 
     async def _force(self, record: ExecutionRecord, expect: frozenset[ExecutionStatus]) -> bool:
-        error = ExecutionError("cancelled", "cancelled").to_dict()
+        error = ExecutionError("cancelled", "cancelled")
         if not await self.store.transition(
             record.execution_id, S.CANCELLED, expect=expect, completed_at=now_ms(), error=error
         ):
             return False
         # the final event first: a worker parking this execution right now looks for it after
         # handing the job back, and removes the job itself if this removal comes too early
-        event_type, data = ev.final_event(S.CANCELLED, None, error, record.progress)
+        event_type, data = ev.final_event(S.CANCELLED, None, error.to_dict(), record.progress)
         await self.events.publish(record.execution_id, event_type, data, final=True)
         try:
             await self.queues[record.queue].remove(record.execution_id)

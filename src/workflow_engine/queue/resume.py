@@ -13,6 +13,7 @@ from workflow_engine.errors import AnswerValidationError, InvalidRequest, Proble
 from workflow_engine.jsonschemas import compile_schema, schema_problems
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.nodes.wait_input import WAITING_FOR_INPUT
+from workflow_engine.queue.bullmq_adapter import promote_job
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound, job_data
 from workflow_engine.store.base import StateStore
@@ -103,7 +104,7 @@ class Resumer:
         worker looks for answers once the job is delayed. If it is gone, enqueue it again."""
         queue = self.queues[queue_name]
         try:
-            await queue.backend.promote(execution_id)
+            await promote_job(queue, execution_id)
             return
         except Exception:  # not delayed: active, waiting, or gone
             pass

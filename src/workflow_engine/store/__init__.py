@@ -5,12 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from workflow_engine.config import ConfigError
-from workflow_engine.store.base import (
-    IllegalTransition,
-    StateStore,
-    StoreError,
-    StoreUnavailable,
-)
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.errors import IllegalTransition, StoreError, StoreUnavailable
 from workflow_engine.store.records import ExecutionRecord, Page
 
 __all__ = [

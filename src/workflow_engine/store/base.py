@@ -1,35 +1,45 @@
-"""The state store. The base class owns the rules (which status may follow which, what a write
-means, group commit); a backend fills in a handful of hooks."""
+"""The state store. The base class owns the rules: callers ask for a transition (checked against
+the one table, ``ALLOWED_FROM``), never write a status, and what each write means is decided
+here; a backend fills in a handful of hooks. The writes are group-committed (``GroupCommit``)."""
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
-from workflow_engine.errors import WorkflowEngineError
-from workflow_engine.monitor.logging import get_logger
+from workflow_engine.store.errors import IllegalTransition, StoreError, StoreUnavailable
+from workflow_engine.store.group_commit import GroupCommit
 from workflow_engine.store.records import ExecutionRecord, Page
-from workflow_engine.vocabulary import FINAL_STATUSES, ExecutionStatus, NodeResult, now_ms
+from workflow_engine.store.writes import ALLOWED_FROM, SaveNode, SaveProgress, Transition, Write
+from workflow_engine.vocabulary import (
+    FINAL_STATUSES,
+    ExecutionError,
+    ExecutionStatus,
+    NodeResult,
+    now_ms,
+)
 
-log = get_logger(__name__)
+# the errors and the writes have modules of their own (the group commit needs them too); they
+# are still importable from here
+__all__ = [
+    "ALLOWED_FROM",
+    "UNSET",
+    "IllegalTransition",
+    "SaveNode",
+    "SaveProgress",
+    "Start",
+    "StateStore",
+    "StoreError",
+    "StoreUnavailable",
+    "Transition",
+    "Unset",
+    "Write",
+]
 
 S = ExecutionStatus
-
-ALLOWED_FROM: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    S.RUNNING: frozenset({S.PENDING, S.RUNNING, S.WAITING}),
-    S.WAITING: frozenset({S.RUNNING}),
-    S.COMPLETED: frozenset({S.RUNNING}),
-    S.FAILED: frozenset({S.PENDING, S.RUNNING, S.WAITING}),
-    S.CANCELLED: frozenset({S.PENDING, S.RUNNING, S.WAITING}),
-    S.SKIPPED: frozenset({S.PENDING, S.RUNNING}),
-}
-"""Status -> the statuses it may follow. pending -> running -> completed|failed|cancelled|skipped;
-running -> running is a retry or a stalled job taken over; waiting is reserved for parked runs."""
-
 
 _FRESH = frozenset({S.PENDING})
 _TAKEN_OVER = frozenset({S.RUNNING, S.WAITING})
@@ -40,62 +50,13 @@ class Start(Enum):
     RESUMED = "resumed"
     REFUSED = "refused"
 
-    def __bool__(self) -> bool:
-        return self is not Start.REFUSED
+
+class Unset(Enum):
+    UNSET = "unset"
 
 
-class StoreError(WorkflowEngineError):
-    """Base of store errors."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached; retry later."""
-
-
-class IllegalTransition(StoreError):
-    def __init__(self, execution_id: str, to: ExecutionStatus, current: ExecutionStatus | None):
-        self.execution_id = execution_id
-        self.to = to
-        self.current = current
-        where = f"is {current}" if current is not None else "does not exist"
-        super().__init__(f"execution {execution_id} {where}; it cannot become {to}")
-
-
-# -- write operations (what a batch is made of) ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    execution_id: str
-    to: ExecutionStatus
-    values: dict[str, Any] = field(default_factory=dict)
-    """Other columns to set with the status (result, error, progress, attempts, *_at)."""
-    expect: frozenset[ExecutionStatus] | None = None
-    """Narrow the statuses it may follow (``{PENDING}``: only if it has not started)."""
-    stamp: frozenset[str] = frozenset()
-    """Time columns the backend sets to the commit time (``started_at`` only if unset)."""
-
-    @property
-    def allowed_from(self) -> frozenset[ExecutionStatus]:
-        allowed = ALLOWED_FROM[self.to]
-        return allowed if self.expect is None else allowed & self.expect
-
-
-@dataclass(frozen=True, slots=True)
-class SaveNode:
-    execution_id: str
-    result: NodeResult
-    seq: int = 0
-    """Position in the execution's order of events: node results are listed by it."""
-
-
-@dataclass(frozen=True, slots=True)
-class SaveProgress:
-    execution_id: str
-    progress: dict[str, Any]
-
-
-Write = Transition | SaveNode | SaveProgress
+UNSET: Final = Unset.UNSET
+"""A column a transition leaves as it is (``None`` writes NULL)."""
 
 
 class StateStore(ABC):
@@ -103,13 +64,13 @@ class StateStore(ABC):
     writers share one transaction (group commit) and each learns whether its write took."""
 
     def __init__(self, *, max_batch: int = 1000, batch_window_ms: float = 0.0) -> None:
-        self._max_batch = max_batch
-        self._window = batch_window_ms / 1000
-        self._pending: list[tuple[Write, asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.batched_writes = 0
-        self._broken: dict[str, str] = {}
+        # ``_apply`` is looked up at each batch, not bound now: a wrapper set on the instance
+        # (the contract tests count batches and fail one that way) takes effect
+        self.group_commit = GroupCommit(
+            lambda writes: self._apply(writes),
+            max_batch=max_batch,
+            window_s=batch_window_ms / 1000,
+        )
 
     # -- the backend's hooks ------------------------------------------------------------
 
@@ -201,17 +162,41 @@ class StateStore(ABC):
         to: ExecutionStatus,
         *,
         expect: frozenset[ExecutionStatus] | None = None,
-        **values: Any,
+        error: ExecutionError | Unset | None = UNSET,
+        progress: dict[str, Any] | Unset | None = UNSET,
+        completed_at: int | Unset | None = UNSET,
     ) -> bool:
         """Move an execution to ``to`` if the rules allow it from its current status (and it is
-        in ``expect``, when given); durable on return. False when not, or when it does not
-        exist."""
+        in ``expect``, when given), setting the columns given with it; durable on return.
+        False when not, or when it does not exist."""
+        values: dict[str, Any] = {}
+        if error is not UNSET:
+            values["error"] = _wire(error)
+        if progress is not UNSET:
+            values["progress"] = progress
+        if completed_at is not UNSET:
+            values["completed_at"] = completed_at
         return await self.write(Transition(execution_id, to, values, expect))
 
     async def require_transition(
-        self, execution_id: str, to: ExecutionStatus, **values: Any
+        self,
+        execution_id: str,
+        to: ExecutionStatus,
+        *,
+        expect: frozenset[ExecutionStatus] | None = None,
+        error: ExecutionError | Unset | None = UNSET,
+        progress: dict[str, Any] | Unset | None = UNSET,
+        completed_at: int | Unset | None = UNSET,
     ) -> None:
-        if not await self.transition(execution_id, to, **values):
+        """``transition``, raising ``IllegalTransition`` when it does not take."""
+        if not await self.transition(
+            execution_id,
+            to,
+            expect=expect,
+            error=error,
+            progress=progress,
+            completed_at=completed_at,
+        ):
             current = await self.get(execution_id)
             raise IllegalTransition(execution_id, to, current.status if current else None)
 
@@ -233,7 +218,7 @@ class StateStore(ABC):
         status: ExecutionStatus,
         *,
         result: Any = None,
-        error: dict[str, Any] | None = None,
+        error: ExecutionError | None = None,
         progress: dict[str, Any] | None = None,
     ) -> bool:
         return await self.finish_later(
@@ -246,13 +231,13 @@ class StateStore(ABC):
         status: ExecutionStatus,
         *,
         result: Any = None,
-        error: dict[str, Any] | None = None,
+        error: ExecutionError | None = None,
         progress: dict[str, Any] | None = None,
     ) -> asyncio.Future[bool]:
         """``finish`` queued behind the writes already submitted; await the future."""
         if status not in FINAL_STATUSES:
             raise StoreError(f"{status} is not a final status")
-        values: dict[str, Any] = {"result": result, "error": error}
+        values: dict[str, Any] = {"result": result, "error": _wire(error)}
         if progress is not None:
             values["progress"] = progress
         return self.submit(
@@ -279,64 +264,24 @@ class StateStore(ABC):
         return await self.submit(op)
 
     def submit(self, op: Write) -> asyncio.Future[bool]:
-        """Add a write to the next batch. The first write of an idle store is flushed at once;
-        writes that arrive while a batch commits go into the next one. A write of an execution
-        one of whose writes failed fails too (until ``reset``): no outcome is ever recorded
-        without the node results submitted before it."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        broken = self._broken.get(op.execution_id)
-        if broken is not None:
-            future.set_exception(
-                StoreUnavailable(f"an earlier write of {op.execution_id} failed: {broken}")
-            )
-            future.add_done_callback(_retrieved)
-            return future
-        self._pending.append((op, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_loop())
-        return future
+        """Add a write to the next batch (``GroupCommit.submit``): writes of one execution
+        after one of its node results or progress failed fail too, until ``reset``."""
+        return self.group_commit.submit(op)
 
     def reset(self, execution_id: str) -> None:
         """Forget an execution's failed writes (a new attempt starts from what is stored)."""
-        self._broken.pop(execution_id, None)
+        self.group_commit.reset(execution_id)
 
     async def flush(self) -> None:
         """Wait until every write submitted so far is committed (or failed)."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        await self.group_commit.flush()
 
-    async def _flush_loop(self) -> None:
-        while self._pending:
-            if len(self._pending) < self._max_batch:
-                if self._window:
-                    await asyncio.sleep(self._window)
-                else:  # let the tasks that are ready add their writes to this batch
-                    await asyncio.sleep(0)
-            batch, self._pending = (
-                self._pending[: self._max_batch],
-                self._pending[self._max_batch :],
-            )
-            self.batches += 1
-            self.batched_writes += len(batch)
-            try:
-                results = await self._apply([op for op, _ in batch])
-            except Exception as exc:
-                # what was queued behind the failed batch fails too: no write may take effect
-                # after an earlier one that failed (an outcome without its node results)
-                batch, self._pending = batch + self._pending, []
-                for op, _ in batch:
-                    if isinstance(op, SaveNode | SaveProgress):  # a run's record is incomplete
-                        self._broken[op.execution_id] = repr(exc)
-                log.warning("store batch failed", writes=len(batch), error=repr(exc))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), ok in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(ok)
+    @property
+    def batches(self) -> int:
+        """Batches sent to ``_apply`` so far."""
+        return self.group_commit.batches
 
 
-def _retrieved(future: asyncio.Future[bool]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _wire(error: ExecutionError | None) -> dict[str, Any] | None:
+    """The stored form of an execution's error: its wire dict."""
+    return None if error is None else error.to_dict()

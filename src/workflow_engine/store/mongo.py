@@ -36,16 +36,11 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from workflow_engine.store.base import (
-    SaveNode,
-    StateStore,
-    StoreError,
-    StoreUnavailable,
-    Transition,
-    Write,
-)
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.errors import StoreError, StoreUnavailable
 from workflow_engine.store.records import ExecutionRecord, Page
 from workflow_engine.store.sql import Batch, ms
+from workflow_engine.store.writes import SaveNode, Transition, Write
 from workflow_engine.vocabulary import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,

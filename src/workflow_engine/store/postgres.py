@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from workflow_engine.store.base import SaveNode, StoreUnavailable, Transition, Write
+from workflow_engine.store.errors import StoreUnavailable
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.sql import (
     JSON_COLUMNS,
@@ -28,6 +28,7 @@ from workflow_engine.store.sql import (
     record_row,
     same_types,
 )
+from workflow_engine.store.writes import SaveNode, Transition, Write
 
 INT_COLUMNS = {"attempts": "integer", "started_at": "bigint", "completed_at": "bigint"}
 

@@ -16,16 +16,11 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from workflow_engine.store import migrations
-from workflow_engine.store.base import (
-    SaveNode,
-    SaveProgress,
-    StateStore,
-    StoreUnavailable,
-    Transition,
-    Write,
-)
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.errors import StoreUnavailable
 from workflow_engine.store.records import ExecutionRecord, Page
 from workflow_engine.store.schema import executions, node_results
+from workflow_engine.store.writes import SaveNode, SaveProgress, Transition, Write
 from workflow_engine.vocabulary import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,

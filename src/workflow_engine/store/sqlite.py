@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from workflow_engine.config import ConfigError
-from workflow_engine.store.base import SaveNode, StoreUnavailable, Transition, Write
+from workflow_engine.store.errors import StoreUnavailable
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.sql import (
     JSON_COLUMNS,
@@ -29,6 +29,7 @@ from workflow_engine.store.sql import (
     record_row,
     same_types,
 )
+from workflow_engine.store.writes import SaveNode, Transition, Write
 
 IN_CHUNK = 500  # ids per statement, well under SQLite's limit on variables
 INLINE_MAX_WRITES = 16  # batches up to this size may run on the event loop itself

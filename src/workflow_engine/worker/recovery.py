@@ -91,7 +91,7 @@ class Recovery:
         return found
 
     async def _fail(self, record: ExecutionRecord, message: str, found: Recovered) -> None:
-        error = ExecutionError(message, "lost").to_dict()
+        error = ExecutionError(message, "lost")
         if not await self.store.transition(
             record.execution_id,
             ExecutionStatus.FAILED,
@@ -101,7 +101,7 @@ class Recovery:
         ):
             return  # it moved on meanwhile
         event_type, data = ev.final_event(
-            ExecutionStatus.FAILED, None, error, record.progress_or_empty()
+            ExecutionStatus.FAILED, None, error.to_dict(), record.progress_or_empty()
         )
         await self.events.publish(record.execution_id, event_type, data, final=True)
         found.failed.append(record.execution_id)

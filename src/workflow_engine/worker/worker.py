@@ -19,11 +19,11 @@ from workflow_engine.engine.executor import Executor
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.bullmq_adapter import ChainingWorker
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.redis_pool import pooled_client
 from workflow_engine.store.base import StateStore
 from workflow_engine.worker.cancel import CancelListener
-from workflow_engine.worker.chaining import ChainingWorker
 from workflow_engine.worker.periodic import repeat
 from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.retention import Retention

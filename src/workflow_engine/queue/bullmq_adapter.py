@@ -1,0 +1,176 @@
+"""Everything this package knows of BullMQ's internals, in one module: ``bullmq`` is pinned
+``<4``, and an upgrade should touch this file and its tests only.
+
+- ``JobHandle``: the job a worker runs, as the runner needs it (its queue, its attempt number,
+  handing it back to the queue with or without counting an attempt, removing, promoting).
+- ``ChainingWorker``: a BullMQ ``Worker`` that finishes a job and fetches the next one in a
+  single round trip.
+- ``promote_job``: wake a delayed job by id, without loading it.
+- ``DelayedError`` / ``UnrecoverableError``: what a processor raises to tell BullMQ that the
+  job went back to the delayed set, or failed for good.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+
+from bullmq import Job, Queue, Worker
+from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
+
+from workflow_engine.clock import Clock, SystemClock
+
+__all__ = ["ChainingWorker", "DelayedError", "JobHandle", "UnrecoverableError", "promote_job"]
+
+DEFAULT_QUEUE = "workflow"
+
+
+async def promote_job(queue: Queue, job_id: str) -> None:
+    """Move a delayed job to the wait list now; raises when the job is not delayed (active,
+    waiting, or gone)."""
+    await queue.backend.promote(job_id)
+
+
+class JobHandle:
+    def __init__(self, job: Job, token: str, clock: Clock | None = None) -> None:
+        self.job = job
+        self.token = token
+        self.clock: Clock = clock if clock is not None else SystemClock()
+
+    @property
+    def id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.job.data
+        return data
+
+    @property
+    def queue_name(self) -> str:
+        """The queue the job came from (a job built outside a worker has none: the default)."""
+        queue = self.job.queue
+        return str(queue.name) if hasattr(queue, "name") else DEFAULT_QUEUE
+
+    @property
+    def attempt(self) -> int:
+        """This run's number. BullMQ counts every move to active (``attemptsStarted``), and the
+        moves that are not tries (``hand_back``, ``park``) take theirs back, so the count is
+        the number of runs; ``attemptsMade`` (failures) + 1 covers a job without the count."""
+        started = int(getattr(self.job, "attemptsStarted", 0) or 0)
+        return max(started, int(self.job.attemptsMade) + 1)
+
+    @property
+    def last_attempt(self) -> bool:
+        """Whether BullMQ gives up on the job if this attempt fails."""
+        attempts = int(self.job.opts.get("attempts", 1) or 1)
+        return bool(self.job.attemptsMade + 1 >= attempts)
+
+    def _now_ms(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    async def release(self) -> NoReturn:
+        """Back to the queue at once, for another worker to resume; this attempt counts."""
+        await self.job.moveToDelayed(self._now_ms(), self.token)
+        raise DelayedError()
+
+    async def hand_back(self) -> NoReturn:
+        """Back to the queue at once, not started: this fetch is not an attempt."""
+        await self.park(self._now_ms())
+        raise DelayedError()
+
+    async def park(self, until_ms: int) -> None:
+        """Into the delayed set until ``until_ms`` (or a ``promote``), without counting an
+        attempt: waking up is not trying again. The processor must raise ``DelayedError``
+        afterwards (``hand_back`` does)."""
+        now = self._now_ms()
+        started = max(int(self.job.attemptsStarted or 0) - 1, 0)
+        # job.moveToDelayed cannot update fields; the same script can, atomically and only
+        # while the lock is still ours ("ats" is the hash field of attemptsStarted)
+        await self.job.backend.moveToDelayed(
+            self.id,
+            now,
+            max(until_ms - now, 0),
+            self.token,
+            {"skipAttempt": True, "fieldsToUpdate": {"ats": started}},
+        )
+
+    async def remove(self) -> None:
+        await self.job.remove()
+
+    async def promote(self) -> None:
+        """A delayed job to the wait list now."""
+        await self.job.promote()
+
+
+class ChainingWorker(Worker):  # type: ignore[misc]
+    """The Python port completes a job with ``moveToFinished(fetchNext=False)`` and then asks
+    for the next job with ``moveToActive``: two Lua calls and a trip through the worker's
+    scheduling loop per job. Node BullMQ passes ``fetchNext`` and goes straight on with the job
+    it gets back. This subclass does the same: each concurrency lane keeps running jobs while
+    the queue has them. Locks, lock renewal, stalled-job detection, retries and events are
+    BullMQ's own, unchanged."""
+
+    async def processJob(self, job: Job, token: str) -> None:
+        current: Job | None = job
+        while current is not None:
+            current = await self._process_one(current, token)
+
+    async def _process_one(self, job: Job, token: str) -> Job | None:
+        """BullMQ's ``processJob`` for one job, returning the next job when the queue had one."""
+        following: Job | None = None
+        try:
+            if "removeOnComplete" not in job.opts and "removeOnComplete" in self.opts:
+                job.opts["removeOnComplete"] = self.opts["removeOnComplete"]
+            if "removeOnFail" not in job.opts and "removeOnFail" in self.opts:
+                job.opts["removeOnFail"] = self.opts["removeOnFail"]
+            self.jobs.add((job, token))
+            controller = self.lockManager.track_job(
+                job.id,
+                token,
+                int(time.time() * 1000),
+                should_create_controller=self._processor_wants_signal,
+            )
+            if job.deferredFailure:
+                await job.moveToFailed(UnrecoverableError(job.deferredFailure), token)
+                self.emit("failed", job, UnrecoverableError(job.deferredFailure))
+                return None
+            if controller is not None:
+                result = await self.processor(job, token, controller.signal)
+            else:
+                result = await self.processor(job, token)
+            if not self.forceClosing:
+                fetch = not (self.closing or self.paused)
+                done = await self.backend.moveToCompleted(
+                    job, result, job.opts.get("removeOnComplete", False), token, fetch_next=fetch
+                )
+                job.returnvalue = result
+                job.attemptsMade = job.attemptsMade + 1
+                if fetch:
+                    following = await self._next_from(done, token)
+            self.emit("completed", job, result)
+        except (DelayedError, WaitingChildrenError):
+            return None
+        except Exception as err:
+            try:
+                if not self.forceClosing:
+                    await job.moveToFailed(err, token)
+                self.emit("failed", job, err)
+            except Exception as again:
+                self.emit("error", again, job)
+        finally:
+            self.jobs.discard((job, token))
+            self.lockManager.untrack_job(job.id)
+        return following
+
+    async def _next_from(self, done: Any, token: str) -> Job | None:
+        raw = done.get("result") if isinstance(done, dict) else None
+        if not raw:
+            return None
+        data, job_id, limit_until, delay_until = raw
+        following: Job | None = await self.nextJobFromJobData(
+            data, job_id, int(limit_until or 0), int(delay_until or 0), token
+        )
+        if following is not None:
+            self.emit("active", following, "waiting")
+        return following

@@ -1,0 +1,151 @@
+"""The adapter over BullMQ's internals, against a real Redis and the real bullmq port: what a
+bullmq upgrade must keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from bullmq import Job, Queue
+
+from tests.support.processes import wait_until
+from tests.support.services import RedisServer
+from workflow_engine.queue.bullmq_adapter import ChainingWorker, DelayedError, JobHandle
+
+Processor = Callable[[Job, str], Awaitable[Any]]
+
+
+class Lane:
+    """A queue of its own and a ChainingWorker on it (one job at a time)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.name = "lane"
+        self.opts = {"connection": redis_url, "prefix": f"adapter-{uuid.uuid4().hex[:8]}"}
+        self.queue = Queue(self.name, self.opts)
+        self.worker: ChainingWorker | None = None
+        self._task: asyncio.Future[Any] | None = None
+
+    def start(self, processor: Processor) -> None:
+        self.worker = ChainingWorker(
+            self.name, processor, {**self.opts, "concurrency": 1, "autorun": False}
+        )
+        self._task = asyncio.ensure_future(self.worker.run())
+
+    async def state(self, job_id: str) -> str:
+        return str(await self.queue.getJobState(job_id))
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.close()
+        if self._task is not None:
+            await self._task
+        await self.queue.close()
+
+
+@pytest.fixture
+async def lane(redis_server: RedisServer) -> AsyncIterator[Lane]:
+    opened = Lane(redis_server.url)
+    yield opened
+    await opened.close()
+
+
+async def completed(lane: Lane, job_id: str) -> None:
+    async def check() -> bool:
+        return await lane.state(job_id) == "completed"
+
+    await wait_until(check, 10, f"job {job_id} to complete")
+
+
+async def test_a_job_handed_back_unstarted_keeps_its_attempt_number(lane: Lane) -> None:
+    """BullMQ counts each fetch as an attempt started; ``hand_back`` takes it back."""
+    seen: list[tuple[int, str]] = []
+
+    async def processor(job: Job, token: str) -> str:
+        handle = JobHandle(job, token)
+        seen.append((handle.attempt, handle.queue_name))
+        if len(seen) < 3:
+            await handle.hand_back()
+        return "done"
+
+    job = await lane.queue.add("j", {"n": 1}, {"attempts": 3})
+    lane.start(processor)
+    await completed(lane, job.id)
+    assert seen == [(1, "lane"), (1, "lane"), (1, "lane")]
+
+
+async def test_a_released_job_counts_the_attempt_it_made(lane: Lane) -> None:
+    seen: list[tuple[int, bool]] = []
+
+    async def processor(job: Job, token: str) -> str:
+        handle = JobHandle(job, token)
+        seen.append((handle.attempt, handle.last_attempt))
+        if len(seen) == 1:
+            await handle.release()
+        return "done"
+
+    job = await lane.queue.add("j", {}, {"attempts": 2})
+    lane.start(processor)
+    await completed(lane, job.id)
+    # last_attempt reads BullMQ's failure count: a release is not a failure
+    assert seen == [(1, False), (2, False)]
+
+
+async def test_the_last_attempt_is_known(lane: Lane) -> None:
+    seen: list[bool] = []
+
+    async def processor(job: Job, token: str) -> str:
+        seen.append(JobHandle(job, token).last_attempt)
+        if len(seen) == 1:
+            raise RuntimeError("first attempt fails")
+        return "done"
+
+    job = await lane.queue.add("j", {}, {"attempts": 2})
+    lane.start(processor)
+    await completed(lane, job.id)
+    assert seen == [False, True]
+
+
+async def test_a_parked_job_waits_delayed_and_wakes_when_promoted_without_an_attempt(
+    lane: Lane,
+) -> None:
+    seen: list[int] = []
+    states: list[str] = []
+
+    async def processor(job: Job, token: str) -> str:
+        handle = JobHandle(job, token)
+        seen.append(handle.attempt)
+        if len(seen) == 1:
+            await handle.park(int(handle.clock.now() * 1000) + 3_600_000)
+            states.append(await lane.state(handle.id))
+            await handle.promote()
+            raise DelayedError()
+        return "done"
+
+    job = await lane.queue.add("j", {}, {"attempts": 3})
+    lane.start(processor)
+    await completed(lane, job.id)
+    assert states == ["delayed"]
+    assert seen == [1, 1]
+
+
+async def test_a_lane_runs_the_jobs_queued_behind_each_other_without_returning(
+    lane: Lane,
+) -> None:
+    """Finishing a job fetches the next one in the same call: one task runs them all."""
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def processor(job: Job, token: str) -> int:
+        tasks.append(asyncio.current_task())
+        return int(job.data["n"])
+
+    jobs = [await lane.queue.add("j", {"n": n}) for n in range(5)]
+    lane.start(processor)
+    for job in jobs:
+        await completed(lane, job.id)
+    assert len(tasks) == 5
+    assert len({id(t) for t in tasks}) == 1
+    returned = [(await Job.fromId(lane.queue, job.id)).returnvalue for job in jobs]
+    assert returned == [0, 1, 2, 3, 4]
