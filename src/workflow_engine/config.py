@@ -15,8 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.maintenance import MaintenanceWindow, zone
+from workflow_engine.vocabulary import QUEUE_NAMES as QUEUE_NAMES  # (was defined here)
 
-QUEUE_NAMES = ("realtime", "workflow", "scheduled", "background")
 QueueName = Literal["realtime", "workflow", "scheduled", "background"]
 
 

@@ -36,8 +36,9 @@ from workflow_engine.client.models import (
     Submitted,
 )
 from workflow_engine.sse import SseParser
+from workflow_engine.vocabulary import DEFAULT_API_URL
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = DEFAULT_API_URL
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from workflow_engine.errors import WorkflowEngineError
 
@@ -22,6 +21,8 @@ def load_document(path: str | Path) -> Any:
     except OSError as exc:
         raise LoadError(f"cannot read {file}: {exc.strerror or exc}") from exc
     if file.suffix.lower() in {".yaml", ".yml"}:
+        import yaml  # only for YAML files: ~15 ms that `wfe validate x.json` need not pay
+
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -4,9 +4,7 @@ A run itself (``WorkflowRun``) is in ``engine/run.py``."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from workflow_engine.clock import Clock, SystemClock
 from workflow_engine.definition.expressions import ExpressionEngine
@@ -19,6 +17,9 @@ from workflow_engine.ids import new_execution_id
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.plan import Compiler, WorkflowPlan
 from workflow_engine.vocabulary import NodeResult
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_HTTP_TIMEOUT", "Executor", "WorkflowRun"]
 
@@ -54,6 +55,8 @@ class Executor:
 
     def http_client(self) -> httpx.AsyncClient:
         if self._http is None:
+            import httpx  # (on first use: ``wfe run`` of a graph without HTTP never pays for it)
+
             self._http = httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT)
         return self._http
 

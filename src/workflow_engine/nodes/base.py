@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from workflow_engine.clock import Clock
 from workflow_engine.errors import NodeError
 
 if TYPE_CHECKING:
     import httpx
 
+    # Type-only: the clock module imports asyncio, which validating a definition (and so
+    # `wfe validate`) does not otherwise need; the executor passes a clock in.
+    from workflow_engine.clock import Clock
     from workflow_engine.definition.expressions import ExpressionEngine, Scope
 
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import orjson
 from pydantic import Field, model_validator
 
 from workflow_engine.errors import NodeError, NodeTimeoutError
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
 from workflow_engine.sse import SseParser
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -49,6 +51,11 @@ class HttpNode(NodeType[HttpInputs]):
     Inputs = HttpInputs
 
     async def run(self, ctx: NodeContext, inputs: HttpInputs) -> Any:
+        # Imported here, not with the module: every registry loads this module (``wfe validate``
+        # too), and httpx takes ~0.1 s to import (it loads its own CLI: click, rich, pygments).
+        # A run has it already: the executor made ``ctx.http``.
+        import httpx
+
         url = httpx.URL(inputs.url)
         query = {k: v for k, v in inputs.query.items() if v is not None}
         request = ctx.http.build_request(
