@@ -159,20 +159,29 @@ async def test_unsupported_options_are_refused_not_ignored(api: httpx.AsyncClien
 
 
 async def test_oversize_body_is_413(api: httpx.AsyncClient, services: Services) -> None:
-    big = {
-        "workflowDefinition": IF_ELSE,
-        "inputs": {"blob": "x" * (services.settings.max_body_bytes + 1)},
+    limit = services.settings.max_body_bytes
+    too_large = {
+        "error": {
+            "code": "payload_too_large",
+            "message": f"the request body exceeds {limit} bytes",
+            "details": [],
+        }
     }
+    big = {"workflowDefinition": IF_ELSE, "inputs": {"blob": "x" * (limit + 1)}}
     response = await api.post("/api/workflow/execute", json=big)
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == too_large
 
     async def chunks() -> Any:  # no content-length: counted while it streams
         for _ in range(11):
             yield b"x" * (1024 * 1024)
 
     streamed = await api.post("/api/workflow/execute", content=chunks())
+    assert "content-length" not in streamed.request.headers
     assert streamed.status_code == 413
+    assert streamed.headers["content-type"] == "application/json"
+    assert streamed.json() == too_large
 
 
 async def test_idempotency_key_starts_nothing_twice(

@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.clock import FakeClock
 from tests.support.processes import wait_until
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
+from workflow_engine.queue.schedules import Repeat, Scheduler
+from workflow_engine.queue.submit import Submission
 from workflow_engine.worker.worker import WorkerService
 
 TICKING = {
@@ -72,6 +75,19 @@ async def test_a_schedule_every_second_runs_until_deleted(api: httpx.AsyncClient
     assert (await api.get("/api/workflow/schedules")).json()["items"] == []
     assert (await api.delete(f"/api/workflow/schedules/{schedule_id}")).status_code == 404
     assert (await api.get(f"/api/workflow/schedules/{schedule_id}")).status_code == 404
+
+
+async def test_a_schedule_is_stamped_by_the_schedulers_clock(services: Services) -> None:
+    clock = FakeClock(start=1_700_000_000.25)
+    scheduler = Scheduler(services.queues, services.scheduler.plans, clock=clock)
+    submission = Submission(definition=TICKING, inputs={}, tenant_id="t", queue="scheduled")
+    schedule = await scheduler.create(submission, Repeat(cron="0 0 1 1 *"))
+    try:
+        assert schedule.to_dict()["createdAt"] == "2023-11-14T22:13:20.250Z"
+        listed = await scheduler.get(schedule.schedule_id, "t")
+        assert listed.template["createdAt"] == 1_700_000_000_250
+    finally:
+        await scheduler.delete(schedule.schedule_id, "t")
 
 
 @pytest.fixture

@@ -421,7 +421,11 @@ async def test_cancel_stops_in_flight_nodes_and_nothing_runs_after(
     run.cancel("user pressed stop")
     outcome = await task
     assert outcome.status is ExecutionStatus.CANCELLED
-    assert outcome.error_dict == {"message": "user pressed stop", "nodeId": None, "type": "cancelled"}
+    assert outcome.error_dict == {
+        "message": "user pressed stop",
+        "nodeId": None,
+        "type": "cancelled",
+    }
     assert statuses(outcome) == {"a": "cancelled", "b": "cancelled"}
     assert probe.active == 0
     assert "b" not in probe.started

@@ -34,7 +34,6 @@ def keys() -> Keys:
 @pytest.fixture
 async def hub(redis_server: RedisServer, keys: Keys) -> AsyncIterator[StreamHub]:
     h = StreamHub(redis_server.url, keys, block_ms=2000)
-    await h.start()
     yield h
     await h.close()
 
@@ -132,7 +131,22 @@ async def test_a_subscriber_that_falls_behind_live_is_cut_off(
     await wait_until(cut_off, 5, "the subscriber to be cut off")
     with pytest.raises(Overflow):
         await slow.next()
-    assert slow.queue.qsize() == 0  # the backlog is dropped, not kept in memory
+    assert slow.pending() == 0  # the backlog is dropped, not kept in memory
+
+
+async def test_pending_counts_the_events_next_has_not_taken(
+    hub: StreamHub, publisher: EventPublisher
+) -> None:
+    subscriber = hub.subscriber()
+    assert subscriber.pending() == 0
+    for i in range(3):
+        publisher.publish("e6", "node.completed", {"i": i})
+    await publisher.flush()
+    await subscriber.follow_execution("e6")  # returns once the replay is queued
+    assert subscriber.pending() == 3
+    assert (await subscriber.next()).data["i"] == 0
+    assert subscriber.pending() == 2
+    subscriber.close()
 
 
 async def test_client_subscription_follows_new_and_active_executions(

@@ -58,6 +58,29 @@ async def test_one_of_two_workers_cleans_up_and_only_what_is_old(services: Servi
         await redis.aclose()
 
 
+async def test_a_cleanup_still_running_elsewhere_is_not_started_again(
+    services: Services,
+) -> None:
+    """The interval is over but the last cleanup is still running: the lock keeps a second
+    one from starting; the lock is released when a cleanup ends."""
+    await finished_execution(services, "exec_old", age_days=31)
+    keys = Keys(services.settings.queue_prefix)
+    lock_key = keys.maintenance("cleanup-lock")
+    redis = aioredis.Redis.from_url(services.settings.redis_url, decode_responses=True)
+    try:
+        cleaner = Retention(services.store, redis, keys, days=30, interval_s=3600)
+        running = redis.lock(lock_key, timeout=60)
+        assert await running.acquire(blocking=False)
+        assert await cleaner.run_once() is None
+        assert await services.store.get("exec_old") is not None
+        await running.release()
+        await redis.delete(keys.maintenance("cleanup-due"))  # the next interval
+        assert await cleaner.run_once() == ["exec_old"]
+        assert not await redis.exists(lock_key)
+    finally:
+        await redis.aclose()
+
+
 async def test_a_worker_runs_the_cleanup_by_itself(services: Services) -> None:
     await finished_execution(services, "exec_ancient", age_days=45)
     worker = WorkerService(services.settings, services.store)

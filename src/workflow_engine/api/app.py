@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from workflow_engine import __version__
 from workflow_engine.api.errors import install_error_handlers
-from workflow_engine.api.limits import BodySizeLimit
+from workflow_engine.api.limits import install_body_limit
 from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.api.routes import events, health, workflow
 from workflow_engine.api.services import Services
@@ -43,8 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(workflow.router)
-    app.include_router(events.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_body_limit(app, settings.max_body_bytes)
+    for router in (health.router, workflow.router, events.router):
+        app.include_router(router, max_body_size=settings.max_body_bytes)
     return app

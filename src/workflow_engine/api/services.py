@@ -71,7 +71,6 @@ class Services:
             client, redis_keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s
         )
         hub = StreamHub(settings.redis_url, redis_keys)
-        await hub.start()
         plans = PlanCache(Compiler(limits=Limits(max_nodes=settings.max_nodes)))
         submitter = Submitter(store, queues, plans, events, settings.max_queued)
         canceller = Canceller(

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from workflow_engine.events.model import FIELD, Event, decode_entry, stream_id_after
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.reconnect import keep_connected
 
 log = get_logger(__name__)
 
@@ -43,7 +44,7 @@ class StreamHub:
         # The reader's socket must outlast its blocking XREAD (redis-py >= 6 times reads out
         # after 5 s by default, the same as the block), and redis-py must not reconnect behind
         # our back: a new connection has a new client id, which CLIENT UNBLOCK has to know.
-        # Every error goes to ``_run``, which reconnects and reads the id again.
+        # Every error goes to ``_read``, which is run again and reads the id again.
         self._reader = aioredis.Redis.from_url(
             redis_url,
             decode_responses=True,
@@ -63,9 +64,6 @@ class StreamHub:
         self._task: asyncio.Task[None] | None = None
         self._unblocking: asyncio.Task[None] | None = None
         self._closing = False
-
-    async def start(self) -> None:
-        """Nothing to do until someone subscribes: the reader starts with the first stream."""
 
     async def close(self) -> None:
         """Stop the reader without cancelling it mid-command where possible: it is woken up
@@ -105,7 +103,7 @@ class StreamHub:
 
     def register(self, key: str, subscriber: Subscriber, position: str) -> None:
         self._subscribers.setdefault(key, set()).add(subscriber)
-        if self._task is None and not self._closing:
+        if self._task is None and not self._closing:  # the reader starts with the first stream
             self._task = asyncio.ensure_future(self._run())
         if key not in self._cursors:  # else the subscriber's replay covers what it missed
             self._cursors[key] = position
@@ -143,21 +141,21 @@ class StreamHub:
     # -- the reader -----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while not self._closing:
-            try:
-                self._reader_id = int(await self._reader.client_id())
-                backoff = 0.1  # connected again
-                await self._read_forever()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._reader_id = None
-                if self._closing:
-                    return
-                log.warning("event reader lost Redis; retrying", error=repr(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+        await keep_connected(
+            self._read,
+            log=log,
+            lost="event reader lost Redis; retrying",
+            stopping=lambda: self._closing,
+        )
+
+    async def _read(self, connected: Callable[[], None]) -> None:
+        try:
+            self._reader_id = int(await self._reader.client_id())
+            connected()
+            await self._read_forever()
+        except Exception:
+            self._reader_id = None  # a new connection has a new id
+            raise
 
     async def _read_forever(self) -> None:
         while not self._closing:
@@ -188,7 +186,7 @@ class Subscriber:
 
     def __init__(self, hub: StreamHub, maxsize: int) -> None:
         self.hub = hub
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.positions: dict[str, str] = {}
         self._held_limit = 10 * maxsize
         self._replaying: dict[str, list[Entry]] = {}
@@ -287,14 +285,14 @@ class Subscriber:
             return
         for event in self._take(key, entries):
             try:
-                self.queue.put_nowait(event)
+                self._queue.put_nowait(event)
             except asyncio.QueueFull:
                 self._overflow()
                 return
 
     async def _replay(self, key: str, entries: list[Entry]) -> None:
         for event in self._take(key, entries):
-            await self.queue.put(event)
+            await self._queue.put(event)
             if self.closed:
                 return
 
@@ -328,15 +326,19 @@ class Subscriber:
         """Drop the backlog and tell the consumer (it replays from its last event id)."""
         self.overflowed = True
         self.close()
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     async def next(self) -> Event:
-        event = await self.queue.get()
+        event = await self._queue.get()
         if event is None:
             raise Overflow
         return event
+
+    def pending(self) -> int:
+        """How many events (or a cut-off) are waiting for ``next()``."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         self.closed = True

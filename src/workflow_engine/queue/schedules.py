@@ -5,12 +5,12 @@ execution (its own id) and runs. Removing the scheduler stops the ticks at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bullmq import Queue
 from croniter import croniter
 
+from workflow_engine.clock import Clock, SystemClock
 from workflow_engine.config import QUEUE_NAMES
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.ids import new_id
@@ -127,9 +127,10 @@ def tick_submission(data: dict[str, Any], queue: str, job_id: str) -> Submission
 
 
 class Scheduler:
-    def __init__(self, queues: QueueSet, plans: PlanCache) -> None:
+    def __init__(self, queues: QueueSet, plans: PlanCache, clock: Clock | None = None) -> None:
         self.queues = queues
         self.plans = plans
+        self.clock: Clock = clock if clock is not None else SystemClock()
 
     async def create(self, submission: Submission, repeat: Repeat) -> Schedule:
         """Raises ``DefinitionError`` / ``InputValidationError`` / ``InvalidRequest`` (nothing
@@ -148,7 +149,7 @@ class Scheduler:
             "clientId": submission.client_id,
             "metadata": submission.metadata,
             "priority": submission.priority,
-            "createdAt": int(datetime.now(UTC).timestamp() * 1000),
+            "createdAt": int(self.clock.now() * 1000),
         }
         queue = self.queues[submission.queue]
         options = job_defaults(self.queues.settings.queue(submission.queue))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.reconnect import keep_connected
 from workflow_engine.worker.runner import JobRunner
 
 log = get_logger(__name__)
@@ -34,25 +36,20 @@ class CancelListener:
                 await self._task
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._ready.set()
-                backoff = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self.runner.request_cancel(str(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cancel channel lost; resubscribing", error=repr(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+        await keep_connected(self._listen, log=log, lost="cancel channel lost; resubscribing")
+
+    async def _listen(self, connected: Callable[[], None]) -> None:
+        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            self._ready.set()
+            connected()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    self.runner.request_cancel(str(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await client.aclose()

@@ -8,6 +8,8 @@ import secrets
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError
 
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
@@ -16,16 +18,8 @@ from workflow_engine.worker.periodic import my_turn
 
 log = get_logger(__name__)
 
-LOCK_TTL_MS = 10 * 60_000
+LOCK_TTL_S = 10 * 60.0
 DELETE_CHUNK = 500
-
-# release the lock only if it is still ours
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 async def forget_streams(redis: aioredis.Redis, keys: Keys, execution_ids: Sequence[str]) -> None:
@@ -52,7 +46,6 @@ class Retention:
         self.days = days
         self.interval_s = interval_s
         self.worker_id = worker_id
-        self._release = redis.register_script(_RELEASE)
 
     async def run_once(self) -> list[str] | None:
         """Clean up if this interval's cleanup is not done or running elsewhere; the ids
@@ -62,13 +55,23 @@ class Retention:
             self.redis, self.keys.maintenance("cleanup-due"), self.interval_s, token
         ):
             return None
-        lock = self.keys.maintenance("cleanup-lock")
-        if not await self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+        lock = self.redis.lock(
+            self.keys.maintenance("cleanup-lock"), timeout=LOCK_TTL_S, blocking=False
+        )
+        if not await lock.acquire(token=token):
             return None
         try:
             removed = await self.store.cleanup(self.days)
             await forget_streams(self.redis, self.keys, removed)
         finally:
-            await self._release(keys=[lock], args=[token])
+            await _release(lock)
         log.info("retention cleanup", removed=len(removed), days=self.days)
         return removed
+
+
+async def _release(lock: Lock) -> None:
+    """Release the lock if it is still ours: one that outlived its TTL may be another's now."""
+    try:
+        await lock.release()
+    except LockNotOwnedError:
+        log.warning("the cleanup outlasted its lock", lock_ttl_s=LOCK_TTL_S)

@@ -75,7 +75,7 @@ async def execution_events(
         while True:
             if follow.done():
                 follow.result()
-                if finished and subscriber.queue.empty():
+                if finished and not subscriber.pending():
                     # the replay is over without a final event: this client saw it already,
                     # or the stream expired; then say how it ended
                     if not await _stream_ended(services, record):
