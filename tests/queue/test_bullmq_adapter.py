@@ -13,7 +13,12 @@ from bullmq import Job, Queue
 
 from tests.support.processes import wait_until
 from tests.support.services import RedisServer
-from workflow_engine.queue.bullmq_adapter import ChainingWorker, DelayedError, JobHandle
+from workflow_engine.queue.bullmq_adapter import (
+    ChainingWorker,
+    DelayedError,
+    JobHandle,
+    find_job_scheduler,
+)
 
 Processor = Callable[[Job, str], Awaitable[Any]]
 
@@ -149,3 +154,11 @@ async def test_a_lane_runs_the_jobs_queued_behind_each_other_without_returning(
     assert len({id(t) for t in tasks}) == 1
     returned = [(await Job.fromId(lane.queue, job.id)).returnvalue for job in jobs]
     assert returned == [0, 1, 2, 3, 4]
+
+
+async def test_a_job_scheduler_is_found_by_id_and_an_unknown_one_is_none(lane: Lane) -> None:
+    await lane.queue.upsertJobScheduler("every-hour", {"every": 3_600_000}, "tick", {"n": 1}, {})
+    found = await find_job_scheduler(lane.queue, "every-hour")
+    assert found is not None
+    assert found["every"] == 3_600_000
+    assert await find_job_scheduler(lane.queue, "no-such-scheduler") is None

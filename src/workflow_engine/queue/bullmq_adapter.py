@@ -5,7 +5,8 @@
   handing it back to the queue with or without counting an attempt, removing, promoting).
 - ``ChainingWorker``: a BullMQ ``Worker`` that finishes a job and fetches the next one in a
   single round trip.
-- ``promote_job``: wake a delayed job by id, without loading it.
+- ``promote_job``: wake a delayed job by id, without loading it; ``find_job_scheduler``: a job
+  scheduler by id, or None.
 - ``DelayedError`` / ``UnrecoverableError``: what a processor raises to tell BullMQ that the
   job went back to the delayed set, or failed for good.
 """
@@ -20,7 +21,14 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildr
 
 from workflow_engine.clock import Clock, SystemClock
 
-__all__ = ["ChainingWorker", "DelayedError", "JobHandle", "UnrecoverableError", "promote_job"]
+__all__ = [
+    "ChainingWorker",
+    "DelayedError",
+    "JobHandle",
+    "UnrecoverableError",
+    "find_job_scheduler",
+    "promote_job",
+]
 
 DEFAULT_QUEUE = "workflow"
 
@@ -29,6 +37,14 @@ async def promote_job(queue: Queue, job_id: str) -> None:
     """Move a delayed job to the wait list now; raises when the job is not delayed (active,
     waiting, or gone)."""
     await queue.backend.promote(job_id)
+
+
+async def find_job_scheduler(queue: Queue, scheduler_id: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] | None = await queue.getJobScheduler(scheduler_id)
+    except ValueError:  # bullmq 3.4: an unknown id fails to unpack instead of giving None
+        return None
+    return found
 
 
 class JobHandle:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bullmq import Queue
 from croniter import croniter
 
 from workflow_engine.clock import Clock, SystemClock
@@ -16,6 +15,7 @@ from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.ids import new_id
 from workflow_engine.maintenance import zone
 from workflow_engine.plan import PlanCache
+from workflow_engine.queue.bullmq_adapter import find_job_scheduler
 from workflow_engine.queue.queues import JOB_NAME, QueueSet, job_defaults
 from workflow_engine.queue.submit import NotFound, QueueUnavailable, Submission
 from workflow_engine.vocabulary import iso_ms
@@ -159,7 +159,7 @@ class Scheduler:
             await queue.upsertJobScheduler(
                 schedule_id, repeat.bullmq_options(), JOB_NAME, template, options
             )
-            found = await _find(queue, schedule_id)
+            found = await find_job_scheduler(queue, schedule_id)
         except (ValueError, TypeError) as exc:  # what bullmq itself refuses
             raise InvalidRequest([Problem("repeat", str(exc), "invalid_repeat")]) from exc
         except Exception as exc:
@@ -183,7 +183,7 @@ class Scheduler:
     async def get(self, schedule_id: str, tenant_id: str | None) -> Schedule:
         if schedule_id.startswith(SCHEDULE_PREFIX):
             for name in QUEUE_NAMES:
-                raw = await _find(self.queues[name], schedule_id)
+                raw = await find_job_scheduler(self.queues[name], schedule_id)
                 if raw:
                     schedule = _schedule(name, raw)
                     if tenant_id is None or schedule.tenant_id == tenant_id:
@@ -195,14 +195,6 @@ class Scheduler:
         schedule = await self.get(schedule_id, tenant_id)
         await self.queues[schedule.queue].removeJobScheduler(schedule_id)
         return schedule
-
-
-async def _find(queue: Queue, schedule_id: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] | None = await queue.getJobScheduler(schedule_id)
-    except ValueError:  # bullmq 3.4: an unknown id fails to unpack instead of giving None
-        return None
-    return found
 
 
 def _schedule(queue: str, raw: dict[str, Any]) -> Schedule:
