@@ -92,3 +92,14 @@ async def test_cancelling_it_cancels_the_session(clock: FakeClock) -> None:
         await task
     assert cancelled
     assert clock.sleeps == []
+
+
+async def test_a_redis_that_stays_away_for_hours_is_still_retried_every_two_seconds(
+    clock: FakeClock,
+) -> None:
+    """3,000 failures in a row (well past 2**1024, where the backoff's arithmetic overflows):
+    the loop keeps waiting its longest wait and keeps trying."""
+    session = Flaky(*["fail"] * 3000, "done")
+    await keep_connected(session, log=log, lost="lost it", stopping=session.stopping, clock=clock)
+    assert session.runs == 3001
+    assert clock.sleeps[5:] == [2.0] * 2995

@@ -14,6 +14,7 @@ from workflow_engine.clock import Clock, SystemClock
 
 FIRST_WAIT_S = 0.1
 LONGEST_WAIT_S = 2.0
+MOST_FAILURES_COUNTED = 32
 
 Session = Callable[[Callable[[], None]], Awaitable[None]]
 """Connects, calls the function it is given once the connection works, then uses it until the
@@ -52,4 +53,6 @@ async def keep_connected(
                 return
             log.warning(lost, error=repr(exc))
             await clock.sleep(backoff.compute(failures))
-            failures += 1
+            # capped: the wait reached its longest long before, and 2**failures must not
+            # overflow a float however long Redis stays away
+            failures = min(failures + 1, MOST_FAILURES_COUNTED)

@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from tests.support.clock import FakeClock
 from tests.support.nodes import Probe
@@ -16,6 +17,7 @@ from workflow_engine.engine.hooks import (
     ProgressChanged,
 )
 from workflow_engine.errors import InputValidationError
+from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
 from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
 
@@ -555,3 +557,80 @@ async def test_a_node_that_ignores_cancellation_is_abandoned(registry: Any, prob
             await asyncio.sleep(0)
         assert outcome.nodes["s"].status is NodeStatus.CANCELLED
         assert outcome.nodes["s"].error is None
+
+
+async def test_release_stops_the_run_and_says_it_was_released(
+    executor: Executor, probe: Probe
+) -> None:
+    plan = executor.compile(wf([node("a", "gate"), node("b")], [("a", "b")]))
+    run = executor.start(plan)
+    task = asyncio.ensure_future(run.wait())
+    async with asyncio.timeout(5):
+        await probe.entered["a"].wait()
+    run.release()
+    outcome = await task
+    assert outcome.released
+    assert outcome.status is ExecutionStatus.CANCELLED
+    assert statuses(outcome) == {"a": "cancelled", "b": "cancelled"}
+    assert probe.active == 0
+    run.release()  # after the end: nothing changes
+    assert (await run.wait()).released
+
+
+async def test_a_cancel_before_a_release_wins(executor: Executor, probe: Probe) -> None:
+    plan = executor.compile(wf([node("a", "gate")], []))
+    run = executor.start(plan)
+    task = asyncio.ensure_future(run.wait())
+    async with asyncio.timeout(5):
+        await probe.entered["a"].wait()
+    run.cancel("user pressed stop")
+    run.release()
+    outcome = await task
+    assert not outcome.released
+    assert outcome.error_dict == {
+        "message": "user pressed stop",
+        "nodeId": None,
+        "type": "cancelled",
+    }
+
+
+async def test_a_failure_before_a_release_wins(executor: Executor, probe: Probe) -> None:
+    """A release that comes once a node's failure is stopping the run: the run failed."""
+    plan = executor.compile(
+        wf([node("g", "gate"), node("f", "fail", inputs={"message": "kaput"})], [])
+    )
+    runs: list[Any] = []
+
+    class ReleaseOnFailure(ExecutionHooks):
+        async def on_node_complete(self, event: NodeFinished) -> None:
+            if event.result.status is NodeStatus.FAILED:
+                runs[0].release()
+
+    runs.append(executor.start(plan, hooks=ReleaseOnFailure()))
+    outcome = await runs[0].wait()
+    assert outcome.status is ExecutionStatus.FAILED
+    assert not outcome.released
+    assert outcome.error_dict == {"message": "kaput", "nodeId": "f", "type": "fail"}
+
+
+async def test_an_output_without_a_json_form_fails_the_node(executor: Executor) -> None:
+    class Opaque(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        thing: object
+
+    @executor.registry.register
+    class OpaqueNode(NodeType[NodeInputs]):
+        type_name = "opaque"
+        Inputs = NodeInputs
+
+        async def run(self, ctx: NodeContext, inputs: NodeInputs) -> Any:
+            return Opaque(thing=object())
+
+    outcome = await executor.run(executor.compile(wf([node("o", "opaque")], [])))
+    assert outcome.status is ExecutionStatus.FAILED
+    error = outcome.nodes["o"].error
+    assert error is not None
+    assert error["type"] == "exception"
+    assert "PydanticSerializationError" in error["message"]
+    assert outcome.error is not None
+    assert outcome.error.node_id == "o"

@@ -89,6 +89,7 @@ async def test_a_released_job_counts_the_attempt_it_made(lane: Lane) -> None:
         seen.append((handle.attempt, handle.last_attempt))
         if len(seen) == 1:
             await handle.release()
+            raise DelayedError()
         return "done"
 
     job = await lane.queue.add("j", {}, {"attempts": 2})

@@ -331,9 +331,7 @@ class WorkflowRun:
             else:
                 if self._outcome is not None:  # abandoned, and the run is over
                     return False
-                result.output = (
-                    output.model_dump(mode="json") if isinstance(output, BaseModel) else output
-                )
+                result.output = output
                 result.status = NodeStatus.COMPLETED
                 return True
             if not error.retryable or attempt == last:
@@ -342,6 +340,7 @@ class WorkflowRun:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _attempt(self, plan_node: NodePlan, inputs: Any, attempt: int) -> Any:
+        """One try of the node: its output in JSON form, or an exception."""
         node_id = plan_node.id
         ctx = NodeContext(
             execution_id=self.execution_id,
@@ -360,12 +359,15 @@ class WorkflowRun:
         )
         timeout = plan_node.definition.timeout
         if timeout is None:
-            return await plan_node.node_type.run(ctx, inputs)
-        try:
-            async with asyncio.timeout(timeout):
-                return await plan_node.node_type.run(ctx, inputs)
-        except TimeoutError:
-            raise NodeTimeoutError(f"node '{node_id}' timed out after {timeout}s") from None
+            output = await plan_node.node_type.run(ctx, inputs)
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    output = await plan_node.node_type.run(ctx, inputs)
+            except TimeoutError:
+                raise NodeTimeoutError(f"node '{node_id}' timed out after {timeout}s") from None
+        # a model's JSON form, made here so that a failure to make it fails the attempt
+        return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
 
     async def _before_retry(self, plan_node: NodePlan, attempt: int, error: NodeError) -> None:
         """Report the failed attempt and wait out the backoff (a stop interrupts the wait)."""

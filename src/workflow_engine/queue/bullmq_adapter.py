@@ -85,10 +85,10 @@ class JobHandle:
     def _now_ms(self) -> int:
         return int(self.clock.now() * 1000)
 
-    async def release(self) -> NoReturn:
-        """Back to the queue at once, for another worker to resume; this attempt counts."""
+    async def release(self) -> None:
+        """Back to the queue at once, for another worker to resume; this attempt counts. The
+        processor must raise ``DelayedError`` afterwards."""
         await self.job.moveToDelayed(self._now_ms(), self.token)
-        raise DelayedError()
 
     async def hand_back(self) -> NoReturn:
         """Back to the queue at once, not started: this fetch is not an attempt."""

@@ -195,8 +195,9 @@ class JobRunner:
         execution_id, hooks = prepared.execution_id, prepared.hooks
         if outcome.released:
             await hooks.durable()
-            log.info("execution released to the queue", executionId=execution_id)
             await prepared.job.release()
+            log.info("execution released to the queue", executionId=execution_id)
+            raise DelayedError()
         if outcome.status is ExecutionStatus.WAITING:
             return await self._park(prepared.job, hooks, outcome)
         finished = self.store.finish_later(

@@ -17,7 +17,7 @@ from workflow_engine.queue.bullmq_adapter import JobHandle, UnrecoverableError
 from workflow_engine.queue.schedules import TICK_KEY, tick_submission
 from workflow_engine.queue.submit import announce, new_record
 from workflow_engine.store.base import StateStore
-from workflow_engine.vocabulary import ExecutionError, ExecutionStatus, now_ms
+from workflow_engine.vocabulary import ExecutionError, ExecutionStatus
 
 log = get_logger(__name__)
 
@@ -67,7 +67,7 @@ class ScheduleTicks:
             ExecutionStatus.SKIPPED,
             expect=frozenset({ExecutionStatus.PENDING}),
             error=error,
-            completed_at=now_ms(),
+            completed_at=int(self.clock.now() * 1000),
         ):
             event_type, event = ev.final_event(
                 ExecutionStatus.SKIPPED,
