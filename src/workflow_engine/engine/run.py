@@ -8,9 +8,8 @@ costs no task creation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +74,11 @@ class WorkflowRun:
         self.attempt = attempt
         self.metadata = metadata
         self.hooks = hooks if hooks is not None else ExecutionHooks()
+        # the per-node events are built only for hooks that override them: with nobody
+        # listening, building them was a fifth of a node's cost (benchmarks/executor.py)
+        self._reports_start = _listens(self.hooks, "on_node_start")
+        self._reports_finish = _listens(self.hooks, "on_node_complete")
+        self._reports_progress = _listens(self.hooks, "on_progress")
         self.timeout = timeout
         self.max_parallel = max_parallel
         self._restored = restored
@@ -103,7 +107,7 @@ class WorkflowRun:
         )
         self._queue: deque[str] = deque()
         self._workers: set[asyncio.Task[None]] = set()
-        self._in_work: set[asyncio.Task[None]] = set()
+        self._in_work: set[asyncio.Task[Any]] = set()
         self._done: asyncio.Future[None] | None = None
         self._finished_order: list[str] = []
         self._current: str | None = None
@@ -254,7 +258,11 @@ class WorkflowRun:
             result.started_at = self._clock.now()
         self._current = node_id
         try:
-            inputs = await self._resolve_inputs(plan_node, result)
+            try:
+                inputs = self._resolve_inputs(plan_node, result)
+            finally:  # a node whose inputs fail has started too
+                if self._reports_start:
+                    await self.hooks.on_node_start(self._start_event(plan_node, result))
             if not await self._attempts(plan_node, result, inputs):
                 return result  # parked, or abandoned by a run that is over
         except NodeError as exc:
@@ -272,9 +280,9 @@ class WorkflowRun:
         result.completed_at = self._clock.now()
         return result
 
-    async def _resolve_inputs(self, plan_node: NodePlan, result: NodeResult) -> BaseModel:
+    def _resolve_inputs(self, plan_node: NodePlan, result: NodeResult) -> BaseModel:
         """The node's inputs, templates rendered and checked against its type's model
-        (``result.input`` keeps the rendered form). The node has started either way."""
+        (``result.input`` keeps the rendered form)."""
         node_id = plan_node.id
         try:
             raw = (
@@ -291,17 +299,16 @@ class WorkflowRun:
         except ValidationError as exc:
             details = "; ".join(str(p) for p in pydantic_problems(exc, "inputs"))
             raise NodeInputError(f"node '{node_id}': invalid inputs: {details}") from exc
-        finally:
-            await self.hooks.on_node_start(
-                NodeStarted(
-                    self.execution_id,
-                    node_id,
-                    plan_node.type_name,
-                    result.input,
-                    result.started_at or 0.0,
-                    self._prior.get(node_id, 0) + 1,
-                )
-            )
+
+    def _start_event(self, plan_node: NodePlan, result: NodeResult) -> NodeStarted:
+        return NodeStarted(
+            self.execution_id,
+            plan_node.id,
+            plan_node.type_name,
+            result.input,
+            result.started_at or 0.0,
+            self._prior.get(plan_node.id, 0) + 1,
+        )
 
     async def _attempts(self, plan_node: NodePlan, result: NodeResult, inputs: Any) -> bool:
         """Try the node within its retry policy. True once it completed; False when it parked
@@ -312,13 +319,18 @@ class WorkflowRun:
         first = self._prior.get(node_id, 0) + 1
         # a node interrupted by a crash runs at least once more
         last = max(retry.attempts if retry is not None else 1, first)
+        task = asyncio.current_task()
+        assert task is not None
         for attempt in range(first, last + 1):
             result.attempt = attempt
             if self._stopping:
                 raise _Stop
             try:
-                with self._interruptible():
+                self._in_work.add(task)  # stopping the run cancels the node's work
+                try:
                     output = await self._attempt(plan_node, inputs, attempt)
+                finally:
+                    self._in_work.discard(task)
             except Park as parked:
                 result.status = NodeStatus.WAITING
                 result.output = parked.ticket
@@ -336,7 +348,7 @@ class WorkflowRun:
                 return True
             if not error.retryable or attempt == last:
                 raise error
-            await self._before_retry(plan_node, attempt, error)
+            await self._before_retry(plan_node, attempt, error, task)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _attempt(self, plan_node: NodePlan, inputs: Any, attempt: int) -> Any:
@@ -369,8 +381,11 @@ class WorkflowRun:
         # a model's JSON form, made here so that a failure to make it fails the attempt
         return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
 
-    async def _before_retry(self, plan_node: NodePlan, attempt: int, error: NodeError) -> None:
-        """Report the failed attempt and wait out the backoff (a stop interrupts the wait)."""
+    async def _before_retry(
+        self, plan_node: NodePlan, attempt: int, error: NodeError, task: asyncio.Task[Any]
+    ) -> None:
+        """Report the failed attempt and wait out the backoff (stopping the run cancels
+        ``task``'s wait)."""
         retry = plan_node.definition.retry
         assert retry is not None  # only a node with a retry policy has a next attempt
         delay = retry.delay_before(attempt + 1)
@@ -385,8 +400,11 @@ class WorkflowRun:
         await self.hooks.on_node_retry(
             NodeRetrying(self.execution_id, plan_node.id, attempt, error.to_dict(), delay)
         )
-        with self._interruptible():
+        self._in_work.add(task)
+        try:
             await self._clock.sleep(delay)
+        finally:
+            self._in_work.discard(task)
 
     def _classify_failure(self, plan_node: NodePlan, result: NodeResult, exc: NodeError) -> None:
         """A node's last attempt failed: ``cancelled`` when that was its reaction to the run
@@ -406,17 +424,6 @@ class WorkflowRun:
             error=str(exc),
             errorType=exc.error_type,
         )
-
-    @contextlib.contextmanager
-    def _interruptible(self) -> Iterator[None]:
-        """While inside, stopping the run cancels this task (a node's work, a backoff)."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._in_work.add(task)
-        try:
-            yield
-        finally:
-            self._in_work.discard(task)
 
     def _streamer(self, node_id: str) -> Callable[[Any], Awaitable[None]]:
         hooks, execution_id = self.hooks, self.execution_id
@@ -438,6 +445,10 @@ class WorkflowRun:
             return branch if isinstance(branch, str) else None
         return None
 
+    async def _finished(self, result: NodeResult) -> None:
+        if self._reports_finish:
+            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+
     def _publish(self, result: NodeResult) -> None:
         self._nodes_ns[result.node_id] = MappingProxyType(
             {"status": str(result.status), "output": result.output, "error": result.error}
@@ -448,7 +459,7 @@ class WorkflowRun:
             return
         self._publish(result)
         if result.status is NodeStatus.WAITING:  # its successors wait with it
-            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            await self._finished(result)
             return
         self._finished_order.append(node_id)
         definition = self.plan.nodes[node_id].definition
@@ -459,12 +470,14 @@ class WorkflowRun:
                     error.get("message", "node failed"), error.get("type", "node_error"), node_id
                 )
             self._abort()
-            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            await self._finished(result)
             return
         settled = self._state.settle(node_id, result.status, self._chosen(node_id, result))
-        await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+        if self._reports_finish:
+            await self._finished(result)
         await self._skip(settled.skipped)
-        await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
+        if self._reports_progress:
+            await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
         if settled.ready and node_id not in self.plan.pure_nodes:
             await self.hooks.checkpoint()  # a resumed run must not run this node again
         if not self._stopping:
@@ -481,9 +494,7 @@ class WorkflowRun:
             self._publish(result)
             self._finished_order.append(node_id)
         for node_id in skipped:
-            await self.hooks.on_node_complete(
-                NodeFinished(self.execution_id, self.results[node_id])
-            )
+            await self._finished(self.results[node_id])
 
     def _internal_failure(self, node_id: str, exc: Exception) -> None:
         log.error(
@@ -511,7 +522,7 @@ class WorkflowRun:
             if result.status is NodeStatus.CANCELLED:
                 stopped.append(result)
         for result in stopped:
-            await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
+            await self._finished(result)
         error: ExecutionError | None = None
         result_value: Any = None
         if self._failure is not None:
@@ -552,3 +563,8 @@ class WorkflowRun:
             for n in self.plan.sinks
             if self.results[n].status is NodeStatus.COMPLETED
         }
+
+
+def _listens(hooks: ExecutionHooks, name: str) -> bool:
+    """Whether ``hooks`` overrides the hook ``name`` (the base class's does nothing)."""
+    return getattr(type(hooks), name) is not getattr(ExecutionHooks, name)
