@@ -47,6 +47,10 @@ log = get_logger(__name__)
 RELEASE_REASON = "released to the queue"
 
 
+async def _discard_chunk(_chunk: Any) -> None:
+    return None
+
+
 class _Stop(Exception):
     """Internal: the run is stopping; the node must not start its work."""
 
@@ -79,6 +83,7 @@ class WorkflowRun:
         self._reports_start = _listens(self.hooks, "on_node_start")
         self._reports_finish = _listens(self.hooks, "on_node_complete")
         self._reports_progress = _listens(self.hooks, "on_progress")
+        self._reports_stream = _listens(self.hooks, "on_node_stream")
         self.timeout = timeout
         self.max_parallel = max_parallel
         self._restored = restored
@@ -426,6 +431,8 @@ class WorkflowRun:
         )
 
     def _streamer(self, node_id: str) -> Callable[[Any], Awaitable[None]]:
+        if not self._reports_stream:
+            return _discard_chunk
         hooks, execution_id = self.hooks, self.execution_id
 
         async def emit(chunk: Any) -> None:
