@@ -189,6 +189,8 @@ def make_settings(redis_url: str, store_url: str, **overrides: object) -> Settin
         "lock_duration_ms": 2000,
         "shutdown_grace_s": 5,
         "worker_id": "test-worker",
+        # the tests' HTTP servers listen on loopback, which a worker refuses by default (SPEC 8)
+        "egress_allow": "127.0.0.0/8,::1",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

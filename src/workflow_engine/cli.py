@@ -185,10 +185,16 @@ def run(
 async def _run(
     raw: Any, inputs: dict[str, Any], hooks: ExecutionHooks | None, deadline: float | None
 ) -> ExecutionOutcome:
+    from workflow_engine.egress import EgressPolicy
     from workflow_engine.engine.executor import Executor
     from workflow_engine.errors import DefinitionError, InputValidationError
 
-    async with Executor() as executor:
+    try:  # (read here: ``wfe run`` loads no settings; loopback is open, SPEC 8)
+        egress = EgressPolicy.parse(os.environ.get("WFE_EGRESS_ALLOW", "")).with_loopback()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/] WFE_EGRESS_ALLOW: {exc}", markup=True)
+        raise typer.Exit(2) from None
+    async with Executor(egress=egress) as executor:
         try:
             plan = executor.compile(raw)
         except DefinitionError as exc:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflow_engine.egress import EgressPolicy
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.maintenance import MaintenanceWindow, zone
 from workflow_engine.vocabulary import QUEUE_NAMES as QUEUE_NAMES  # (was defined here)
@@ -85,7 +86,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     worker_id: str = Field(default_factory=_default_worker_id)
     api_keys: str = Field(
-        "", description="Comma-separated tenant=key or tenant=sha256:<hex>; empty: no auth."
+        "",
+        description="Comma-separated tenant=key or tenant=sha256:<hex>; tenant:admin=... adds "
+        "the admin scope; empty: no auth (one tenant, anonymous).",
     )
     queues: Queues = Field(default_factory=Queues)
     stalled_interval_ms: int = Field(30_000, ge=1000)
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(25, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_nodes: int = Field(1000, ge=1)
+    min_repeat_ms: int = Field(
+        1000, ge=1, description="Shortest `repeat.every` a schedule may have (milliseconds)."
+    )
     group_commit_ms: float = Field(
         0, ge=0, description="Extra wait before a store batch commits (0: commit at once)."
     )
@@ -141,6 +147,26 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = False
+    expression_timeout_ms: float = Field(
+        100, gt=0, description="CPU time one template/expression evaluation may use (SPEC 8)."
+    )
+    expression_max_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest value one evaluation may produce (bytes)."
+    )
+    max_output_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest node output (JSON bytes); larger fails it."
+    )
+    egress_allow: str = Field(
+        "",
+        description="What workflows may reach besides public addresses (SPEC 8): comma list "
+        "of CIDRs, host names, '*'. Empty: no loopback, private, link-local...",
+    )
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: str) -> str:
+        EgressPolicy.parse(value)  # (ValueError names the bad entry)
+        return value
 
     @field_validator("maintenance_window")
     @classmethod

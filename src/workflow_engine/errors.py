@@ -64,12 +64,20 @@ class AnswerValidationError(ProblemsError):
 class ExpressionError(WorkflowEngineError):
     """A template or expression could not be evaluated."""
 
+    error_type = "expression"
+
     def __init__(self, expression: str, message: str, path: str = "") -> None:
         self.expression = expression
         self.path = path
         self.reason = message
         where = f"input '{path}': " if path else ""
         super().__init__(f"{where}expression {expression!r} failed: {message}")
+
+
+class ExpressionLimitError(ExpressionError):
+    """An evaluation went past its budget (CPU time or size, SPEC section 8)."""
+
+    error_type = "expression_limit"
 
 
 class NodeError(WorkflowEngineError):

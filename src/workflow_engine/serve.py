@@ -21,7 +21,9 @@ from workflow_engine.api.app import create_app
 from workflow_engine.api.auth import KeyRing, check_bind
 from workflow_engine.api.services import Services
 from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.validate import Limits
+from workflow_engine.egress import LOOPBACK, policy_for
 from workflow_engine.embedded_redis import EmbeddedRedis
 from workflow_engine.engine.executor import Executor
 from workflow_engine.monitor.logging import get_logger
@@ -101,7 +103,11 @@ async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) 
     )
     await store.migrate()
     executor = Executor(
-        limits=Limits(max_nodes=settings.max_nodes), park_after=settings.park_after_s
+        limits=Limits(max_nodes=settings.max_nodes),
+        park_after=settings.park_after_s,
+        egress=policy_for(settings),
+        expressions=ExpressionEngine.configured(settings),
+        max_output_bytes=settings.max_output_bytes,
     )
     service = WorkerService(settings, store, queues, executor)
     try:
@@ -142,7 +148,15 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
     worker: WorkerService | None = None
     try:
         services = await Services.open(settings)
-        worker = WorkerService(settings, services.store)
+        # loopback allowed (SPEC 8: the banner says so); the embedded Redis stays refused
+        executor = Executor(
+            limits=Limits(max_nodes=settings.max_nodes),
+            park_after=settings.park_after_s,
+            egress=policy_for(settings, own_api=True).with_loopback(),
+            expressions=ExpressionEngine.configured(settings),
+            max_output_bytes=settings.max_output_bytes,
+        )
+        worker = WorkerService(settings, services.store, executor=executor)
         await worker.start()
         server = _server(create_app(settings, services), settings.host, settings.port)
         serving = asyncio.ensure_future(server.serve())
@@ -152,12 +166,14 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
             await serving  # it failed to start: say why
             return
         base = f"http://{settings.host}:{settings.port}"
+        also = f" and {settings.egress_allow}" if settings.egress_allow else ""
         announce(
             f"workflow-engine dev is running\n"
             f"  API      {base}   (OpenAPI docs: {base}/docs)\n"
             f"  Redis    {redis_server.url}   (data in {DEV_DIR / 'redis'})\n"
             f"  store    {without_password(settings.store_url)}\n"
             f"  worker   queues {', '.join(QUEUE_NAMES)}\n"
+            f"  egress   workflows may reach loopback ({LOOPBACK}){also} (dev only)\n"
             f"Press Ctrl-C to stop."
         )
         await asyncio.wait(
@@ -168,6 +184,7 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
     finally:
         if worker is not None:
             await worker.stop()
+            await worker.executor.aclose()
         if services is not None:
             await services.close()
         redis_server.stop()

@@ -334,10 +334,11 @@ async def test_websocket_auth_by_header_or_token(redis_server: RedisServer, tmp_
     try:
         definition = {"id": "q", "nodes": [{"id": "a", "type": "echo"}]}
         of_b = await services.submitter.submit(Submission(definition, tenant_id="b"))
-        with pytest.raises(websockets.InvalidStatus):
-            await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab")
-        with pytest.raises(websockets.InvalidStatus):
-            await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab?token=wrong")
+        for query in ("", "?token=wrong"):  # accepted, then closed with 1008 and the reason
+            refused = await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab{query}")
+            closed = await until_closed(refused)
+            assert closed.rcvd is not None
+            assert closed.rcvd.code == 1008
         socket = await websockets.connect(f"ws://127.0.0.1:{port}/ws/tab?token=key-a")
         await socket.send(json.dumps({"type": "subscribe", "executionId": of_b.execution_id}))
         reply = json.loads(await socket.recv())

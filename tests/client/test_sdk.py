@@ -33,7 +33,9 @@ IF_ELSE = json.loads(
 
 @pytest.fixture
 async def base_url(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[str]:
-    settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db", api_keys="t=secret")
+    settings = make_settings(
+        redis_server.url, f"sqlite:///{tmp_path}/wfe.db", api_keys="t:admin=secret"
+    )
     services = await Services.open(settings)
     worker = WorkerService(settings, services.store)
     await worker.start()

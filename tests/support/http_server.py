@@ -75,11 +75,17 @@ class LocalHttpServer:
             if request.path in STREAMS:
                 await self._send_pieces(reader, writer, request)
                 return
+            if request.path == "/trickle":
+                await self._trickle(writer, request)
+                return
             status, content_type, body = self._route(request)
             head = (
                 f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n"
             )
+            if status == 302:
+                head += f"location: {request.query['to'][0]}\r\n"
+            head += "\r\n"
             writer.write(head.encode() + body)
             await writer.drain()
         finally:
@@ -113,6 +119,24 @@ class LocalHttpServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
+    async def _trickle(self, writer: asyncio.StreamWriter, request: Request) -> None:
+        """``?bytes=N&every=S``: an N-byte body, one byte every S seconds (a slow upstream that
+        never leaves a read idle for long)."""
+        count = int(request.query.get("bytes", ["100"])[0])
+        every = float(request.query.get("every", ["0.1"])[0])
+        writer.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {count}\r\n"
+            "connection: close\r\n\r\n".encode()
+        )
+        try:
+            for _ in range(count):
+                await writer.drain()
+                await asyncio.sleep(every)  # the server's pace, not a test waiting
+                writer.write(b"x")
+            await writer.drain()
+        except ConnectionError:
+            self.stream_aborted.set()
+
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         line = await reader.readline()
         if not line:
@@ -145,6 +169,8 @@ class LocalHttpServer:
             return 200, "text/plain; charset=utf-8", "héllo".encode()
         if parts[0] == "status" and len(parts) == 2:
             return int(parts[1]), "text/plain", f"status {parts[1]}".encode()
+        if parts[0] == "redirect":  # ?to=URL
+            return 302, "text/plain", b"see " + request.query["to"][0].encode()
         if parts[0] == "bytes" and len(parts) == 2:
             return 200, "text/plain", b"x" * int(parts[1])
         if parts[0] == "flaky" and len(parts) == 2:

@@ -31,6 +31,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         WFE_LOCK_DURATION_MS=str(settings.lock_duration_ms),
         WFE_SHUTDOWN_GRACE_S=str(settings.shutdown_grace_s),
         WFE_API_KEYS=settings.api_keys,
+        WFE_EGRESS_ALLOW=settings.egress_allow,
         WFE_LOG_LEVEL="INFO",
         PYTHONPATH=PLUGIN_PATH,
     )

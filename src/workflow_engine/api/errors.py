@@ -18,6 +18,7 @@ from workflow_engine.errors import (
     InputValidationError,
     InvalidRequest,
 )
+from workflow_engine.jsonvalues import MAX_DEPTH
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import Conflict, NotFound, QueueFull, QueueUnavailable
 from workflow_engine.store.base import StoreUnavailable
@@ -158,6 +159,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's JSON parsing gave up on the nesting (~1000 levels): well-formed JSON
+            # past the bound of SPEC section 8, as a shallower one is (api/schemas.py)
+            return error_response(
+                422,
+                "invalid",
+                "the request is invalid",
+                [
+                    {
+                        "path": "$",
+                        "message": f"nested deeper than {MAX_DEPTH} levels",
+                        "code": "too_deep",
+                    }
+                ],
+            )
         code = _STATUS_CODES.get(exc.status_code, "error")
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)

@@ -1,24 +1,60 @@
-"""Request bodies, camelCase on the wire (SPEC section 4)."""
+"""Request bodies, camelCase on the wire (SPEC section 4), and the value bounds every JSON
+body is held to (SPEC section 8)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from workflow_engine.errors import InvalidRequest
+from workflow_engine.jsonvalues import MAX_DEPTH, value_problems
 from workflow_engine.queue.submit import MAX_PRIORITY
+
+DAY_MS = 86_400_000
+MAX_DELAY_MS = 366 * DAY_MS
+"""A request's ``delay``: more is a mistake (or an execution pending for ever)."""
+MAX_EVERY_MS = 366 * DAY_MS
+MAX_REPEAT_LIMIT = 100_000_000
+"""Ticks of one schedule; omit ``limit`` for a schedule without an end."""
+
+
+async def bounded_body(request: Request) -> None:
+    """Refuse (422, each problem by its path) a JSON body holding a value that could not be
+    stored or published: a non-finite number, an integer beyond 64 bits, a lone surrogate,
+    nesting deeper than ``MAX_DEPTH`` in a field. A dependency of the routes: FastAPI has
+    parsed the body (and kept it on the request) before dependencies run, and checks it
+    against the route's model after them."""
+    if not await request.body():
+        return
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):
+        return  # not JSON: the route's own parsing answers that
+    # the body itself is one level more than its fields
+    problems = value_problems(body, "", max_depth=MAX_DEPTH + 1)
+    if problems:
+        raise InvalidRequest(problems)
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class RepeatOptions(Body):
     cron: str | None = None
-    every: int | None = Field(None, gt=0, description="Milliseconds between runs.")
+    every: int | None = Field(
+        None,
+        gt=0,
+        le=MAX_EVERY_MS,
+        description="Milliseconds between runs (at least the server's WFE_MIN_REPEAT_MS).",
+    )
     tz: str | None = None
-    limit: int | None = Field(None, gt=0)
+    limit: int | None = Field(None, gt=0, le=MAX_REPEAT_LIMIT)
 
 
 class ExecuteRequest(Body):
@@ -27,7 +63,9 @@ class ExecuteRequest(Body):
     user_id: str | None = Field(None, min_length=1, max_length=200)
     type: Literal["realtime", "workflow", "scheduled", "background"] = "workflow"
     priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="1 is the highest; 0: none.")
-    delay: int = Field(0, ge=0, description="Milliseconds before the execution may start.")
+    delay: int = Field(
+        0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the execution may start."
+    )
     repeat: RepeatOptions | None = None
     client_id: str | None = Field(None, min_length=1, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ from redis.backoff import NoBackoff
 
 from workflow_engine.api.auth import KeyRing
 from workflow_engine.config import Settings
+from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.validate import Limits
 from workflow_engine.events.hub import StreamHub
 from workflow_engine.events.publisher import EventPublisher
@@ -71,7 +72,12 @@ class Services:
             client, redis_keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s
         )
         hub = StreamHub(settings.redis_url, redis_keys)
-        plans = PlanCache(Compiler(limits=Limits(max_nodes=settings.max_nodes)))
+        plans = PlanCache(
+            Compiler(
+                limits=Limits(max_nodes=settings.max_nodes),
+                expressions=ExpressionEngine.configured(settings),
+            )
+        )
         submitter = Submitter(store, queues, plans, events, settings.max_queued)
         canceller = Canceller(
             store, queues, client, redis_keys, events, hub, wait_s=settings.cancel_wait_s

@@ -115,7 +115,8 @@ class QueueCounts(Wire):
 
 
 class Stats(Wire):
-    queues: dict[str, QueueCounts]
+    queues: dict[str, QueueCounts] | None = None
+    """Queue-wide job counts: only for a key with the ``admin`` scope."""
     executions: dict[str, int]
 
 

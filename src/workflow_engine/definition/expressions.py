@@ -11,34 +11,171 @@ The names visible are ``inputs``, ``nodes``, ``execution`` and, in a loop body, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_batch, do_center, do_format, do_indent, do_replace, do_tojson
 from jinja2.parser import Parser
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
-from workflow_engine.errors import ExpressionError
+from workflow_engine.definition.budget import Budget, OverBudget
+from workflow_engine.errors import ExpressionError, ExpressionLimitError
+
+if TYPE_CHECKING:
+    from workflow_engine.config import Settings
 
 VISIBLE_NAMES = frozenset({"inputs", "nodes", "execution", "item", "index"})
 MAX_SEQUENCE_PRODUCT = 1_000_000
 MAX_POWER_EXPONENT = 10_000
+MAX_INT_BITS = 1_000_000
+"""No ``**`` or ``*`` of integers whose result would be longer (in bits): ``(2**10000)**10000``
+is refused by the size of its result, not its right operand alone."""
+DEFAULT_TIMEOUT_MS = 100
+DEFAULT_MAX_BYTES = 1024 * 1024
 
+
+class TooLarge(SecurityError):
+    """An evaluation would produce more than the sandbox's ``max_bytes``."""
+
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def _amplified(s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """How long the result of ``s.<name>(*args)`` can be, for the ``str`` methods whose result
+    can be much longer than their inputs (0 for the others)."""
+    first = args[0] if args else None
+    if name in ("center", "ljust", "rjust", "zfill"):
+        width = kwargs.get("width", first)
+        return width if isinstance(width, int) else 0
+    if name == "expandtabs":
+        size = kwargs.get("tabsize", 8 if first is None else first)
+        return len(s) * size if isinstance(size, int) else 0
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str):
+        old, new = args[0], args[1]
+        if not isinstance(new, str) or len(new) <= len(old):
+            return 0
+        count = s.count(old) if old else len(s) + 1
+        if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0:
+            count = min(count, args[2])
+        return len(s) + count * (len(new) - len(old))
+    if name == "join" and isinstance(first, list | tuple):
+        return len(s) * max(len(first) - 1, 0) + sum(len(x) for x in first if isinstance(x, str))
+    return 0
+
+
+def _format_width(fmt: str, args: Any) -> int:
+    """The largest width or precision a format string (``%`` or ``str.format``) asks for,
+    counting the arguments when the widths come from them (``%*d``, ``{:{}}``)."""
+    widest = 0
+    for digits in _NUMBERS.findall(fmt):
+        widest = max(widest, int(digits) if len(digits) < 10 else 1 << 40)
+    if "*" in fmt or "{:{" in fmt or ":{}" in fmt:
+        values = args if isinstance(args, tuple | list) else (args,)
+        widest = max([widest, *(v for v in values if type(v) is int)])
+    return widest
+
+
+_T = TypeVar("_T")
 Scope = dict[str, Any]
 Resolver = Callable[[Scope], Any]
 """A compiled input value: call it with a scope to get the resolved value."""
 
 
+class _CodeGenerator(CodeGenerator):
+    """Jinja's, with ``~`` going through ``environment.concat_checked`` (bounded)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat_checked((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox: no attribute starting with ``_``, no mutation of lists or dicts, no huge
-    products, and mapping keys before attributes."""
+    products, powers or strings, and mapping keys before attributes. ``max_bytes`` bounds
+    what one operation may produce: the amplifying filters, ``str`` methods and operators are
+    refused by their arguments, before they allocate; ``budget`` is checked on every call
+    outside the main thread (``budget.py``)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CodeGenerator
+
+    def __init__(self, *, max_bytes: int, budget: Budget, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_bytes = max_bytes
+        self.budget = budget
+        self.globals["range"] = budget.counted_range(safe_range)
+        self.filters.update(
+            center=self._bounded(do_center, lambda v, width=80: width),
+            indent=self._bounded(do_indent, _indent_size),
+            format=self._bounded(do_format, lambda v, *a, **k: _format_width(str(v), k or a)),
+            replace=self._bounded_replace(),
+            batch=self._bounded(do_batch, lambda v, n, fill=None: n if fill is not None else 0),
+            tojson=self._bounded_tojson(),
+        )
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise TooLarge(f"the result would exceed {self.max_bytes} bytes")
+
+    def _bounded(self, apply: Callable[..., Any], size: Callable[..., int]) -> Callable[..., Any]:
+        def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+            needed = size(value, *args, **kwargs)
+            self.check_size(needed if isinstance(needed, int) else 0)
+            return apply(value, *args, **kwargs)
+
+        return bounded
+
+    def _bounded_replace(self) -> Callable[..., Any]:
+        from jinja2.utils import pass_eval_context
+
+        @pass_eval_context
+        def replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+            if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
+                self.check_size(_amplified(s, "replace", (old, new, count or -1), {}))
+            return do_replace(eval_ctx, s, old, new, count)
+
+        return replace
+
+    def _bounded_tojson(self) -> Callable[..., Any]:
+        from jinja2.utils import pass_eval_context
+
+        @pass_eval_context
+        def tojson(eval_ctx: Any, value: Any, indent: Any = None) -> Any:
+            if isinstance(indent, int) and indent > 64:
+                raise TooLarge(f"tojson indent {indent} is too large")
+            return do_tojson(eval_ctx, value, indent)
+
+        return tojson
+
+    def concat_checked(self, parts: tuple[Any, ...]) -> str:
+        texts = [str(p) for p in parts]
+        self.check_size(sum(len(t) for t in texts))
+        return "".join(texts)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __self.budget.checkpoint()
+        target = getattr(__obj, "__wrapped__", __obj)
+        owner = getattr(target, "__self__", None)
+        if isinstance(owner, str):
+            name = target.__name__
+            if name in ("format", "format_map"):
+                __self.check_size(_format_width(owner, args or tuple(kwargs.values())))
+            else:
+                __self.check_size(_amplified(owner, name, args, kwargs))
+        return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict or isinstance(obj, Mapping):  # the common case without the ABC
@@ -49,8 +186,16 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                self.check_size(len(left) + len(right))
+        elif operator_ == "%":
+            if isinstance(left, str):
+                self.check_size(_format_width(left, right))
+        elif type(left) is int and type(right) is int:
+            _check_int_size(operator_, left, right)
         if operator_ == "**" and isinstance(right, int) and abs(right) > MAX_POWER_EXPONENT:
-            raise SecurityError(f"exponent {right} is too large")
+            raise TooLarge(f"exponent {right} is too large")
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):
                 if (
@@ -58,8 +203,27 @@ class _Environment(ImmutableSandboxedEnvironment):
                     and isinstance(count, int)
                     and len(seq) * count > MAX_SEQUENCE_PRODUCT
                 ):
-                    raise SecurityError("the repeated sequence would be too long")
+                    raise TooLarge("the repeated sequence would be too long")
         return super().call_binop(context, operator_, left, right)
+
+
+def _check_int_size(operator_: str, left: int, right: int) -> None:
+    """Refuse an integer ``**`` or ``*`` whose result would exceed ``MAX_INT_BITS``, judged
+    from both operands (computing it is what costs)."""
+    if operator_ == "**" and right > 0 and abs(left) > 1:
+        bits = (abs(left).bit_length() - 1) * right  # (a lower bound of the result's size)
+    elif operator_ == "*":
+        bits = left.bit_length() + right.bit_length()
+    else:
+        return
+    if bits > MAX_INT_BITS:
+        raise TooLarge(f"the result would exceed {MAX_INT_BITS} bits")
+
+
+def _indent_size(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> int:
+    per_line = width if isinstance(width, int) else len(str(width))
+    text = str(s)
+    return len(text) + (text.count("\n") + 1) * per_line
 
 
 def unwrap_bare(source: str) -> str:
@@ -146,10 +310,29 @@ def _is_nodes_name(node: nodes.Node) -> bool:
 
 
 class ExpressionEngine:
-    """Compiles templates and expressions once (an LRU cache keyed by source) and evaluates them."""
+    """Compiles templates and expressions once (an LRU cache keyed by source) and evaluates them
+    within a budget (SPEC section 8): ``timeout_ms`` of CPU per evaluation (None: no limit) and
+    ``max_bytes`` per value produced. Past either, ``ExpressionLimitError``."""
 
-    def __init__(self, cache_size: int = 4096) -> None:
-        self.env = _Environment(undefined=StrictUndefined, autoescape=False)
+    @classmethod
+    def configured(cls, settings: Settings) -> ExpressionEngine:
+        """The engine with the budget of ``settings`` (worker and API alike)."""
+        return cls(
+            timeout_ms=settings.expression_timeout_ms, max_bytes=settings.expression_max_bytes
+        )
+
+    def __init__(
+        self,
+        cache_size: int = 4096,
+        *,
+        timeout_ms: float | None = DEFAULT_TIMEOUT_MS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.budget = Budget(None if timeout_ms is None else timeout_ms / 1000)
+        self.env = _Environment(
+            undefined=StrictUndefined, autoescape=False, max_bytes=max_bytes, budget=self.budget
+        )
         self._globals = dict(self.env.globals)
         self.compile_expression: Callable[[str], Callable[[Scope], Any]] = functools.lru_cache(
             maxsize=cache_size
@@ -189,8 +372,19 @@ class ExpressionEngine:
         render = template.root_render_func
         new_context = self._context_factory(template)
 
+        limit = self.max_bytes
+
         def evaluate(scope: Scope) -> str:
-            return "".join(render(new_context(scope)))
+            # the pieces are counted as they come: joining 10^5 references to one 1 MB string
+            # would allocate 100 GB at once
+            pieces: list[str] = []
+            size = 0
+            for piece in render(new_context(scope)):
+                size += len(piece)
+                if size > limit:
+                    raise TooLarge(f"the result would exceed {limit} bytes")
+                pieces.append(piece)
+            return "".join(pieces)
 
         return evaluate
 
@@ -251,15 +445,16 @@ class ExpressionEngine:
         return None
 
     def _compile_string(self, source: str, path: str) -> Resolver:
+        check = self.check_size
         try:
             if _is_lone_expression(source):
                 native = self.compile_expression(_lone_inner(source))
 
                 def resolve_native(scope: Scope) -> Any:
                     try:
-                        return to_plain(native(scope))
-                    except Exception as exc:
-                        raise ExpressionError(source, _describe(exc), path) from exc
+                        return check(to_plain(native(scope)))
+                    except (Exception, OverBudget) as exc:
+                        raise _failure(source, exc, path) from exc
 
                 return resolve_native
             text = self.compile_template(source)
@@ -268,23 +463,55 @@ class ExpressionEngine:
 
         def resolve_text(scope: Scope) -> str:
             try:
-                return text(scope)
-            except Exception as exc:
-                raise ExpressionError(source, _describe(exc), path) from exc
+                return check(text(scope))
+            except (Exception, OverBudget) as exc:
+                raise _failure(source, exc, path) from exc
 
         return resolve_text
+
+    def check_size(self, value: _T) -> _T:
+        """``value``, unless it is a string longer than ``max_bytes`` in UTF-8 (the backstop
+        behind the checks of the amplifying operations)."""
+        if (
+            isinstance(value, str)
+            and len(value) * 4 > self.max_bytes
+            and len(value.encode("utf-8", "surrogatepass")) > self.max_bytes
+        ):
+            raise TooLarge(f"the result is larger than {self.max_bytes} bytes")
+        return value
+
+    def resolve(self, resolver: Resolver, scope: Scope, timeout: float | None = None) -> Any:
+        """Run a compiled value (``compile_value``) as one evaluation: all its templates share
+        one budget of at most ``timeout`` seconds (a node's inputs: the node's ``timeout``)."""
+        token = self.budget.start(timeout)
+        try:
+            try:
+                return resolver(scope)
+            finally:
+                self.budget.stop(token)
+        except OverBudget as exc:  # (outside: the timer can fire until ``stop``)
+            raise _failure("", exc, "") from exc
+
+    def limit(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Make the evaluations inside the block one evaluation, for the budget (a node that
+        evaluates several expressions itself)."""
+        return self.budget.limit(timeout)
 
     # -- evaluating bare expressions ------------------------------------------------------
 
     def evaluate(self, source: str, scope: Scope) -> Any:
         """Evaluate a bare expression (``when`` fields) and return plain data."""
         expression = unwrap_bare(source)
+        token = self.budget.start()
         try:
-            return to_plain(self.compile_expression(expression)(scope))
+            try:
+                return self.check_size(to_plain(self.compile_expression(expression)(scope)))
+            finally:
+                self.budget.stop(token)
         except TemplateSyntaxError as exc:
             raise ExpressionError(source, f"syntax error: {exc.message}") from exc
-        except Exception as exc:
-            raise ExpressionError(source, _describe(exc)) from exc
+        except (Exception, OverBudget) as exc:
+            raise _failure(source, exc) from exc
 
     # -- static analysis (used by the validator) ------------------------------------------
 
@@ -304,6 +531,18 @@ class ExpressionEngine:
         collector.visit(tree)
         unknown = frozenset(names - VISIBLE_NAMES - set(self._globals))
         return Analysis(frozenset(collector.refs), unknown, collector.dynamic)
+
+
+def _failure(source: str, exc: BaseException, path: str = "") -> ExpressionError:
+    """The error for an evaluation that raised ``exc``: ``ExpressionLimitError`` for a budget
+    overrun, the error itself when it is one of ours already."""
+    if isinstance(exc, ExpressionError):
+        return exc
+    if isinstance(exc, OverBudget):
+        return ExpressionLimitError(source, "the expression used up its CPU budget", path)
+    if isinstance(exc, TooLarge):
+        return ExpressionLimitError(source, str(exc), path)
+    return ExpressionError(source, _describe(exc), path)
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,20 +13,30 @@ ERROR_BRANCH = "error"
 OnError = Literal["fail", "continue", "branch"]
 
 
+MAX_BACKOFF_S = 3600.0
+"""A retry never waits longer than an hour (SPEC section 8)."""
+
+
 class _Strict(BaseModel):
     # Unknown keys are an error: a misspelt "retries" must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity and NaN (Python's json reads them) are no number of seconds.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RetryPolicy(_Strict):
     attempts: int = Field(1, ge=1, le=100, description="Total tries, including the first.")
-    backoff: float = Field(0.0, ge=0, description="Delay before the second try, in seconds.")
-    max_backoff: float | None = Field(None, gt=0, description="Cap of the doubling delay.")
+    backoff: float = Field(
+        0.0, ge=0, le=MAX_BACKOFF_S, description="Delay before the second try, in seconds."
+    )
+    max_backoff: float | None = Field(
+        None, gt=0, le=MAX_BACKOFF_S, description="Cap of the doubling delay."
+    )
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2 = the first retry)."""
+        # attempts <= 100, so the doubling stays finite; the cap keeps it within the hour
         delay: float = self.backoff * 2.0 ** max(attempt - 2, 0)
-        return min(delay, self.max_backoff) if self.max_backoff is not None else delay
+        return min(delay, self.max_backoff if self.max_backoff is not None else MAX_BACKOFF_S)
 
 
 class NodeDef(_Strict):

@@ -10,6 +10,7 @@ from workflow_engine.clock import Clock, SystemClock
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.model import WorkflowDefinition
 from workflow_engine.definition.validate import Limits
+from workflow_engine.egress import EgressPolicy
 from workflow_engine.engine.hooks import ExecutionHooks
 from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.engine.run import WorkflowRun
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_HTTP_TIMEOUT", "Executor", "WorkflowRun"]
 
 DEFAULT_HTTP_TIMEOUT = 30.0
+DEFAULT_MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 
 
 class Executor:
@@ -40,10 +42,16 @@ class Executor:
         limits: Limits | None = None,
         cancel_grace: float = 2.0,
         park_after: float | None = None,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+        egress: EgressPolicy | None = None,
     ) -> None:
         """``park_after``: None, runs cannot park (``wfe run``: a ``delay`` sleeps, a
-        ``wait_input`` fails); else waits longer than that many seconds park the execution."""
+        ``wait_input`` fails); else waits longer than that many seconds park the execution.
+        ``max_output_bytes``: a node output larger than that (JSON) fails the node.
+        ``egress``: what the HTTP client may connect to; None, what ``wfe run`` allows (public
+        addresses and loopback). Not used with ``http_client``."""
         self.cancel_grace = cancel_grace
+        self.max_output_bytes = max_output_bytes
         self.park_after = park_after
         self.compiler = Compiler(registry, expressions=expressions, limits=limits)
         self.registry = self.compiler.registry
@@ -52,12 +60,14 @@ class Executor:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._http = http_client
         self._owns_http = http_client is None
+        self.egress = egress if egress is not None else EgressPolicy().with_loopback()
 
     def http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            import httpx  # (on first use: ``wfe run`` of a graph without HTTP never pays for it)
+            # (on first use: ``wfe run`` of a graph without HTTP never pays for httpx)
+            from workflow_engine.egress_transport import guarded_client
 
-            self._http = httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT)
+            self._http = guarded_client(self.egress, timeout=DEFAULT_HTTP_TIMEOUT)
         return self._http
 
     async def aclose(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from workflow_engine.definition.validate import pydantic_problems
@@ -290,8 +291,12 @@ class WorkflowRun:
         (``result.input`` keeps the rendered form)."""
         node_id = plan_node.id
         try:
+            # one evaluation for the budget, bounded by the node's timeout too: the event loop
+            # is back within min(budget, timeout) whatever the node's templates do
             raw = (
-                plan_node.resolve(self._scope)
+                self.executor.expressions.resolve(
+                    plan_node.resolve, self._scope, plan_node.definition.timeout
+                )
                 if plan_node.resolve is not None
                 else plan_node.definition.inputs
             )
@@ -299,7 +304,7 @@ class WorkflowRun:
             return plan_node.node_type.Inputs.model_validate(raw)
         except ExpressionError as exc:
             raise NodeError(
-                f"node '{node_id}': {exc}", retryable=False, error_type="expression"
+                f"node '{node_id}': {exc}", retryable=False, error_type=exc.error_type
             ) from exc
         except ValidationError as exc:
             details = "; ".join(str(p) for p in pydantic_problems(exc, "inputs"))
@@ -348,6 +353,7 @@ class WorkflowRun:
             else:
                 if self._outcome is not None:  # abandoned, and the run is over
                     return False
+                check_output_size(node_id, output, self.executor.max_output_bytes)
                 result.output = output
                 result.status = NodeStatus.COMPLETED
                 return True
@@ -570,6 +576,45 @@ class WorkflowRun:
             for n in self.plan.sinks
             if self.results[n].status is NodeStatus.COMPLETED
         }
+
+
+def check_output_size(node_id: str, output: Any, limit: int | None) -> None:
+    """Fail the node (``output_limit``) when its output's JSON form is larger than ``limit``.
+    Cheap for small outputs: a bounded walk estimates the size from below and stops at the
+    limit; only an output that estimate puts near the limit is encoded."""
+    if limit is None or _size_below(output, limit // 2) < limit // 2:
+        return
+    try:
+        size = len(orjson.dumps(output, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        size = _size_below(output, limit + 1)
+    if size > limit:
+        raise NodeError(
+            f"node '{node_id}': its output is larger than {limit} bytes (JSON)",
+            retryable=False,
+            error_type="output_limit",
+        )
+
+
+def _size_below(value: Any, stop: int) -> int:
+    """A lower bound of ``value``'s JSON size, computed until it reaches ``stop``."""
+    size = 0
+    stack = [value]
+    while stack and size < stop:
+        item = stack.pop()
+        if type(item) is str:
+            size += len(item) + 2
+        elif type(item) is dict:
+            size += 2
+            for key, child in item.items():
+                size += len(key) + 4 if type(key) is str else 4
+                stack.append(child)
+        elif isinstance(item, list | tuple):
+            size += 2 + len(item)
+            stack.extend(item)
+        else:
+            size += 4
+    return size
 
 
 def _listens(hooks: ExecutionHooks, name: str) -> bool:

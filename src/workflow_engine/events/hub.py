@@ -26,6 +26,7 @@ from workflow_engine.events.model import FIELD, Event, decode_entry, stream_id_a
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.reconnect import keep_connected
+from workflow_engine.redis_pool import pooled_client
 
 log = get_logger(__name__)
 
@@ -53,7 +54,9 @@ class StreamHub:
             socket_timeout=block_ms / 1000 + 10,
             retry=Retry(NoBackoff(), 0),
         )
-        self.control = aioredis.Redis.from_url(
+        # Replays, positions and unblocks: many subscribers at once (a page reload of every
+        # tab) must wait for a pooled connection, not fail with MaxConnectionsError.
+        self.control = pooled_client(
             redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10
         )
         self._cursors: dict[str, str] = {}

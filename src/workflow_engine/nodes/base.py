@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from workflow_engine.errors import NodeError
+from workflow_engine.errors import ExpressionError, NodeError
 
 if TYPE_CHECKING:
     import httpx
@@ -86,8 +86,15 @@ class NodeContext:
         await self.emit_stream(chunk)
 
     def evaluate(self, expression: str) -> Any:
-        """Evaluate a bare expression (``nodes.a.output.total > 100``) in this node's scope."""
-        return self.expressions.evaluate(expression, self.scope)
+        """Evaluate a bare expression (``nodes.a.output.total > 100``) in this node's scope.
+        An expression that fails fails the node, without retries (the same inputs give the
+        same answer): error type ``expression``, or ``expression_limit`` past its budget."""
+        try:
+            return self.expressions.evaluate(expression, self.scope)
+        except ExpressionError as exc:
+            raise NodeError(
+                f"node '{self.node_id}': {exc}", retryable=False, error_type=exc.error_type
+            ) from exc
 
     @property
     def http(self) -> httpx.AsyncClient:

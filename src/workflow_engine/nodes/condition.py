@@ -38,9 +38,10 @@ class ConditionNode(NodeType[ConditionInputs]):
     bare_expression_fields = frozenset({"branches[*].when"})
 
     async def run(self, ctx: NodeContext, inputs: ConditionInputs) -> Any:
-        for branch in inputs.branches:
-            if ctx.evaluate(branch.when):
-                return {"branch": branch.name}
+        with ctx.expressions.limit():  # every branch in one budget: the loop waits no longer
+            for branch in inputs.branches:
+                if ctx.evaluate(branch.when):
+                    return {"branch": branch.name}
         return {"branch": inputs.default}
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:

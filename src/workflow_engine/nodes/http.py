@@ -1,11 +1,15 @@
 """``http``: one HTTP request with httpx. Cancelling the node aborts the request in flight.
 
+The client is the executor's: every connection it opens, redirects included, passes the egress
+policy (``workflow_engine.egress``); a refused address fails the node with ``egress_denied``.
+
 With ``stream``, the body is published with ``ctx.stream`` as it arrives: one chunk per event of a
 ``text/event-stream`` (server-sent events, e.g. an LLM streaming API), decoded text otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
     import httpx
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 Scalar = str | int | float | bool
@@ -33,7 +38,9 @@ class HttpInputs(NodeInputs):
     query: dict[str, Scalar | list[Scalar] | None] = Field(default_factory=dict)
     json_body: Any = Field(None, alias="json")
     body: str | None = None
-    timeout: float | None = Field(None, gt=0, description="Seconds; default 30.")
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds for the whole request, body included; default 30."
+    )
     raise_for_status: bool = True
     follow_redirects: bool = True
     stream: bool = Field(False, description="Publish the body as it arrives (node.stream).")
@@ -56,6 +63,7 @@ class HttpNode(NodeType[HttpInputs]):
         # A run has it already: the executor made ``ctx.http``.
         import httpx
 
+        deadline = inputs.timeout if inputs.timeout is not None else DEFAULT_TIMEOUT
         url = httpx.URL(inputs.url)
         query = {k: v for k, v in inputs.query.items() if v is not None}
         request = ctx.http.build_request(
@@ -67,17 +75,25 @@ class HttpNode(NodeType[HttpInputs]):
             timeout=inputs.timeout if inputs.timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
         try:
-            response = await ctx.http.send(
-                request, stream=True, follow_redirects=inputs.follow_redirects
-            )
-            try:
-                failed = inputs.raise_for_status and response.status_code >= 400
-                if inputs.stream and not failed:  # an error answer is not streamed
-                    content, events = await _read_streaming(ctx, response)
-                else:
-                    content, events = await _read_capped(response), None
-            finally:
-                await response.aclose()
+            # ``timeout`` is the whole request's deadline (connect, redirects, every byte of the
+            # body); httpx's own applies per operation, and an upstream sending a byte a
+            # second would never trip it.
+            async with asyncio.timeout(deadline):
+                response = await ctx.http.send(
+                    request, stream=True, follow_redirects=inputs.follow_redirects
+                )
+                try:
+                    failed = inputs.raise_for_status and response.status_code >= 400
+                    if inputs.stream and not failed:  # an error answer is not streamed
+                        content, events = await _read_streaming(ctx, response)
+                    else:
+                        content, events = await _read_capped(response), None
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise NodeTimeoutError(
+                f"{inputs.method} {inputs.url} timed out (deadline {deadline} s)"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise NodeTimeoutError(f"{inputs.method} {inputs.url} timed out ({exc!r})") from exc
         except httpx.HTTPError as exc:

@@ -11,7 +11,7 @@ import jsonschema
 from pydantic import Field, field_validator
 
 from workflow_engine.errors import NodeTimeoutError
-from workflow_engine.jsonschemas import compile_schema
+from workflow_engine.jsonschemas import compile_schema, json_path
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
 from workflow_engine.vocabulary import from_iso, iso
 
@@ -35,7 +35,8 @@ class WaitInputInputs(NodeInputs):
         try:
             compile_schema(schema)
         except jsonschema.SchemaError as exc:
-            raise ValueError(f"invalid JSON Schema: {exc.message}") from None
+            where = json_path("schema", exc.path)
+            raise ValueError(f"invalid JSON Schema at {where}: {exc.message}") from None
         return schema
 
 

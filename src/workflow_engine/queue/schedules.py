@@ -34,10 +34,19 @@ class Repeat:
     tz: str | None = None
     limit: int | None = None
 
-    def problems(self, root: str = "repeat") -> list[Problem]:
+    def problems(self, root: str = "repeat", min_every_ms: int = 1) -> list[Problem]:
         found: list[Problem] = []
         if (self.cron is None) == (self.every_ms is None):
             found.append(Problem(root, "give exactly one of cron and every", "invalid_repeat"))
+        if self.every_ms is not None and self.every_ms < min_every_ms:
+            # a tenant's every: 1 would start a thousand executions a second
+            found.append(
+                Problem(
+                    f"{root}.every",
+                    f"every must be at least {min_every_ms} ms (WFE_MIN_REPEAT_MS)",
+                    "invalid_repeat",
+                )
+            )
         if self.cron is not None:
             fields = self.cron.split()
             if len(fields) != 5:
@@ -135,7 +144,7 @@ class Scheduler:
     async def create(self, submission: Submission, repeat: Repeat) -> Schedule:
         """Raises ``DefinitionError`` / ``InputValidationError`` / ``InvalidRequest`` (nothing
         created) or ``QueueUnavailable``."""
-        problems = repeat.problems()
+        problems = repeat.problems(min_every_ms=self.queues.settings.min_repeat_ms)
         if problems:
             raise InvalidRequest(problems)
         plan = self.plans.get(submission.definition)

@@ -148,6 +148,7 @@ class Submitter:
             await self._check_room(submission.queue)
         record, fresh = await self.store.create(new_record(submission, plan))
         if not fresh:
+            await self._check_same_request(record, submission)
             return Submitted(record.execution_id, record.execution_id, record.status, False)
         try:  # the first event and the client's index entry exist before any worker's event
             await announce(self.events, record, submission.delay_ms)
@@ -167,6 +168,27 @@ class Submitter:
             await self._forget(record.execution_id)
             raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc
         return Submitted(record.execution_id, record.execution_id, ExecutionStatus.PENDING, True)
+
+    async def _check_same_request(self, first: ExecutionRecord, submission: Submission) -> None:
+        """An idempotency key names one request: reusing it for another definition or other
+        inputs is a client's mistake, answered 409, not the first execution's result. The
+        first request is compared from its record (no digest to keep beside the key)."""
+        stored = await self.store.get(first.execution_id, with_definition=True)
+        if stored is None:  # removed (retention) since: nothing to compare with
+            return
+        differ = [
+            name
+            for name, before, now in (
+                ("workflowDefinition", stored.definition, submission.definition),
+                ("inputs", stored.inputs or {}, submission.inputs or {}),
+            )
+            if before != now
+        ]
+        if differ:
+            raise Conflict(
+                f"idempotencyKey {submission.idempotency_key!r} belongs to execution "
+                f"{first.execution_id}, started with a different {' and '.join(differ)}"
+            )
 
     async def _check_room(self, queue: str) -> None:
         try:

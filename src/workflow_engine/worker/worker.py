@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from bullmq import Queue
 
 from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.definition.expressions import ExpressionEngine
+from workflow_engine.egress import policy_for
 from workflow_engine.engine.executor import Executor
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
@@ -62,7 +64,12 @@ class WorkerService:
         self.settings = settings
         self.store = store
         self.queue_names = list(queues)
-        self.executor = executor or Executor(park_after=settings.park_after_s)
+        self.executor = executor or Executor(
+            park_after=settings.park_after_s,
+            egress=policy_for(settings),
+            expressions=ExpressionEngine.configured(settings),
+            max_output_bytes=settings.max_output_bytes,
+        )
         self.keys = Keys(settings.queue_prefix)
         self.redis = pooled_client(settings.redis_url, decode_responses=True)
         self.events = EventPublisher(

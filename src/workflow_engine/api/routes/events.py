@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from workflow_engine.api.auth import Principal, principal
+from workflow_engine.api.auth import Principal, principal_or_token
 from workflow_engine.api.errors import ApiError
 from workflow_engine.api.services import Services
 from workflow_engine.events.hub import Overflow, Subscriber
@@ -29,11 +29,15 @@ log = get_logger(__name__)
 router = APIRouter(tags=["events"])
 
 CLOSE_UNAUTHORIZED = 1008
+CLOSE_UNAVAILABLE = 1011
 CLOSE_SLOW_CONSUMER = 1013
+MAX_ID_CHARS = 128
+"""Longer execution ids are refused as malformed (and never echoed back)."""
+INVALID = {"type": "error", "message": "Invalid message format"}
 
 
 async def _execution(
-    request: Request, execution_id: str, who: Annotated[Principal, Depends(principal)]
+    request: Request, execution_id: str, who: Annotated[Principal, Depends(principal_or_token)]
 ) -> ExecutionRecord:
     services: Services = request.app.state.services
     record = await services.store.get(execution_id, who.tenant_id)
@@ -65,7 +69,8 @@ async def execution_events(
     position: Annotated[str | None, Depends(_position)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of one execution: replay after ``Last-Event-ID`` (header, or the
-    ``lastEventId`` query parameter), then live; the stream ends after the final event."""
+    ``lastEventId`` query parameter), then live; the stream ends after the final event.
+    The key: ``Authorization: Bearer`` or ``?token=`` (``EventSource`` cannot set headers)."""
     services: Services = request.app.state.services
     subscriber = services.hub.subscriber(services.settings.ws_queue_size)
     finished = record.status in FINAL_STATUSES
@@ -124,26 +129,30 @@ async def client_socket(websocket: WebSocket, client_id: str) -> None:
     ``{"type": "subscribe", "executionId", "lastEventId"?}`` (one execution, replayed after
     ``lastEventId`` or from its first event), ``{"type": "unsubscribe", "executionId"?}``."""
     services: Services = websocket.app.state.services
-    try:
-        who = services.keys.authenticate(
-            websocket.headers.get("authorization"), websocket.query_params.get("token")
-        )
-    except ApiError as exc:
-        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message)
+    who = await _accept(websocket, services)
+    if who is None:
         return
-    await websocket.accept()
     subscriber = services.hub.subscriber(services.settings.ws_queue_size)
-    tenant = who.tenant_id or "anonymous"
     sender = asyncio.ensure_future(_send_events(websocket, subscriber))
     heartbeat = asyncio.ensure_future(_heartbeat(websocket, services.settings.ws_heartbeat_s))
     try:
         while True:
-            text = await websocket.receive_text()
-            reply = await _handle(services, who, tenant, client_id, subscriber, text)
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:  # a binary frame: the protocol is JSON text
+                reply: dict[str, Any] | None = INVALID
+            else:
+                reply = await _handle(services, who, client_id, subscriber, text)
             if reply is not None:
                 await websocket.send_text(orjson.dumps(reply).decode())
     except WebSocketDisconnect:
         pass
+    except Exception as exc:  # Redis or the store failed: say so, the client reconnects
+        log.warning("websocket request failed; closing it", error=repr(exc))
+        with contextlib.suppress(Exception):
+            await websocket.close(code=CLOSE_UNAVAILABLE, reason="unavailable: reconnect later")
     finally:
         subscriber.close()
         for task in (sender, heartbeat):
@@ -152,10 +161,24 @@ async def client_socket(websocket: WebSocket, client_id: str) -> None:
                 await task
 
 
+async def _accept(websocket: WebSocket, services: Services) -> Principal | None:
+    """Accept the connection; None when the key is refused: then it is closed with 1008 and
+    its reason (a refused handshake would show a browser only an anonymous failure)."""
+    try:
+        who = services.keys.authenticate(
+            websocket.headers.get("authorization"), websocket.query_params.get("token")
+        )
+    except ApiError as exc:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message)
+        return None
+    await websocket.accept()
+    return who
+
+
 async def _handle(
     services: Services,
     who: Principal,
-    tenant: str,
     client_id: str,
     subscriber: Subscriber,
     text: str,
@@ -166,15 +189,15 @@ async def _handle(
             raise ValueError
         execution_id = message.get("executionId")
         last_event_id = message.get("lastEventId")
-        if execution_id is not None and not isinstance(execution_id, str):
+        if execution_id is not None and not _is_execution_id(execution_id):
             raise ValueError
         if last_event_id is not None and not _is_stream_id(last_event_id):
             raise ValueError
     except ValueError:
-        return {"type": "error", "message": "Invalid message format"}
+        return INVALID
     if message["type"] == "unsubscribe":
         if execution_id is None:
-            subscriber.unfollow_client(tenant, client_id)
+            subscriber.unfollow_client(who.tenant, client_id)
         else:
             subscriber.unfollow_execution(execution_id)
         return None
@@ -184,12 +207,16 @@ async def _handle(
             records = await services.store.active_for_client(who.tenant_id, client_id)
             return [r.execution_id for r in records]
 
-        await subscriber.follow_client(tenant, client_id, active)
+        await subscriber.follow_client(who.tenant, client_id, active)
         return None
     if await services.store.get(execution_id, who.tenant_id) is None:
         return {"type": "error", "message": f"execution {execution_id} not found"}
     await subscriber.follow_execution(execution_id, last_event_id)
     return None
+
+
+def _is_execution_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
 
 
 def _is_stream_id(value: Any) -> bool:

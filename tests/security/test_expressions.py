@@ -1,0 +1,169 @@
+"""Issue 14, findings 1 and 4: the expression budget (SPEC section 8) and the node output limit.
+
+A template that burns CPU fails with ``expression_limit`` within about the budget, and the
+event loop (every other execution on the worker) gets control back; amplifying filters and
+operators are refused by their arguments; an output over ``max_output_bytes`` fails its node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from workflow_engine.config import Settings
+from workflow_engine.definition.expressions import ExpressionEngine
+from workflow_engine.engine.executor import Executor
+from workflow_engine.errors import ExpressionLimitError
+from workflow_engine.vocabulary import ExecutionStatus
+
+BURN = "{% for a in range(3000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}done"
+SLACK_S = 0.6  # scheduling noise on a loaded machine; the unbounded burn takes ~15 s
+
+
+def transform(value: Any, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": "w",
+        "nodes": [{"id": "t", "type": "transform", "inputs": {"value": value}, **fields}],
+    }
+
+
+def node_error(outcome: Any) -> dict[str, Any]:
+    assert outcome.status is ExecutionStatus.FAILED, outcome
+    error = outcome.nodes["t"].error
+    assert error is not None
+    return dict(error)
+
+
+async def test_a_cpu_burning_template_fails_within_the_budget_and_frees_the_loop() -> None:
+    async with Executor() as executor:
+        burn = executor.start(executor.compile(transform(BURN, timeout=1)))
+        quick = executor.start(executor.compile(transform("{{ 6 * 7 }}")))
+        started = time.perf_counter()
+        finished: dict[str, float] = {}
+
+        async def timed(name: str, run: Any) -> Any:
+            outcome = await run.wait()
+            finished[name] = time.perf_counter() - started
+            return outcome
+
+        # both on the one event loop, the burning one first: the other runs when it yields
+        burnt, other = await asyncio.gather(timed("burn", burn), timed("quick", quick))
+
+    error = node_error(burnt)
+    assert error["type"] == "expression_limit", error
+    assert finished["burn"] < 0.1 + SLACK_S
+    assert other.nodes["t"].output == 42
+    assert finished["quick"] < 0.1 + SLACK_S  # not held back by the burn
+
+
+async def test_a_node_timeout_below_the_budget_bounds_its_templates() -> None:
+    async with Executor(expressions=ExpressionEngine(timeout_ms=60_000)) as executor:
+        started = time.perf_counter()
+        outcome = await executor.run(executor.compile(transform(BURN, timeout=0.2)))
+    assert node_error(outcome)["type"] == "expression_limit"
+    assert time.perf_counter() - started < 0.2 + SLACK_S
+
+
+async def test_the_budget_holds_outside_the_main_thread() -> None:
+    engine = ExpressionEngine()
+    resolver = engine.compile_value(BURN)
+    assert resolver is not None
+    started = time.perf_counter()
+    with pytest.raises(ExpressionLimitError):
+        await asyncio.to_thread(engine.resolve, resolver, engine.scope())
+    assert time.perf_counter() - started < 0.1 + SLACK_S
+
+
+async def test_the_branches_of_a_condition_share_one_budget() -> None:
+    slow = "range(100000)|map('string')|list|length < 0"  # tens of ms each, never true
+    branches = [{"name": f"b{i}", "when": slow} for i in range(40)]
+    definition = {
+        "id": "w",
+        "nodes": [{"id": "t", "type": "condition", "inputs": {"branches": branches}}],
+    }
+    async with Executor() as executor:
+        started = time.perf_counter()
+        outcome = await executor.run(executor.compile(definition))
+    assert node_error(outcome)["type"] == "expression_limit"
+    assert time.perf_counter() - started < 0.1 + SLACK_S
+
+
+async def test_a_huge_power_fails_fast_whatever_the_cpu_budget() -> None:
+    unbounded = ExpressionEngine(timeout_ms=None)  # the size check alone refuses it
+    async with Executor(expressions=unbounded) as executor:
+        started = time.perf_counter()
+        outcome = await executor.run(executor.compile(transform("{{ ((2**10000)**10000)**10 }}")))
+    assert node_error(outcome)["type"] == "expression_limit"
+    assert time.perf_counter() - started < 0.5
+
+
+AMPLIFIERS = [
+    "{{ 'a'|center(100000000) }}",
+    "{{ 'a'.ljust(100000000) }}",
+    "{{ 'a'.rjust(100000000) }}",
+    "{{ 'a'.zfill(100000000) }}",
+    "{{ '%100000000d'|format(1) }}",
+    "{{ '%.100000000d'|format(1) }}",
+    "{{ 'a\\nb'|indent(100000000) }}",
+    "{{ '%100000000d' % 1 }}",
+    "{{ '%*d' % (100000000, 1) }}",
+    "{{ '{:>100000000}'.format(1) }}",
+    "{{ 'x' * 100000000 }}",
+    "{{ ('x' * 1000000)|replace('x', 'xxxxx') }}",
+    "{{ ('x' * 1000000) ~ ('x' * 1000000) }}",
+    "{{ ('x' * 1000000) + ('x' * 1000000) }}",
+    "{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}",
+    "{{ [0]|batch(100000000, 0)|list }}",
+]
+
+
+@pytest.mark.parametrize("template", AMPLIFIERS)
+async def test_an_amplifying_operation_fails_without_allocating_its_result(template: str) -> None:
+    async with Executor() as executor:
+        plan = executor.compile(transform(template))
+        tracemalloc.start()
+        try:
+            outcome = await executor.run(plan)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert node_error(outcome)["type"] == "expression_limit"
+    assert peak < 20 * 1024 * 1024  # (the result would be 100 MB or more)
+
+
+async def test_ordinary_templates_still_work() -> None:
+    template = (
+        "{{ 'x'|center(5) }}|{{ '%03d' % 7 }}|{{ 'a' ~ 'b' }}|{{ 2**100 }}|"
+        "{{ 'ab'|indent(2, true) }}|{{ [1] + [2] }}|{{ 'x'.ljust(3, '.') }}"
+    )
+    async with Executor() as executor:
+        outcome = await executor.run(executor.compile(transform(template)))
+    assert (
+        outcome.nodes["t"].output == "  x  |007|ab|1267650600228229401496703205376|  ab|[1, 2]|x.."
+    )
+
+
+async def test_an_output_over_the_limit_fails_the_node() -> None:
+    mega = "{{ 'x' * 1000000 }}"  # each within the expression budget, 5 MB together
+    async with Executor() as executor:
+        outcome = await executor.run(executor.compile(transform([mega] * 5)))
+        small = await executor.run(executor.compile(transform([mega] * 3)))
+    error = node_error(outcome)
+    assert error["type"] == "output_limit", error
+    assert outcome.nodes["t"].output is None
+    assert small.status is ExecutionStatus.COMPLETED
+
+
+def test_the_settings_build_the_budget() -> None:
+    settings = Settings(expression_timeout_ms=50, expression_max_bytes=2048, max_output_bytes=4096)
+    engine = ExpressionEngine.configured(settings)
+    assert engine.budget.seconds == 0.05
+    assert engine.max_bytes == 2048
+    resolver = engine.compile_value("{{ 'a'|center(4096) }}")
+    assert resolver is not None
+    with pytest.raises(ExpressionLimitError):
+        engine.resolve(resolver, engine.scope())
