@@ -178,7 +178,8 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict or isinstance(obj, Mapping):  # the common case without the ABC
+        # the common cases (a dict, a node's read-only view) without the ABC's isinstance
+        if type(obj) in _PLAIN_MAPPINGS or isinstance(obj, Mapping):
             try:
                 return obj[attribute]
             except KeyError:
@@ -255,6 +256,7 @@ def _lone_inner(value: str) -> str:
 
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
+_PLAIN_MAPPINGS = frozenset({dict, types.MappingProxyType})
 
 
 def to_plain(value: Any) -> Any:
