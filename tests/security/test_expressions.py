@@ -8,6 +8,8 @@ operators are refused by their arguments; an output over ``max_output_bytes`` fa
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
 import time
 import tracemalloc
 from typing import Any
@@ -167,3 +169,34 @@ def test_the_settings_build_the_budget() -> None:
     assert resolver is not None
     with pytest.raises(ExpressionLimitError):
         engine.resolve(resolver, engine.scope())
+
+
+def test_the_budget_counts_the_evaluating_thread_only() -> None:
+    """The timer counts the whole process's CPU; another thread of the process burning a core
+    (a store's write thread, a driver) must not use up an evaluation's budget. A template that
+    needs two thirds of its budget completes while a thread hashes outside the GIL."""
+    engine = ExpressionEngine(timeout_ms=600)
+    loop_body = "{% for a in range(N) %}{% for b in range(100000) %}{% endfor %}{% endfor %}done"
+    probe = engine.compile_value(loop_body.replace("N", "2"))
+    assert probe is not None
+    started = time.thread_time()
+    engine.resolve(probe, engine.scope())
+    per_round = (time.thread_time() - started) / 2
+    rounds = max(int(0.4 / per_round), 1)  # ~0.4 s of this thread's CPU, two thirds of it
+    template = engine.compile_value(loop_body.replace("N", str(rounds)))
+    assert template is not None
+    stop = threading.Event()
+    data = b"x" * (8 << 20)
+
+    def burn() -> None:  # hashlib releases the GIL for large inputs: a second core, busy
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+
+    burner = threading.Thread(target=burn)
+    burner.start()
+    try:
+        for _ in range(3):
+            assert engine.resolve(template, engine.scope()) == "done"
+    finally:
+        stop.set()
+        burner.join()

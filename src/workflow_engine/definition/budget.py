@@ -3,10 +3,12 @@
 Templates render synchronously on the event loop, which cannot pre-empt them; something must
 interrupt Python bytecode. In the main thread (every worker and ``wfe run``) that is a CPU timer:
 ``ITIMER_PROF`` armed around the evaluation, whose ``SIGPROF`` handler raises ``OverBudget``
-between two bytecodes. The handler is installed once, on the first evaluation, and hands a
-signal that arrives outside an evaluation to the handler it replaced; the timer another user
-had armed is re-armed afterwards. Arming and disarming cost ~0.6 µs (two ``setitimer`` calls);
-swapping the handler every time would cost ~5 µs, more than a whole expression.
+between two bytecodes once the evaluation's own thread has used its budget (the timer counts
+the whole process's CPU, so a handler that finds time left sets the timer for the rest). The
+handler is installed once, on the first evaluation, and hands a signal that arrives outside an
+evaluation to the handler it replaced; the timer another user had armed is re-armed afterwards.
+Arming and disarming cost ~0.6 µs (two ``setitimer`` calls); swapping the handler every time
+would cost ~5 µs, more than a whole expression.
 
 Signals reach Python handlers only in the main thread. Elsewhere the budget is a deadline on
 ``time.thread_time()`` that the sandbox checks on every call it makes and every 1,024 steps of
@@ -34,6 +36,8 @@ class OverBudget(BaseException):
 
 
 _RANGE_CHECK_EVERY = 1024
+_RESOLUTION_S = 0.001
+"""An evaluation within this of its budget is over it (no timer for a few microseconds)."""
 _HAS_TIMER = hasattr(signal, "setitimer")
 _UNLIMITED = object()
 _THREAD = object()
@@ -46,6 +50,8 @@ class Budget:
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
         self._active = False  # (main thread only)
+        self._allowed = 0.0
+        self._started_cpu = 0.0
         self._previous: Any = None
         self._installed = False
         self._local = threading.local()
@@ -66,6 +72,8 @@ class Budget:
                 self._previous = signal.signal(signal.SIGPROF, self._on_signal)
                 self._installed = True
             self._active = True
+            self._allowed = allowed
+            self._started_cpu = time.thread_time()
             return signal.setitimer(signal.ITIMER_PROF, max(allowed, 1e-6))
         if getattr(self._local, "deadline", None) is not None:
             return _UNLIMITED
@@ -95,6 +103,13 @@ class Budget:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._active:
+            # ITIMER_PROF counts the whole process's CPU: other threads (the store's write
+            # thread, a driver's) may have used some of it. The evaluation is charged for its
+            # own thread's time only; short of the budget, the timer is set for the rest.
+            left = self._allowed - (time.thread_time() - self._started_cpu)
+            if left > _RESOLUTION_S:
+                signal.setitimer(signal.ITIMER_PROF, left)
+                return
             self._active = False
             raise OverBudget
         previous = self._previous
