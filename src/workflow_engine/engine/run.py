@@ -38,6 +38,7 @@ from workflow_engine.vocabulary import (
     NodeResult,
     NodeStatus,
     Progress,
+    iso,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 RELEASE_REASON = "released to the queue"
+WAITING_FOR_RETRY = "retry"
+"""The ticket of a node parked between two attempts (its backoff longer than ``park_after``)."""
 
 
 async def _discard_chunk(_chunk: Any) -> None:
@@ -191,9 +194,13 @@ class WorkflowRun:
         for node_id, result in self._restored.items():
             if node_id not in self.results:
                 continue
-            if result.status is NodeStatus.WAITING:  # parked: it runs again with its ticket
-                self._tickets[node_id] = result.output if isinstance(result.output, dict) else {}
-                self._prior[node_id] = max(result.attempt - 1, 0)
+            if result.status is NodeStatus.WAITING:  # parked: it runs again
+                ticket = result.output if isinstance(result.output, dict) else {}
+                if ticket.get("waitingFor") == WAITING_FOR_RETRY:  # its next attempt is due
+                    self._prior[node_id] = result.attempt
+                else:  # the same attempt goes on, with its ticket
+                    self._tickets[node_id] = ticket
+                    self._prior[node_id] = max(result.attempt - 1, 0)
                 self.results[node_id].started_at = result.started_at
                 continue
             if result.status not in FINAL_NODE_STATUSES:
@@ -359,7 +366,8 @@ class WorkflowRun:
                 return True
             if not error.retryable or attempt == last:
                 raise error
-            await self._before_retry(plan_node, attempt, error, task)
+            if await self._before_retry(plan_node, result, attempt, error, task):
+                return False  # parked until the next attempt is due
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _attempt(self, plan_node: NodePlan, inputs: Any, attempt: int) -> Any:
@@ -393,10 +401,16 @@ class WorkflowRun:
         return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
 
     async def _before_retry(
-        self, plan_node: NodePlan, attempt: int, error: NodeError, task: asyncio.Task[Any]
-    ) -> None:
+        self,
+        plan_node: NodePlan,
+        result: NodeResult,
+        attempt: int,
+        error: NodeError,
+        task: asyncio.Task[Any],
+    ) -> bool:
         """Report the failed attempt and wait out the backoff (stopping the run cancels
-        ``task``'s wait)."""
+        ``task``'s wait). A backoff longer than the executor's ``park_after`` parks the node
+        instead, as a long ``delay`` does (no worker held): True then."""
         retry = plan_node.definition.retry
         assert retry is not None  # only a node with a retry policy has a next attempt
         delay = retry.delay_before(attempt + 1)
@@ -411,11 +425,23 @@ class WorkflowRun:
         await self.hooks.on_node_retry(
             NodeRetrying(self.execution_id, plan_node.id, attempt, error.to_dict(), delay)
         )
+        park_after = self.executor.park_after
+        if park_after is not None and delay > park_after:
+            retry_at = self._clock.now() + delay
+            result.status = NodeStatus.WAITING
+            result.output = {
+                "waitingFor": WAITING_FOR_RETRY,
+                "retryAt": iso(retry_at),
+                "error": error.to_dict(),
+            }
+            self._parked[plan_node.id] = retry_at
+            return True
         self._in_work.add(task)
         try:
             await self._clock.sleep(delay)
         finally:
             self._in_work.discard(task)
+        return False
 
     def _classify_failure(self, plan_node: NodePlan, result: NodeResult, exc: NodeError) -> None:
         """A node's last attempt failed: ``cancelled`` when that was its reaction to the run
