@@ -142,6 +142,8 @@ def refused_reason(address: IPAddress) -> str | None:
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
         ("private", address.is_private),
+        # deprecated site-local (fec0::/10): Python 3.11 still calls it global
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("reserved", address.is_reserved),
         ("non-global", not address.is_global),
     )

@@ -74,12 +74,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         """The service's own endpoints, resolved once (port -> addresses)."""
         if self._protected is None:
             found: dict[int, set[IPAddress]] = {}
+            complete = True
             for endpoint in self.policy.protected:
                 try:
                     addresses = await resolve(endpoint.host, endpoint.port)
                 except httpcore.ConnectError:
-                    continue  # (unresolvable here: nothing can reach it by that name either)
+                    complete = False  # (a resolver hiccup: looked up again next time)
+                    continue
                 found.setdefault(endpoint.port, set()).update(addresses)
+            if not complete:
+                return found
             self._protected = found
         return self._protected
 

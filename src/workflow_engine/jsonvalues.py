@@ -114,3 +114,25 @@ def _printable(text: str) -> str:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def json_size_below(value: Any, stop: int) -> int:
+    """A lower bound of ``value``'s JSON size in bytes, walked until it reaches ``stop`` (so a
+    huge value costs no more than ``stop`` to judge)."""
+    size = 0
+    stack = [value]
+    while stack and size < stop:
+        item = stack.pop()
+        if type(item) is str:
+            size += len(item) + 2
+        elif type(item) is dict:
+            size += 2
+            for key, child in item.items():
+                size += len(key) + 4 if type(key) is str else 4
+                stack.append(child)
+        elif isinstance(item, list | tuple):
+            size += 2 + len(item)
+            stack.extend(item)
+        else:
+            size += 4
+    return size

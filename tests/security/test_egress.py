@@ -96,6 +96,7 @@ async def test_loopback_in_any_spelling_is_refused(
         "192.168.1.1",
         "[fc00::1]",
         "[fd12:3456::1]",
+        "[fec0::1]",  # deprecated site-local (Python 3.11 calls it global)
         "0.0.0.0",
         "[::]",
         "224.0.0.1",

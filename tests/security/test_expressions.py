@@ -120,6 +120,9 @@ AMPLIFIERS = [
     "{{ ('x' * 1000000) + ('x' * 1000000) }}",
     "{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}",
     "{{ [0]|batch(100000000, 0)|list }}",
+    "{{ ['x' * 1000000] * 1000 }}",
+    "{{ (['x' * 1000] * 1000)|join('y' * 1000) }}",
+    "{{ ['x' * 600000] + ['y' * 600000] }}",
 ]
 
 
@@ -140,13 +143,24 @@ async def test_an_amplifying_operation_fails_without_allocating_its_result(templ
 async def test_ordinary_templates_still_work() -> None:
     template = (
         "{{ 'x'|center(5) }}|{{ '%03d' % 7 }}|{{ 'a' ~ 'b' }}|{{ 2**100 }}|"
-        "{{ 'ab'|indent(2, true) }}|{{ [1] + [2] }}|{{ 'x'.ljust(3, '.') }}"
+        "{{ 'ab'|indent(2, true) }}|{{ [1] + [2] }}|{{ 'x'.ljust(3, '.') }}|"
+        # the digits of the text are no widths
+        "{{ 'Invoice 20241130123: %s' % 'x' }}|{{ 'Order 12345678 {}'.format('y') }}|"
+        "{{ 'x %s * %s' % (2, 3000000) }}|{{ ['a', 'b']|join(',') }}|{{ [1, 2, 3]|sum }}"
     )
     async with Executor() as executor:
         outcome = await executor.run(executor.compile(transform(template)))
-    assert (
-        outcome.nodes["t"].output == "  x  |007|ab|1267650600228229401496703205376|  ab|[1, 2]|x.."
+    assert outcome.nodes["t"].output == (
+        "  x  |007|ab|1267650600228229401496703205376|  ab|[1, 2]|x..|"
+        "Invoice 20241130123: x|Order 12345678 y|x 2 * 3000000|a,b|6"
     )
+
+
+async def test_sum_adds_numbers_only() -> None:
+    """Summing lists is one C call the CPU timer cannot stop, quadratic in the size."""
+    async with Executor() as executor:
+        outcome = await executor.run(executor.compile(transform("{{ [[1], [2]]|sum(start=[]) }}")))
+    assert node_error(outcome)["type"] == "expression_limit"
 
 
 async def test_an_output_over_the_limit_fails_the_node() -> None:

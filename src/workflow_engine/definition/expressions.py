@@ -14,21 +14,43 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import string
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2 import (
+    Environment,
+    StrictUndefined,
+    Template,
+    TemplateSyntaxError,
+    Undefined,
+    meta,
+    nodes,
+    pass_environment,
+    pass_eval_context,
+)
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.filters import do_batch, do_center, do_format, do_indent, do_replace, do_tojson
+from jinja2.filters import (
+    do_batch,
+    do_center,
+    do_format,
+    do_indent,
+    do_join,
+    do_replace,
+    do_sum,
+    do_tojson,
+)
+from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from workflow_engine.definition.budget import Budget, OverBudget
 from workflow_engine.errors import ExpressionError, ExpressionLimitError
+from workflow_engine.jsonvalues import json_size_below
 
 if TYPE_CHECKING:
     from workflow_engine.config import Settings
@@ -47,7 +69,9 @@ class TooLarge(SecurityError):
     """An evaluation would produce more than the sandbox's ``max_bytes``."""
 
 
-_NUMBERS = re.compile(r"\d+")
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
+"""A ``%`` conversion: its width and precision (digits, or ``*`` taken from the arguments)."""
+_FORMAT_NUMBERS = re.compile(r"\d+")
 
 
 def _amplified(s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
@@ -75,14 +99,43 @@ def _amplified(s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 def _format_width(fmt: str, args: Any) -> int:
     """The largest width or precision a format string (``%`` or ``str.format``) asks for,
-    counting the arguments when the widths come from them (``%*d``, ``{:{}}``)."""
-    widest = 0
-    for digits in _NUMBERS.findall(fmt):
-        widest = max(widest, int(digits) if len(digits) < 10 else 1 << 40)
-    if "*" in fmt or "{:{" in fmt or ":{}" in fmt:
-        values = args if isinstance(args, tuple | list) else (args,)
-        widest = max([widest, *(v for v in values if type(v) is int)])
-    return widest
+    counting the arguments when the widths come from them (``%*d``, ``{:{}}``). Only the
+    conversion specs count: the digits of the text around them (an invoice number) do not."""
+    values = args if isinstance(args, tuple | list) else (args,)
+    from_args = [v for v in values if type(v) is int]
+    widths: list[int] = []
+    for width, precision in _PERCENT_SPEC.findall(fmt):
+        for part in (width, precision):
+            if part == "*":
+                widths.extend(from_args)
+            elif part:
+                widths.append(_number(part))
+    try:
+        fields = list(string.Formatter().parse(fmt))
+    except ValueError:
+        fields = []  # not a str.format template
+    for _, name, spec, _ in fields:
+        if name is None or not spec:
+            continue
+        if "{" in spec:  # a width from the arguments: ``{:{}}``
+            widths.extend(from_args)
+        widths.extend(_number(d) for d in _FORMAT_NUMBERS.findall(spec))
+    return max(widths, default=0)
+
+
+@pass_environment
+def _sum_of_numbers(
+    environment: Environment, iterable: Any, attribute: Any = None, start: Any = 0
+) -> Any:
+    """Jinja's ``sum`` for numbers only: summing lists or strings is one C call that the CPU
+    budget cannot interrupt, and its cost grows with the square of the size."""
+    if type(start) not in (int, float):
+        raise TooLarge("sum adds numbers only")
+    return do_sum(environment, iterable, attribute, start)
+
+
+def _number(digits: str) -> int:
+    return int(digits) if len(digits) < 10 else 1 << 40
 
 
 _T = TypeVar("_T")
@@ -124,7 +177,25 @@ class _Environment(ImmutableSandboxedEnvironment):
             replace=self._bounded_replace(),
             batch=self._bounded(do_batch, lambda v, n, fill=None: n if fill is not None else 0),
             tojson=self._bounded_tojson(),
+            join=self._bounded_join(),
+            sum=_sum_of_numbers,
         )
+
+    def _bounded_join(self) -> Callable[..., Any]:
+        @pass_eval_context
+        def join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> Any:
+            if isinstance(value, list | tuple):
+                self.check_size(json_size_below(value, self.max_bytes + 1) + len(d) * len(value))
+            return do_join(eval_ctx, value, d, attribute)
+
+        bounded: Callable[..., Any] = join
+        return bounded
+
+    def _sequence_size(self, value: Any) -> int:
+        """A lower bound of the bytes a string or list holds (what repeating it multiplies)."""
+        if isinstance(value, str):
+            return len(value)
+        return json_size_below(value, self.max_bytes + 1)
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -189,7 +260,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
         if operator_ == "+":
             if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-                self.check_size(len(left) + len(right))
+                self.check_size(self._sequence_size(left) + self._sequence_size(right))
         elif operator_ == "%":
             if isinstance(left, str):
                 self.check_size(_format_width(left, right))
@@ -199,12 +270,11 @@ class _Environment(ImmutableSandboxedEnvironment):
             raise TooLarge(f"exponent {right} is too large")
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > MAX_SEQUENCE_PRODUCT
-                ):
-                    raise TooLarge("the repeated sequence would be too long")
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) and count > 0:
+                    if len(seq) * count > MAX_SEQUENCE_PRODUCT:
+                        raise TooLarge("the repeated sequence would be too long")
+                    # in bytes too: a list of long strings repeated is as big as their text
+                    self.check_size(min(self._sequence_size(seq), self.max_bytes + 1) * count)
         return super().call_binop(context, operator_, left, right)
 
 
@@ -478,6 +548,9 @@ class ExpressionEngine:
             isinstance(value, str)
             and len(value) * 4 > self.max_bytes
             and len(value.encode("utf-8", "surrogatepass")) > self.max_bytes
+        ) or (
+            isinstance(value, dict | list | tuple)
+            and json_size_below(value, self.max_bytes + 1) > self.max_bytes
         ):
             raise TooLarge(f"the result is larger than {self.max_bytes} bytes")
         return value

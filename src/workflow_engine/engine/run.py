@@ -28,6 +28,7 @@ from workflow_engine.engine.hooks import (
 from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.engine.scheduler import GraphState
 from workflow_engine.errors import ExpressionError, NodeError, NodeInputError, NodeTimeoutError
+from workflow_engine.jsonvalues import json_size_below
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.nodes.base import NodeContext, Park
 from workflow_engine.plan import NodePlan, WorkflowPlan
@@ -606,41 +607,20 @@ class WorkflowRun:
 
 def check_output_size(node_id: str, output: Any, limit: int | None) -> None:
     """Fail the node (``output_limit``) when its output's JSON form is larger than ``limit``.
-    Cheap for small outputs: a bounded walk estimates the size from below and stops at the
-    limit; only an output that estimate puts near the limit is encoded."""
-    if limit is None or _size_below(output, limit // 2) < limit // 2:
+    orjson measures it (microseconds for a small output, far less than a walk in Python for a
+    big one); a value orjson cannot write is estimated from below instead."""
+    if limit is None:
         return
     try:
         size = len(orjson.dumps(output, option=orjson.OPT_NON_STR_KEYS))
     except (TypeError, orjson.JSONEncodeError):
-        size = _size_below(output, limit + 1)
+        size = json_size_below(output, limit + 1)
     if size > limit:
         raise NodeError(
             f"node '{node_id}': its output is larger than {limit} bytes (JSON)",
             retryable=False,
             error_type="output_limit",
         )
-
-
-def _size_below(value: Any, stop: int) -> int:
-    """A lower bound of ``value``'s JSON size, computed until it reaches ``stop``."""
-    size = 0
-    stack = [value]
-    while stack and size < stop:
-        item = stack.pop()
-        if type(item) is str:
-            size += len(item) + 2
-        elif type(item) is dict:
-            size += 2
-            for key, child in item.items():
-                size += len(key) + 4 if type(key) is str else 4
-                stack.append(child)
-        elif isinstance(item, list | tuple):
-            size += 2 + len(item)
-            stack.extend(item)
-        else:
-            size += 4
-    return size
 
 
 def _listens(hooks: ExecutionHooks, name: str) -> bool:

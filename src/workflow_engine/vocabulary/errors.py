@@ -20,7 +20,3 @@ class ExecutionError:
     def to_dict(self) -> dict[str, Any]:
         """The wire form: ``{"message", "nodeId", "type"}``."""
         return {"message": self.message, "nodeId": self.node_id, "type": self.type}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ExecutionError:
-        return cls(str(data.get("message", "")), str(data.get("type", "")), data.get("nodeId"))
