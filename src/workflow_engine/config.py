@@ -106,6 +106,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Refuse (429) a submit when its queue holds this many jobs (0: no cap).",
     )
+    tenant_max_active: int = Field(
+        10_000,
+        ge=0,
+        description="Executions queued or running per tenant; past it execute answers 429 "
+        "(0: no cap).",
+    )
+    tenant_rate: float = Field(
+        0,
+        ge=0,
+        description="Submits per second per tenant (token bucket, a second's burst); past it "
+        "429 (0: no limit).",
+    )
     shutdown_grace_s: float = Field(25, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_nodes: int = Field(1000, ge=1)

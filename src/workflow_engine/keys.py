@@ -42,3 +42,12 @@ class Keys:
     def client_index(self, tenant_id: str, client_id: str) -> str:
         """Stream of the executions a tenant's client submitted (one entry per execution)."""
         return self._ours("client", tenant_id, client_id)
+
+    def tenant_active(self, tenant_id: str) -> str:
+        """Sorted set of a tenant's executions in flight (queued, running), scored by the time
+        they were added or last confirmed: its size is the tenant's active count."""
+        return self._ours("tenant", tenant_id, "active")
+
+    def tenant_bucket(self, tenant_id: str) -> str:
+        """Hash of a tenant's submit token bucket (tokens, at)."""
+        return self._ours("tenant", tenant_id, "bucket")

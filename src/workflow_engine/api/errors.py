@@ -20,6 +20,7 @@ from workflow_engine.errors import (
 )
 from workflow_engine.jsonvalues import MAX_DEPTH
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.fairness import TenantBusy
 from workflow_engine.queue.submit import Conflict, NotFound, QueueFull, QueueUnavailable
 from workflow_engine.store.base import StoreUnavailable
 
@@ -134,6 +135,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QueueFull)
     async def queue_full(_: Request, exc: QueueFull) -> FastJSONResponse:
         return error_response(429, "rate_limited", str(exc), headers={"Retry-After": "1"})
+
+    @app.exception_handler(TenantBusy)
+    async def tenant_busy(_: Request, exc: TenantBusy) -> FastJSONResponse:
+        return error_response(
+            429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        )
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> FastJSONResponse:

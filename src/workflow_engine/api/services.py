@@ -17,6 +17,7 @@ from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.plan import Compiler, PlanCache
 from workflow_engine.queue.cancel import Canceller
+from workflow_engine.queue.fairness import FairnessLimits, TenantGate
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.rerun import Rerunner
 from workflow_engine.queue.resume import Resumer
@@ -78,7 +79,13 @@ class Services:
                 expressions=ExpressionEngine.configured(settings),
             )
         )
-        submitter = Submitter(store, queues, plans, events, settings.max_queued)
+        gate = TenantGate(
+            client,
+            redis_keys,
+            FairnessLimits(settings.tenant_max_active, settings.tenant_rate),
+            store.final_among,
+        )
+        submitter = Submitter(store, queues, plans, events, gate, settings.max_queued)
         canceller = Canceller(
             store, queues, client, redis_keys, events, hub, wait_s=settings.cancel_wait_s
         )

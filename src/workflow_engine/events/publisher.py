@@ -23,6 +23,7 @@ log = get_logger(__name__)
 # the stream ttl, the checkpoint ttl, then per operation its kind and arguments:
 #   x value        XADD an event              f value        XADD, then expire the key
 #   h field value  HSET a checkpoint field    d              DEL (a checkpoint no longer needed)
+#   r member       ZREM (an execution leaves its tenant's in-flight set)
 APPEND = f"""
 local maxlen, ttl, ckttl = ARGV[1], ARGV[2], ARGV[3]
 local a = 4
@@ -35,6 +36,9 @@ for i = 1, #KEYS do
   elseif kind == 'd' then
     redis.call('DEL', KEYS[i])
     a = a + 1
+  elseif kind == 'r' then
+    redis.call('ZREM', KEYS[i], ARGV[a + 1])
+    a = a + 2
   else
     redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', '{FIELD}', ARGV[a + 1])
     if kind == 'f' then
@@ -73,6 +77,7 @@ class EventPublisher:
         self._flusher: asyncio.Task[None] | None = None
         self._append = redis.register_script(APPEND)
         self._clock = _IsoClock()
+        self._lost: set[str] = set()
 
     def publish(
         self,
@@ -99,6 +104,20 @@ class EventPublisher:
     def index_client(self, tenant_id: str, client_id: str, execution_id: str) -> None:
         """Record that ``client_id`` has a new execution (for client-wide subscriptions)."""
         self._queue(self.keys.client_index(tenant_id, client_id), ("f", execution_id))
+
+    def leave(self, tenant_id: str, execution_id: str) -> asyncio.Future[None]:
+        """Queue the execution's removal from its tenant's in-flight set (it ended or parked);
+        called right after its final or waiting event, it shares that event's round trip."""
+        return self._queue(self.keys.tenant_active(tenant_id), ("r", execution_id))
+
+    def lost_events(self, execution_id: str) -> bool:
+        """Whether some of the execution's events could not be written since the last time
+        this was asked (the caller rebuilds them from the store: ``worker/repair.py``)."""
+        key = self.keys.events(execution_id)
+        if key not in self._lost:
+            return False
+        self._lost.discard(key)
+        return True
 
     def _queue(self, key: str, op: tuple[str, ...]) -> asyncio.Future[None]:
         self._buffer.append((key, op))
@@ -139,6 +158,9 @@ class EventPublisher:
                 await self._write(keys, args)
             except Exception as exc:
                 log.warning("events not written", operations=len(pending), error=repr(exc))
+                if len(self._lost) < MAX_LOST:
+                    streams = self.keys.events("")
+                    self._lost.update(key for key, _ in pending if key.startswith(streams))
                 if batch is not None and not batch.done():
                     batch.set_exception(exc)
                 continue
@@ -160,6 +182,8 @@ async def has_final_event(redis: aioredis.Redis, key: str) -> bool:
 
 
 RETRY_DELAYS = (0.05, 0.2, 0.5)
+MAX_LOST = 100_000
+"""Streams remembered as having lost events (a resumed run repairs its stream anyway)."""
 
 
 class _IsoClock:

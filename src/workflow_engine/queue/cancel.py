@@ -101,7 +101,8 @@ class Canceller:
         # the final event first: a worker parking this execution right now looks for it after
         # handing the job back, and removes the job itself if this removal comes too early
         event_type, data = ev.final_event(S.CANCELLED, None, error.to_dict(), record.progress)
-        await self.events.publish(record.execution_id, event_type, data, final=True)
+        self.events.publish(record.execution_id, event_type, data, final=True)
+        await self.events.leave(record.tenant_id, record.execution_id)
         try:
             await self.queues[record.queue].remove(record.execution_id)
         except Exception as exc:  # taken by a worker meanwhile: it finds the record cancelled

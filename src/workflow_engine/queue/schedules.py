@@ -16,6 +16,7 @@ from workflow_engine.ids import new_id
 from workflow_engine.maintenance import zone
 from workflow_engine.plan import PlanCache
 from workflow_engine.queue.bullmq_adapter import find_job_scheduler
+from workflow_engine.queue.fairness import RANKS, queue_priority
 from workflow_engine.queue.queues import JOB_NAME, QueueSet, job_defaults
 from workflow_engine.queue.submit import NotFound, QueueUnavailable, Submission
 from workflow_engine.vocabulary import iso_ms
@@ -162,8 +163,9 @@ class Scheduler:
         }
         queue = self.queues[submission.queue]
         options = job_defaults(self.queues.settings.queue(submission.queue))
-        if submission.priority:
-            options["priority"] = submission.priority
+        # a tick takes the last place of its priority band: however many schedules a tenant
+        # has, they never go before another tenant's submit (SPEC 8, queue/fairness.py)
+        options["priority"] = queue_priority(submission.priority, RANKS - 1)
         try:
             await queue.upsertJobScheduler(
                 schedule_id, repeat.bullmq_options(), JOB_NAME, template, options

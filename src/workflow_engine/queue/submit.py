@@ -14,6 +14,7 @@ from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.ids import new_execution_id
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, WorkflowPlan
+from workflow_engine.queue.fairness import TenantBusy, TenantGate, queue_priority
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
@@ -129,35 +130,46 @@ class Submitter:
         queues: QueueSet,
         plans: PlanCache,
         events: EventPublisher,
+        gate: TenantGate,
         max_queued: int = 0,
     ) -> None:
         self.store = store
         self.queues = queues
         self.plans = plans
         self.events = events
+        self.gate = gate
         self.max_queued = max_queued
 
     async def submit(self, submission: Submission) -> Submitted:
         """Raises ``DefinitionError`` / ``InputValidationError`` (nothing stored),
-        ``StoreUnavailable`` or ``QueueUnavailable`` (nothing left behind)."""
+        ``TenantBusy`` (the tenant's cap or rate: nothing stored), ``StoreUnavailable`` or
+        ``QueueUnavailable`` (nothing left behind)."""
         if submission.queue not in QUEUE_NAMES:
             raise ValueError(f"unknown queue type {submission.queue!r}")
         plan = self.plans.get(submission.definition)
         plan.check_inputs(submission.inputs)
         if self.max_queued:
             await self._check_room(submission.queue)
-        record, fresh = await self.store.create(new_record(submission, plan))
-        if not fresh:
+        candidate = new_record(submission, plan)
+        rank = await self._admit(candidate)
+        try:
+            record, fresh = await self.store.create(candidate)
+        except BaseException:
+            await self._leave(candidate)
+            raise
+        if not fresh:  # the idempotency key's first execution: the new id was never used
+            await self._leave(candidate)
             await self._check_same_request(record, submission)
             return Submitted(record.execution_id, record.execution_id, record.status, False)
         try:  # the first event and the client's index entry exist before any worker's event
             await announce(self.events, record, submission.delay_ms)
         except Exception as exc:
-            await self._forget(record.execution_id)
+            await self._forget(record)
             raise QueueUnavailable(f"could not record the execution's first event: {exc}") from exc
-        options: dict[str, Any] = {"jobId": record.execution_id}
-        if submission.priority:
-            options["priority"] = submission.priority
+        options: dict[str, Any] = {
+            "jobId": record.execution_id,
+            "priority": queue_priority(submission.priority, rank),
+        }
         if submission.delay_ms:
             options["delay"] = submission.delay_ms
         try:
@@ -165,7 +177,7 @@ class Submitter:
                 JOB_NAME, job_data(record, submission.restored), options
             )
         except Exception as exc:
-            await self._forget(record.execution_id)
+            await self._forget(record)
             raise QueueUnavailable(f"could not enqueue the execution: {exc}") from exc
         return Submitted(record.execution_id, record.execution_id, ExecutionStatus.PENDING, True)
 
@@ -201,7 +213,25 @@ class Submitter:
                 f"the {queue} queue holds {queued} jobs (limit {self.max_queued}); retry later"
             )
 
-    async def _forget(self, execution_id: str) -> None:
+    async def _admit(self, record: ExecutionRecord) -> int:
+        """The tenant's cap and rate (``TenantBusy``); the execution's rank among the tenant's
+        executions in flight."""
+        try:
+            return await self.gate.admit(record.tenant_id, record.execution_id)
+        except TenantBusy:
+            raise
+        except Exception as exc:
+            raise QueueUnavailable(f"could not admit the execution: {exc}") from exc
+
+    async def _leave(self, record: ExecutionRecord) -> None:
+        try:
+            await self.gate.leave(record.tenant_id, record.execution_id)
+        except Exception as exc:  # counted until the tenant's cap looks it up in the store
+            log.warning("could not release a tenant slot", error=repr(exc))
+
+    async def _forget(self, record: ExecutionRecord) -> None:
+        execution_id = record.execution_id
+        await self._leave(record)
         with contextlib.suppress(Exception):  # its first event, if it got written
             await self.events.redis.delete(self.events.keys.events(execution_id))
         try:

@@ -27,6 +27,7 @@ from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.vocabulary import ACTIVE_STATUSES, ExecutionError, ExecutionStatus, now_ms
 from workflow_engine.worker.periodic import my_turn
+from workflow_engine.worker.repair import republish_node_events
 
 log = get_logger(__name__)
 
@@ -100,9 +101,11 @@ class Recovery:
             completed_at=now_ms(),
         ):
             return  # it moved on meanwhile
+        await republish_node_events(self.store, self.events, record.execution_id)
         event_type, data = ev.final_event(
             ExecutionStatus.FAILED, None, error.to_dict(), record.progress_or_empty()
         )
-        await self.events.publish(record.execution_id, event_type, data, final=True)
+        self.events.publish(record.execution_id, event_type, data, final=True)
+        await self.events.leave(record.tenant_id, record.execution_id)
         found.failed.append(record.execution_id)
         log.warning("execution with a lost job failed", executionId=record.execution_id)

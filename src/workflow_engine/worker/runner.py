@@ -31,6 +31,7 @@ from workflow_engine.vocabulary import (
     iso,
 )
 from workflow_engine.worker.hooks import RunHooks
+from workflow_engine.worker.repair import republish_node_events
 from workflow_engine.worker.restore import restore_point
 from workflow_engine.worker.ticks import ScheduleTicks, is_tick
 
@@ -48,11 +49,14 @@ class Prepared:
 
     job: JobHandle
     execution_id: str
+    tenant: str
     attempt: int
     run: WorkflowRun
     hooks: RunHooks
     started: float
     """Monotonic time the job was taken."""
+    taken_over: bool
+    """Another run started it (and may have died before its events were written)."""
 
 
 class JobRunner:
@@ -136,6 +140,7 @@ class JobRunner:
                 return {"scheduleId": data[TICK_KEY], "status": "skipped"}
             data = ticked
         execution_id: str = data["executionId"]
+        tenant: str = data.get("tenantId") or "anonymous"
         started = self.clock.monotonic()
         if self.stopping:  # fetched as the worker was shutting down: not started, given back
             await job.hand_back()
@@ -152,7 +157,7 @@ class JobRunner:
         try:
             plan = self.plans.get(data["workflowDefinition"])
         except DefinitionError as exc:  # cannot happen for jobs from the API, which validates
-            await self._record_failure(execution_id, str(exc), "invalid_definition")
+            await self._record_failure(execution_id, str(exc), "invalid_definition", tenant)
             raise UnrecoverableError(str(exc)) from exc
         point = await restore_point(self.store, self.events, execution_id, data, resumed=resumed)
         hooks = RunHooks(
@@ -176,7 +181,8 @@ class JobRunner:
             prior_attempts=point.prior_attempts,
             timeout=self.settings.queue(job.queue_name).timeout_s,
         )
-        return Prepared(job, execution_id, job.attempt, run, hooks, started)
+        taken_over = resumed or bool(point.prior_attempts)
+        return Prepared(job, execution_id, tenant, job.attempt, run, hooks, started, taken_over)
 
     async def _run(self, prepared: Prepared) -> ExecutionOutcome:
         execution_id, run = prepared.execution_id, prepared.run
@@ -186,7 +192,7 @@ class JobRunner:
         try:
             return await run.wait()
         except InputValidationError as exc:
-            await self._record_failure(execution_id, str(exc), "invalid_input")
+            await self._record_failure(execution_id, str(exc), "invalid_input", prepared.tenant)
             raise UnrecoverableError(str(exc)) from exc
         finally:
             self.active.pop(execution_id, None)
@@ -199,7 +205,7 @@ class JobRunner:
             log.info("execution released to the queue", executionId=execution_id)
             raise DelayedError()
         if outcome.status is ExecutionStatus.WAITING:
-            return await self._park(prepared.job, hooks, outcome)
+            return await self._park(prepared, outcome)
         finished = self.store.finish_later(
             execution_id,
             outcome.status,
@@ -209,7 +215,8 @@ class JobRunner:
         )
         await hooks.durable(finished)
         if finished.result():
-            await self._publish_final(outcome)
+            await self._repair_if_lost(prepared)
+            await self._publish_final(outcome, prepared.tenant)
         else:  # cancelled meanwhile by the API (no worker answered in time): it has the say
             record = await self.store.get(execution_id)
             if record is not None and record.status in FINAL_STATUSES:
@@ -226,14 +233,13 @@ class JobRunner:
             raise UnrecoverableError(outcome.error.message if outcome.error else "execution failed")
         return {"executionId": execution_id, "status": str(outcome.status)}
 
-    async def _park(
-        self, job: JobHandle, hooks: RunHooks, outcome: ExecutionOutcome
-    ) -> dict[str, Any]:
+    async def _park(self, prepared: Prepared, outcome: ExecutionOutcome) -> dict[str, Any]:
         """Some nodes wait (for a time, for an answer) and nothing else can run: record it,
         hand the job back to BullMQ as a delayed job that wakes up when the first of them
         wants to, and let go. No worker holds a parked execution."""
-        execution_id = outcome.execution_id
-        await hooks.durable()
+        job, execution_id = prepared.job, outcome.execution_id
+        await prepared.hooks.durable()
+        await self._repair_if_lost(prepared)
         parked = await self.store.transition(
             execution_id,
             ExecutionStatus.WAITING,
@@ -256,6 +262,7 @@ class JobRunner:
             {"resumeAt": iso(resume_at), "nodes": waiting, "progress": outcome.progress.to_dict()},
             drop_checkpoint=True,  # the store has it all now
         )
+        self.events.leave(prepared.tenant, execution_id)  # parked: not in flight (SPEC 8)
         until = self.clock.now() + PARK_FOREVER_S if resume_at is None else resume_at
         await job.park(int(until * 1000))
         log.info("execution parked", executionId=execution_id, resumeAt=iso(resume_at))
@@ -271,11 +278,20 @@ class JobRunner:
 
     # -- final events and recorded failures ------------------------------------------------
 
-    async def _publish_final(self, outcome: ExecutionOutcome) -> None:
+    async def _publish_final(self, outcome: ExecutionOutcome, tenant: str) -> None:
         event_type, data = ev.final_event(
             outcome.status, outcome.result, outcome.error_dict, outcome.progress.to_dict()
         )
-        await self.events.publish(outcome.execution_id, event_type, data, final=True)
+        self.events.publish(outcome.execution_id, event_type, data, final=True)
+        await self.events.leave(tenant, outcome.execution_id)
+
+    async def _repair_if_lost(self, prepared: Prepared) -> None:
+        """Before an execution's final (or waiting) event: if some of its events were never
+        written (Redis was down), or another run had it, write the missing node events again
+        from the store (whose node results are all durable by now)."""
+        lost = self.events.lost_events(prepared.execution_id)
+        if lost or prepared.taken_over:
+            await republish_node_events(self.store, self.events, prepared.execution_id)
 
     async def _refused(self, execution_id: str) -> dict[str, Any]:
         """The execution is final (cancelled before it started, or done by an earlier attempt
@@ -290,12 +306,16 @@ class JobRunner:
         return {"executionId": execution_id, "status": str(status), "ran": False}
 
     async def ensure_final_event(self, record: ExecutionRecord) -> None:
+        """Write the final event of an execution that ended without one reaching Redis, after
+        the node events that did not either."""
         if await has_final_event(self.events.redis, self.events.keys.events(record.execution_id)):
             return
+        await republish_node_events(self.store, self.events, record.execution_id)
         event_type, data = ev.final_event(
             record.status, record.result, record.error, record.progress, recovered=True
         )
-        await self.events.publish(record.execution_id, event_type, data, final=True)
+        self.events.publish(record.execution_id, event_type, data, final=True)
+        await self.events.leave(record.tenant_id, record.execution_id)
 
     async def _answered(self, execution_id: str) -> bool:
         return any(
@@ -303,14 +323,17 @@ class JobRunner:
             for r in await self.store.node_results(execution_id)
         )
 
-    async def _record_failure(self, execution_id: str, message: str, error_type: str) -> None:
+    async def _record_failure(
+        self, execution_id: str, message: str, error_type: str, tenant: str
+    ) -> None:
         error = ExecutionError(message, error_type)
         await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error)
         event_type, data = ev.final_event(ExecutionStatus.FAILED, None, error.to_dict(), None)
-        await self.events.publish(execution_id, event_type, data, final=True)
+        self.events.publish(execution_id, event_type, data, final=True)
+        await self.events.leave(tenant, execution_id)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""
         record = await self.store.get(execution_id)
         if record is not None and record.status not in FINAL_STATUSES:
-            await self._record_failure(execution_id, message, "worker_error")
+            await self._record_failure(execution_id, message, "worker_error", record.tenant_id)
