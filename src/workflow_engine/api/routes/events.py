@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
+import redis.exceptions
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -31,6 +32,8 @@ router = APIRouter(tags=["events"])
 CLOSE_UNAUTHORIZED = 1008
 CLOSE_UNAVAILABLE = 1011
 CLOSE_SLOW_CONSUMER = 1013
+REDIS_CHECK_S = 2.0
+"""How long Redis may take to answer for an execution's stream before SSE answers 503."""
 MAX_ID_CHARS = 128
 """Longer execution ids are refused as malformed (and never echoed back)."""
 INVALID = {"type": "error", "message": "Invalid message format"}
@@ -44,6 +47,23 @@ async def _execution(
     if record is None:
         raise NotFound(f"execution {execution_id} not found")
     return record
+
+
+async def _redis_answers(
+    request: Request, record: Annotated[ExecutionRecord, Depends(_execution)]
+) -> None:
+    """Redis answers for the execution's stream (one round trip, on the client that replays
+    it). Checked before the response starts: an unreachable or stalled Redis is a 503 with
+    ``Retry-After`` (api/errors.py), not an event stream that ends empty."""
+    services: Services = request.app.state.services
+    key = services.redis_keys.events(record.execution_id)
+    try:
+        async with asyncio.timeout(REDIS_CHECK_S):
+            await services.hub.control.exists(key)
+    except TimeoutError as exc:  # the control client would wait 10 s a read, 5 s a connection
+        raise redis.exceptions.TimeoutError(
+            f"Redis did not answer within {REDIS_CHECK_S} s"
+        ) from exc
 
 
 def _position(
@@ -67,6 +87,7 @@ async def execution_events(
     request: Request,
     record: Annotated[ExecutionRecord, Depends(_execution)],
     position: Annotated[str | None, Depends(_position)],
+    _: Annotated[None, Depends(_redis_answers)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of one execution: replay after ``Last-Event-ID`` (header, or the
     ``lastEventId`` query parameter), then live; the stream ends after the final event.
