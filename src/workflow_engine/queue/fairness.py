@@ -16,6 +16,7 @@ while are looked up in the store and the finished ones are dropped before the an
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -33,31 +34,38 @@ MAX_BAND = 4095
 CONFIRM_AFTER_MS = 30_000
 """Members older than this are looked up in the store when the tenant is at its cap."""
 
-# KEYS: the tenant's in-flight set, its token bucket. ARGV: execution id, max active (0: none),
-# rate per second (0: none), bucket size. Returns {0, rank} | {1, in flight} | {2, wait ms}.
+# Admits a batch of submits, in order. ARGV: max active (0: none), rate per second (0: none),
+# bucket size, then one execution id per submit; KEYS: per submit, its tenant's in-flight set
+# and token bucket. Returns per submit {0, rank} | {1, in flight} | {2, wait ms}.
 ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local count = redis.call('ZCARD', KEYS[1])
-local cap = tonumber(ARGV[2])
-if cap > 0 and count >= cap then
-  return {1, count}
-end
-local rate = tonumber(ARGV[3])
-if rate > 0 then
-  local size = tonumber(ARGV[4])
-  local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'at')
-  local tokens = tonumber(bucket[1]) or size
-  local at = tonumber(bucket[2]) or now
-  tokens = math.min(size, tokens + math.max(0, now - at) * rate / 1000)
-  if tokens < 1 then
-    return {2, math.ceil((1 - tokens) * 1000 / rate)}
+local cap, rate, size = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local function admit(active, bucket, id)
+  local count = redis.call('ZCARD', active)
+  if cap > 0 and count >= cap then
+    return {1, count}
   end
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', now)
-  redis.call('PEXPIRE', KEYS[2], math.ceil(size * 1000 / rate) + 1000)
+  if rate > 0 then
+    local b = redis.call('HMGET', bucket, 'tokens', 'at')
+    local tokens = tonumber(b[1]) or size
+    local at = tonumber(b[2]) or now
+    tokens = math.min(size, tokens + math.max(0, now - at) * rate / 1000)
+    if tokens < 1 then
+      return {2, math.ceil((1 - tokens) * 1000 / rate)}
+    end
+    redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'at', now)
+    redis.call('PEXPIRE', bucket, math.ceil(size * 1000 / rate) + 1000)
+  end
+  redis.call('ZADD', active, now, id)
+  return {0, count}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-return {0, count}
+local replies = {}
+for i = 4, #ARGV do
+  local k = (i - 4) * 2
+  replies[#replies + 1] = admit(KEYS[k + 1], KEYS[k + 2], ARGV[i])
+end
+return replies
 """
 
 
@@ -97,6 +105,8 @@ class TenantGate:
         self.limits = limits
         self._final_among = final_among
         self._admit = redis.register_script(ADMIT)
+        self._waiting: list[tuple[str, str, asyncio.Future[tuple[int, int]]]] = []
+        self._sender: asyncio.Future[None] | None = None
 
     async def admit(self, tenant: str, execution_id: str) -> int:
         """Add the execution to its tenant's in-flight set; its rank there. Raises
@@ -121,14 +131,34 @@ class TenantGate:
         """Take an execution out of the in-flight set (a submit that did not go through)."""
         await self.redis.zrem(self.keys.tenant_active(tenant), execution_id)
 
-    async def _call(self, tenant: str, execution_id: str) -> tuple[int, int]:
-        size = max(1.0, self.limits.rate)
-        reply = await self._admit(
-            keys=[self.keys.tenant_active(tenant), self.keys.tenant_bucket(tenant)],
-            args=[execution_id, self.limits.max_active, self.limits.rate, size],
-        )
-        code, value = cast(list[Any], reply)
-        return int(code), int(value)
+    def _call(self, tenant: str, execution_id: str) -> asyncio.Future[tuple[int, int]]:
+        """Queue an admission; the submits that come while one call is in flight share the
+        next (a Redis call per submit cost a third of the API's submit rate)."""
+        answer: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((tenant, execution_id, answer))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send())
+        return answer
+
+    async def _send(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # let ready submits join this call
+            batch, self._waiting = self._waiting, []
+            keys: list[str] = []
+            args: list[Any] = [self.limits.max_active, self.limits.rate, max(1.0, self.limits.rate)]
+            for tenant, execution_id, _ in batch:
+                keys += [self.keys.tenant_active(tenant), self.keys.tenant_bucket(tenant)]
+                args.append(execution_id)
+            try:
+                replies = cast(list[list[Any]], await self._admit(keys=keys, args=args))
+            except Exception as exc:
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, _, answer), (code, value) in zip(batch, replies, strict=True):
+                if not answer.done():
+                    answer.set_result((int(code), int(value)))
 
     async def _drop_finished(self, tenant: str) -> bool:
         """At the cap: drop the members whose end was not recorded here (a worker died between

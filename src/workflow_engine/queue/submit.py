@@ -3,6 +3,7 @@ before both the record and the job exist; if the enqueue fails, the record is re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,16 +152,25 @@ class Submitter:
         if self.max_queued:
             await self._check_room(submission.queue)
         candidate = new_record(submission, plan)
-        rank = await self._admit(candidate)
-        try:
-            record, fresh = await self.store.create(candidate)
-        except BaseException:
-            await self._leave(candidate)
-            raise
+        # admission (Redis) and the record (the store) at once: the admission's round trip
+        # costs nothing on the way of a submit; the rare refusal removes the record again
+        admitted, created = await asyncio.gather(
+            self._admit(candidate), self.store.create(candidate), return_exceptions=True
+        )
+        if isinstance(created, BaseException):
+            if not isinstance(admitted, BaseException):
+                await self._leave(candidate)
+            raise created
+        record, fresh = created
         if not fresh:  # the idempotency key's first execution: the new id was never used
-            await self._leave(candidate)
+            if not isinstance(admitted, BaseException):
+                await self._leave(candidate)
             await self._check_same_request(record, submission)
             return Submitted(record.execution_id, record.execution_id, record.status, False)
+        if isinstance(admitted, BaseException):
+            await self._forget(record, left=True)
+            raise admitted
+        rank = admitted
         try:  # the first event and the client's index entry exist before any worker's event
             await announce(self.events, record, submission.delay_ms)
         except Exception as exc:
@@ -229,9 +239,10 @@ class Submitter:
         except Exception as exc:  # counted until the tenant's cap looks it up in the store
             log.warning("could not release a tenant slot", error=repr(exc))
 
-    async def _forget(self, record: ExecutionRecord) -> None:
+    async def _forget(self, record: ExecutionRecord, *, left: bool = False) -> None:
         execution_id = record.execution_id
-        await self._leave(record)
+        if not left:
+            await self._leave(record)
         with contextlib.suppress(Exception):  # its first event, if it got written
             await self.events.redis.delete(self.events.keys.events(execution_id))
         try:
