@@ -12,18 +12,28 @@ import pytest
 from helm_python.chart import Chart, lint
 from helm_python.errors import HelmRenderError, HelmValuesError
 
-from tests.deploy.test_k8s import HAND_OVER_S, one, variant
+from tests.deploy.test_k8s import (
+    HAND_OVER_S,
+    check_keda_key_is_admin,
+    check_keda_triggers,
+    one,
+    variant,
+)
 from tests.support.deploy import ROOT, container_env, documents, problems, settings_from
+from workflow_engine.api.auth import hash_key
 
 CHART = ROOT / "deploy" / "helm" / "workflow-engine"
 RELEASE = "workflow-engine"
+NAMESPACE = "wfe"
 
+TENANT_KEYS = "acme=sha256:" + "0" * 64
+KEDA_KEY = "wfe_keda-key-for-tests"
 SECRETS = {
     "store-url": "postgresql+asyncpg://wfe:pw@db.example:5432/wfe",
     "redis-url": "redis://:pw@redis.example:6379/0",
-    "api-keys": "acme=sha256:" + "0" * 64,
-    "redis-address": "redis.example:6379",
-    "redis-password": "pw",
+    # the chart adds KEDA's key, hashed, with the admin scope
+    "api-keys": f"{TENANT_KEYS},keda:admin=sha256:{hash_key(KEDA_KEY)}",
+    "keda-api-key": KEDA_KEY,
 }
 EVERYTHING_ON: dict[str, Any] = {
     "image": {"repository": "registry.example/wfe", "tag": "1.2.3"},
@@ -32,9 +42,8 @@ EVERYTHING_ON: dict[str, Any] = {
         "create": True,
         "storeUrl": SECRETS["store-url"],
         "redisUrl": SECRETS["redis-url"],
-        "apiKeys": SECRETS["api-keys"],
-        "redisAddress": SECRETS["redis-address"],
-        "redisPassword": SECRETS["redis-password"],
+        "apiKeys": TENANT_KEYS,
+        "kedaApiKey": KEDA_KEY,
     },
     "env": {"WFE_RETENTION_DAYS": "14"},
     "api": {"autoscaling": {"enabled": True}, "service": {"type": "ClusterIP"}},
@@ -58,7 +67,7 @@ def chart() -> Iterator[Chart]:
 
 
 def render(chart: Chart, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    rendered = chart.render(values=values, name=RELEASE, namespace="wfe", is_install=True)
+    rendered = chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     return [
         doc
         for path, text in sorted(rendered.items())
@@ -115,13 +124,31 @@ def test_everything_on_renders_valid_objects(chart: Chart) -> None:
     assert worker["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "registry.example/wfe:1.2.3"
     )
-    scaled = one(docs, "ScaledObject")
-    assert scaled["spec"]["triggers"][1]["metadata"]["listName"] == "{wfe}:workflow:wait"
+    check_keda_triggers(docs, NAMESPACE)
     ingress = one(docs, "Ingress")
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend["name"] == one(docs, "Service", "api")["metadata"]["name"]
     secret = one(docs, "Secret")["stringData"]
     assert secret == SECRETS
+    check_keda_key_is_admin(secret["api-keys"], secret["keda-api-key"])
+
+
+def test_keda_with_an_existing_secret_reads_its_keda_key(chart: Chart) -> None:
+    """secrets.create false: the triggers read keda-api-key from the Secret the API's keys
+    come from (whose api-keys the operator gives the keda:admin entry, NOTES.txt says so);
+    the URL follows the Service's port."""
+    values = {
+        **KEDA,
+        "secrets": {"create": False, "name": "wfe-secrets"},
+        "api": {"service": {"port": 8080}},
+    }
+    docs = render(chart, values)
+    assert one(docs, "Service", "api")["spec"]["ports"][0]["port"] == 8080
+    assert problems(docs) == []
+    check_keda_triggers(docs, NAMESPACE)
+    assert one(docs, "TriggerAuthentication")["spec"]["secretTargetRef"][0]["name"] == (
+        "wfe-secrets"
+    )
 
 
 def test_the_chart_renders_what_deploy_k8s_holds(chart: Chart) -> None:
@@ -167,9 +194,13 @@ def pod(deployment: dict[str, Any]) -> dict[str, Any]:
 def spec_of(doc: dict[str, Any]) -> dict[str, Any]:
     """A spec without object names and selectors (names and labels differ by design)."""
     spec = {k: v for k, v in doc["spec"].items() if k not in {"selector", "scaleTargetRef"}}
-    if doc["kind"] == "ScaledObject":
+    if doc["kind"] == "ScaledObject":  # the API Service's URL holds its name and namespace
         spec["triggers"] = [
-            {k: v for k, v in t.items() if k != "authenticationRef"} for t in spec["triggers"]
+            {
+                **{k: v for k, v in t.items() if k != "authenticationRef"},
+                "metadata": {k: v for k, v in t["metadata"].items() if k != "url"},
+            }
+            for t in spec["triggers"]
         ]
     return spec
 
@@ -206,6 +237,9 @@ def test_the_worker_grace_period_follows_the_drain_time(chart: Chart) -> None:
         {"secrets": {"create": True, "storeUrl": "mysql://db/wfe"}},
         {"ingress": {"enabled": True, "hosts": [{"host": "x", "paths": [{"path": "/"}]}]}},
         {"api": {"resources": {"limits": {"cpu": "lots"}}}},
+        {"worker": {"keda": {"listLength": {"workflow": 50}}}},  # now targetValue
+        {"secrets": {"redisAddress": "redis:6379"}},  # KEDA no longer reads Redis
+        {"secrets": {"kedaApiKey": "a key"}},
     ],
 )
 def test_the_values_schema_refuses_bad_values(chart: Chart, values: dict[str, Any]) -> None:
@@ -221,6 +255,18 @@ def test_the_values_schema_refuses_bad_values(chart: Chart, values: dict[str, An
             "alternatives",
         ),
         ({"secrets": {"create": True}}, "secrets.storeUrl is required"),
+        (
+            {
+                "worker": {"keda": {"enabled": True}},
+                "secrets": {
+                    "create": True,
+                    "storeUrl": SECRETS["store-url"],
+                    "redisUrl": SECRETS["redis-url"],
+                    "apiKeys": TENANT_KEYS,
+                },
+            },
+            "secrets.kedaApiKey is required",
+        ),
     ],
 )
 def test_contradictions_fail_the_render(chart: Chart, values: dict[str, Any], message: str) -> None:

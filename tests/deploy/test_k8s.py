@@ -1,20 +1,24 @@
 """deploy/k8s: every manifest validates against Kubernetes' schemas (KEDA's against ours), the
 kustomizations cover every manifest, the shape is the seed's (API 3 replicas, workers 5, its
 resources), the pods' configuration is accepted by the service, the worker's grace period
-covers its drain, and KEDA watches the Redis list where a submitted job really waits."""
+covers its drain, and KEDA's triggers read, from the API's own /api/workflow/stats with an
+admin key of the example Secret, the figure that counts a submitted job of their queue class."""
 
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
-import redis.asyncio as aioredis
 import yaml
 
+from tests.conftest import make_settings
 from tests.support.deploy import (
     ROOT,
     container_env,
@@ -22,9 +26,11 @@ from tests.support.deploy import (
     problems,
     settings_from,
 )
+from tests.support.services import RedisServer
+from workflow_engine.api.app import create_app
+from workflow_engine.api.auth import KeyRing, hash_key
 from workflow_engine.api.services import Services
 from workflow_engine.config import QUEUE_NAMES, Settings
-from workflow_engine.keys import Keys
 from workflow_engine.queue.submit import Submission
 
 K8S = ROOT / "deploy" / "k8s"
@@ -34,6 +40,10 @@ MANIFESTS = sorted(
 VARIANTS = {"cpu": K8S, "keda": K8S / "keda"}
 # what a cluster scales on (the drain is WFE_SHUTDOWN_GRACE_S; then hand-over and flush)
 HAND_OVER_S = 10
+# KEDA's metrics-api triggers: the API's queue figures, per queue class
+STATS_PATH = "/api/workflow/stats"
+TARGETS = {"realtime": 20, "workflow": 50, "scheduled": 50, "background": 10}
+KEDA_TENANT = "keda"
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -89,12 +99,17 @@ def test_the_validation_catches_mistakes() -> None:
     wrong_type["spec"]["replicas"] = "3"
     scaled = one(load(K8S / "keda" / "worker-scaledobject.yaml"), "ScaledObject")
     number = copy.deepcopy(scaled)
-    number["spec"]["triggers"][0]["metadata"]["listLength"] = 20
+    number["spec"]["triggers"][0]["metadata"]["targetValue"] = 20
+    parameter = copy.deepcopy(scaled)  # a metrics-api parameter KEDA does not know
+    metadata = parameter["spec"]["triggers"][0]["metadata"]
+    metadata["valuelocation"] = metadata.pop("valueLocation")
+    mode = copy.deepcopy(scaled)
+    mode["spec"]["triggers"][0]["metadata"]["authMode"] = "Bearer"
     behavior = copy.deepcopy(scaled)
     behavior["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
         "stabilizationWindowSeconds"
     ] = "5m"
-    for broken in (misspelt, wrong_type, number, behavior):
+    for broken in (misspelt, wrong_type, number, parameter, mode, behavior):
         assert problems([broken]), f"not caught: {broken['kind']}"
 
 
@@ -212,40 +227,130 @@ def test_the_worker_is_given_the_time_to_drain() -> None:
     assert grace >= pod_settings(worker).shutdown_grace_s + HAND_OVER_S
 
 
-def test_keda_triggers_name_the_queue_classes() -> None:
-    docs = variant("keda")
+def value_at(body: Any, location: str) -> Any:
+    """What KEDA's metrics-api scaler reads at ``valueLocation`` in a JSON body: a GJSON path;
+    ours are plain dotted keys (anything GJSON would treat specially is refused here)."""
+    assert re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", location), location
+    for key in location.split("."):
+        assert isinstance(body, dict), f"{location}: {key!r} in a non-object"
+        assert key in body, f"{location}: no {key!r}"
+        body = body[key]
+    return body
+
+
+def check_stats_url(trigger: dict[str, Any], service: dict[str, Any], namespace: str) -> str:
+    """The trigger calls the API Service by its in-cluster name (KEDA's operator runs in its
+    own namespace, so the name carries the Service's), on the Service's port: the path."""
+    url = urlsplit(trigger["metadata"]["url"])
+    assert url.scheme == "http"
+    assert url.hostname == f"{service['metadata']['name']}.{namespace}.svc"
+    assert url.port == service["spec"]["ports"][0]["port"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"  # the API container's port
+    assert url.path == STATS_PATH
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+def check_keda_triggers(docs: list[dict[str, Any]], namespace: str) -> None:
+    """One metrics-api trigger per queue class, each on its class's waiting figure, with the
+    per-queue targets, Bearer auth from the Secret's KEDA key."""
     scaled = one(docs, "ScaledObject")
     auth = one(docs, "TriggerAuthentication")
-    prefix = pod_settings(one(docs, "Deployment", "worker")).queue_prefix
+    service = one(docs, "Service", "api")
     triggers = scaled["spec"]["triggers"]
-    assert {t["type"] for t in triggers} == {"redis"}
-    assert [t["metadata"]["listName"] for t in triggers] == [
-        f"{prefix}:{queue}:wait" for queue in QUEUE_NAMES
-    ]
+    assert [t["name"] for t in triggers] == list(QUEUE_NAMES)
+    assert {t["type"] for t in triggers} == {"metrics-api"}
     for trigger in triggers:
-        assert int(trigger["metadata"]["listLength"]) > 0
-        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
-    # the redis scaler's connection parameters, from the Secret
-    assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {"address", "password"}
+        metadata = trigger["metadata"]
+        assert metadata["valueLocation"] == f"queues.{trigger['name']}.waiting"
+        assert int(metadata["targetValue"]) == TARGETS[trigger["name"]]
+        assert "activationTargetValue" not in metadata  # the redis triggers had none
+        assert metadata["authMode"] == "bearer"
+        assert metadata.get("format", "json") == "json"
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        check_stats_url(trigger, service, namespace)
+    # the bearer token, and nothing else, from the Secret's KEDA key
+    assert auth["spec"] == {
+        "secretTargetRef": [
+            {"parameter": "token", "name": secret_name(docs), "key": "keda-api-key"}
+        ]
+    }
 
 
-async def test_keda_reads_the_list_where_a_submitted_job_waits(settings: Settings) -> None:
-    """Submitted through the product's own path (record + BullMQ job), no worker running: the
-    job waits in exactly the list the ScaledObject's trigger for its queue class reads."""
-    scaled = one(variant("keda"), "ScaledObject")
-    list_names = {t["name"]: t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
-    deployed_prefix = pod_settings(one(variant("keda"), "Deployment", "worker")).queue_prefix
+def secret_name(docs: list[dict[str, Any]]) -> str:
+    """The Secret the API's keys come from."""
+    api = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    refs = [e["valueFrom"]["secretKeyRef"] for e in api["env"] if e["name"] == "WFE_API_KEYS"]
+    assert len(refs) == 1
+    assert refs[0]["key"] == "api-keys"
+    name: str = refs[0]["name"]
+    return name
+
+
+def keda_entry(api_keys: str) -> str:
+    """The one WFE_API_KEYS entry of KEDA's tenant: with the admin scope."""
+    entries = [e.strip() for e in api_keys.split(",") if e.strip().startswith(f"{KEDA_TENANT}:")]
+    assert len(entries) == 1, api_keys
+    assert entries[0].startswith(f"{KEDA_TENANT}:admin="), entries[0]
+    return entries[0]
+
+
+def check_keda_key_is_admin(api_keys: str, keda_key: str) -> None:
+    """The API, with these keys, takes KEDA's token as the admin of tenant ``keda``."""
+    ring = KeyRing(keda_entry(api_keys))
+    caller = ring.authenticate(f"Bearer {keda_key}")
+    assert (caller.tenant_id, caller.admin) == (KEDA_TENANT, True)
+
+
+def test_keda_triggers_name_the_queue_classes() -> None:
+    check_keda_triggers(variant("keda"), "default")  # the manifests name no namespace
+
+
+def test_the_keda_key_is_an_admin_key_of_the_api() -> None:
+    """The Secret's keda-api-key (KEDA's token) is in the API's keys with the admin scope, the
+    scope /api/workflow/stats answers the queue figures to."""
+    secret = example_secret()
+    docs = variant("keda")
+    api = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    assert container_env(api, secret)["WFE_API_KEYS"] == secret["api-keys"]
+    check_keda_key_is_admin(secret["api-keys"], secret["keda-api-key"])
+
+
+async def test_keda_reads_the_figure_that_counts_a_submitted_job(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Submitted through the product's own path (record + BullMQ job, with its fairness
+    priority), no worker running: each trigger's GET on the API, with the example Secret's
+    KEDA key, finds its queue class's job at its valueLocation."""
+    docs = variant("keda")
+    secret = example_secret()
+    triggers = one(docs, "ScaledObject")["spec"]["triggers"]
+    service = one(docs, "Service", "api")
+    tenant_key = "acme-key"
+    settings = make_settings(
+        redis_server.url,
+        f"sqlite:///{tmp_path}/wfe.db",
+        api_keys=f"acme=sha256:{hash_key(tenant_key)},{keda_entry(secret['api-keys'])}",
+    )
     services = await Services.open(settings)
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    transport = httpx.ASGITransport(app=create_app(settings, services))
     try:
-        definition = {"id": "one", "nodes": [{"id": "a", "type": "echo", "inputs": {}}]}
-        for queue in QUEUE_NAMES:
-            await services.submitter.submit(Submission(definition, queue=queue))
-        for queue in QUEUE_NAMES:
-            # the test runs under its own prefix: swap the deployment's for it
-            key = settings.queue_prefix + list_names[queue].removeprefix(deployed_prefix)
-            assert key.startswith(Keys(settings.queue_prefix).bullmq_prefix + ":")
-            assert await client.llen(key) == 1, key
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+            definition = {"id": "one", "nodes": [{"id": "a", "type": "echo", "inputs": {}}]}
+            for queue in QUEUE_NAMES:
+                await services.submitter.submit(
+                    Submission(definition, tenant_id="acme", queue=queue)
+                )
+            for trigger in triggers:
+                path = check_stats_url(trigger, service, "default")
+                token = {"Authorization": f"Bearer {secret['keda-api-key']}"}
+                response = await api.get(path, headers=token)
+                assert response.status_code == 200, response.text
+                value = value_at(response.json(), trigger["metadata"]["valueLocation"])
+                assert type(value) is int  # KEDA takes an unquoted JSON integer
+                assert value == 1, trigger["name"]
+            # a tenant's key gets no queue figures: KEDA's key must be the admin one
+            tenant = await api.get(STATS_PATH, headers={"Authorization": f"Bearer {tenant_key}"})
+            assert tenant.status_code == 200
+            assert "queues" not in tenant.json()
     finally:
-        await client.aclose()
         await services.close()
