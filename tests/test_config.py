@@ -137,3 +137,31 @@ def test_the_compose_files_variables_are_not_unknown_settings(
     for name in interpolated:
         monkeypatch.setenv(name, "x")
     load_settings()
+
+
+async def test_connections_come_from_the_environment_and_never_print_their_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workflow_engine.connections import ServerConnections, environment_connections
+
+    key = "sk-config-test-Hq4Tz8Rv"
+    monkeypatch.setenv("WFE_CONNECTIONS__DEFAULT__BASE_URL", "https://api.example.com/v1")
+    monkeypatch.setenv("WFE_CONNECTIONS__DEFAULT__API_KEY", key)
+    monkeypatch.setenv("WFE_CONNECTIONS__LOCAL__BASE_URL", "http://127.0.0.1:11434/v1")
+    monkeypatch.setenv("WFE_CONNECTIONS__LOCAL__MODEL", "qwen3")
+    settings = load_settings()
+    assert sorted(settings.connections) == ["default", "local"]
+    assert settings.connections["default"].api_key.get_secret_value() == key
+    assert settings.connections["local"].model == "qwen3"
+    assert key not in repr(settings) + str(settings) + settings.model_dump_json()
+    for resolver in (ServerConnections(settings.connections), environment_connections()):
+        connection = await resolver.resolve("anyone", "DEFAULT")  # (names: any case)
+        assert connection is not None
+        assert connection.base_url == "https://api.example.com/v1"
+        assert key not in repr(connection)
+        assert await resolver.resolve("anyone", "other") is None
+    monkeypatch.setenv("WFE_CONNECTIONS__BAD__BASE_URL", "ftp://x")
+    monkeypatch.setenv("WFE_CONNECTIONS__BAD__API_KEY", key)
+    with pytest.raises(ConfigError, match="WFE_CONNECTIONS__BAD__BASE_URL") as raised:
+        load_settings()
+    assert key not in str(raised.value)

@@ -19,7 +19,18 @@ the ones that wire every layer together (``ENTRY_POINTS``)."""
 ENTRY_POINTS = frozenset({"cli", "serve", "__main__"})
 
 
-EVERY_LAYER = ("api", "queue", "worker", "engine", "plan", "nodes", "definition", "store", "events")
+EVERY_LAYER = (
+    "api",
+    "queue",
+    "worker",
+    "engine",
+    "plan",
+    "nodes",
+    "definition",
+    "store",
+    "events",
+    "sandbox",
+)
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     # the words every layer shares import nothing of ours
@@ -44,6 +55,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "store",
         "events",
     ),
+    # the code node's sandbox processes: below nodes and the engine, above the helpers only
+    "sandbox": tuple(layer for layer in EVERY_LAYER if layer != "sandbox"),
     "monitor": EVERY_LAYER,
     # helpers every layer may use (settings, errors, the clock, Redis key names, ...)
     TOP: (*EVERY_LAYER, "client"),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from workflow_engine.client import WorkflowEngineClient
     from workflow_engine.client.models import Status, Wire
     from workflow_engine.config import Settings
+    from workflow_engine.connections import ConnectionResolver
     from workflow_engine.engine.hooks import ExecutionHooks
     from workflow_engine.engine.results import ExecutionOutcome
     from workflow_engine.errors import Problem
@@ -182,6 +183,25 @@ def run(
         raise typer.Exit(1)
 
 
+def _run_connections() -> ConnectionResolver | None:
+    """The ``WFE_CONNECTIONS__*`` of the environment (``llm`` nodes), if any is set."""
+    if not any(key.startswith("WFE_CONNECTIONS__") for key in os.environ):
+        return None
+    from pydantic import ValidationError
+
+    from workflow_engine.connections import environment_connections
+
+    try:
+        return environment_connections()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"WFE_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        err.print(f"[red]configuration error:[/] {problems}", markup=True)
+        raise typer.Exit(2) from None
+
+
 async def _run(
     raw: Any, inputs: dict[str, Any], hooks: ExecutionHooks | None, deadline: float | None
 ) -> ExecutionOutcome:
@@ -194,7 +214,8 @@ async def _run(
     except ValueError as exc:
         err.print(f"[red]configuration error:[/] WFE_EGRESS_ALLOW: {exc}", markup=True)
         raise typer.Exit(2) from None
-    async with Executor(egress=egress) as executor:
+    connections = _run_connections()
+    async with Executor(egress=egress, connections=connections) as executor:
         try:
             plan = executor.compile(raw)
         except DefinitionError as exc:

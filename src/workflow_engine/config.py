@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflow_engine.connections import ConnectionSettings
 from workflow_engine.egress import EgressPolicy
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.maintenance import MaintenanceWindow, zone
@@ -168,10 +169,29 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest node output (JSON bytes); larger fails it."
     )
+    code_timeout_s: float = Field(
+        10, gt=0, le=3600, description="CPU seconds one `code` node run may use (SPEC 9)."
+    )
+    code_memory_mb: int = Field(
+        256, ge=32, le=65536, description="Memory one `code` node run may use (MiB)."
+    )
+    code_pool_size: int = Field(
+        4, ge=1, le=256, description="Warm sandbox processes per language per worker."
+    )
     egress_allow: str = Field(
         "",
         description="What workflows may reach besides public addresses (SPEC 8): comma list "
         "of CIDRs, host names, '*'. Empty: no loopback, private, link-local...",
+    )
+    connections: dict[str, ConnectionSettings] = Field(
+        default_factory=dict,
+        description="Server-wide connections by name (WFE_CONNECTIONS__<NAME>__BASE_URL, "
+        "__API_KEY, __MODEL), used by llm nodes when the tenant has none of that name.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Encrypts stored connections' keys (Fernet): a comma list, the first "
+        "encrypts, all decrypt (rotation). wfe dev makes one in .wfe/ when unset.",
     )
 
     @field_validator("egress_allow")
@@ -260,5 +280,8 @@ _NOT_SETTINGS = frozenset(
         "WFE_API_KEY",
         "WFE_IMAGE",  # docker-compose.yml: the image and the host port of nginx
         "WFE_HTTP_PORT",
+        "WFE_TEST_OPENAI_BASE_URL",  # tests/nodes/test_llm.py: a real provider, when given
+        "WFE_TEST_OPENAI_API_KEY",
+        "WFE_TEST_OPENAI_MODEL",
     }
 )

@@ -81,19 +81,29 @@ class ExpressionLimitError(ExpressionError):
 
 
 class NodeError(WorkflowEngineError):
-    """A node failed. ``retryable`` says whether another attempt could succeed."""
+    """A node failed. ``retryable`` says whether another attempt could succeed; ``retry_after``
+    (seconds), that it should not come sooner (a server's ``Retry-After``): the retry waits
+    for the longer of it and the node's backoff."""
 
     error_type = "node_error"
     retryable = True
+    retry_after: float | None = None
 
     def __init__(
-        self, message: str, *, retryable: bool | None = None, error_type: str | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        error_type: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         if retryable is not None:
             self.retryable = retryable
         if error_type is not None:
             self.error_type = error_type
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, Any]:
         return {"message": str(self), "type": self.error_type}

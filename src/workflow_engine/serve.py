@@ -16,19 +16,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
+from pydantic import SecretStr
 
 from workflow_engine.api.app import create_app
 from workflow_engine.api.auth import KeyRing, check_bind
 from workflow_engine.api.services import Services
 from workflow_engine.config import QUEUE_NAMES, Settings
-from workflow_engine.definition.expressions import ExpressionEngine
-from workflow_engine.definition.validate import Limits
 from workflow_engine.egress import LOOPBACK, policy_for
 from workflow_engine.embedded_redis import EmbeddedRedis
-from workflow_engine.engine.executor import Executor
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store import open_store
-from workflow_engine.worker.worker import WorkerService
+from workflow_engine.vault import dev_key
+from workflow_engine.worker.worker import WorkerService, worker_executor
 
 log = get_logger(__name__)
 
@@ -102,14 +101,8 @@ async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) 
         batch_window_ms=settings.group_commit_ms,
     )
     await store.migrate()
-    executor = Executor(
-        limits=Limits(max_nodes=settings.max_nodes),
-        park_after=settings.park_after_s,
-        egress=policy_for(settings),
-        expressions=ExpressionEngine.configured(settings),
-        max_output_bytes=settings.max_output_bytes,
-    )
-    service = WorkerService(settings, store, queues, executor)
+    service = WorkerService(settings, store, queues)
+    executor = service.executor
     try:
         await service.run_until_stopped()
     finally:
@@ -141,7 +134,9 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
     """API + worker + embedded Redis + SQLite in ``./.wfe``: one command, nothing to set up."""
     check_bind(settings.host, KeyRing(settings.api_keys))
     redis_server = EmbeddedRedis(DEV_DIR / "redis", persist=True).start()
-    settings = settings.model_copy(update={"redis_url": redis_server.url})
+    # connections' keys are stored encrypted: without WFE_SECRET_KEY, a key made once in .wfe
+    secret = settings.secret_key or SecretStr(dev_key(DEV_DIR))
+    settings = settings.model_copy(update={"redis_url": redis_server.url, "secret_key": secret})
     stop = asyncio.Event()
     restore = _on_stop_signals(stop)
     services: Services | None = None
@@ -149,12 +144,8 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
     try:
         services = await Services.open(settings)
         # loopback allowed (SPEC 8: the banner says so); the embedded Redis stays refused
-        executor = Executor(
-            limits=Limits(max_nodes=settings.max_nodes),
-            park_after=settings.park_after_s,
-            egress=policy_for(settings, own_api=True).with_loopback(),
-            expressions=ExpressionEngine.configured(settings),
-            max_output_bytes=settings.max_output_bytes,
+        executor = worker_executor(
+            settings, services.store, egress=policy_for(settings, own_api=True).with_loopback()
         )
         worker = WorkerService(settings, services.store, executor=executor)
         await worker.start()

@@ -145,7 +145,7 @@ def test_error_branch_needs_on_error_branch() -> None:
 
 def test_unknown_node_type_lists_known_types() -> None:
     message = by_path(wf([{"id": "a", "type": "teleport"}]))["nodes[0].type"][0]
-    assert message.startswith("unknown node type 'teleport' (known types: condition, delay")
+    assert message.startswith("unknown node type 'teleport' (known types: code, condition, delay")
 
 
 def test_node_inputs_checked_against_the_type_model() -> None:

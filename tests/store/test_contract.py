@@ -17,6 +17,7 @@ from workflow_engine.store import (
     open_store,
 )
 from workflow_engine.store.base import Start
+from workflow_engine.store.records import ConnectionRecord
 from workflow_engine.store.writes import Transition
 from workflow_engine.vocabulary import (
     ExecutionError,
@@ -570,3 +571,41 @@ async def test_stale_active_lists_only_unchanged_active_executions(store: StateS
     later = now_ms() + 1000
     assert {r.execution_id for r in await store.stale_active(later)} == {"a_running", "b_pending"}
     assert await store.stale_active(now_ms() - 60_000) == []
+
+
+async def test_connections_are_kept_per_tenant_and_replaced_by_name(store: StateStore) -> None:
+    assert not await store.has_connections()
+    first = ConnectionRecord("t1", "default", "openai", "https://a.example/v1", "sealed-1", 1, 1)
+    await store.put_connection(first)
+    await store.put_connection(
+        ConnectionRecord("t2", "default", "openai", "https://b/v1", "s", 2, 2)
+    )
+    assert await store.has_connections()
+    again = ConnectionRecord("t1", "default", "openai", "https://c.example/v1", "sealed-2", 9, 9)
+    await store.put_connection(again)  # the same name: replaced, its creation time kept
+    assert await store.get_connection("t1", "default") == ConnectionRecord(
+        "t1", "default", "openai", "https://c.example/v1", "sealed-2", 1, 9
+    )
+    await store.put_connection(
+        ConnectionRecord("t1", "another", "openai", "https://d/v1", "x", 3, 3)
+    )
+    assert [c.name for c in await store.list_connections("t1")] == ["another", "default"]
+    assert await store.get_connection("t3", "default") is None
+    assert await store.delete_connection("t1", "default")
+    assert not await store.delete_connection("t1", "default")
+    assert await store.get_connection("t1", "default") is None
+    assert (await store.get_connection("t2", "default")) is not None  # another tenant's stays
+
+
+async def test_usage_is_kept_with_the_outcome_and_shown_in_the_context(store: StateStore) -> None:
+    await store.create(record("exec_u"))
+    assert "usage" not in (await store.get("exec_u") or record("x")).context()
+    await store.mark_running("exec_u", 1)
+    usage = {"promptTokens": 10, "completionTokens": 5, "totalTokens": 15}
+    assert await store.finish("exec_u", S.COMPLETED, result="ok", usage=usage)
+    found = await store.get("exec_u")
+    assert found is not None
+    assert found.token_usage == usage
+    assert found.context()["usage"] == usage
+    (listed,) = (await store.list_executions("t1", limit=5)).items
+    assert listed.context()["usage"] == usage

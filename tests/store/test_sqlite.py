@@ -53,3 +53,34 @@ async def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path
 def test_an_in_memory_database_is_refused() -> None:
     with pytest.raises(ConfigError, match="needs a file"):
         open_store("sqlite:///:memory:")
+
+
+async def test_a_database_from_before_usage_and_connections_is_brought_up_to_date(
+    tmp_path: Path,
+) -> None:
+    """A database made by the first migration only (no ``token_usage`` column, no connections
+    table) gets both, keeping its rows, and the usage of a finished execution is stored."""
+    path = tmp_path / "wfe.db"
+    store = open_store(f"sqlite:///{path}")
+    await store.migrate()
+    kept = record()
+    await store.create(kept)
+    await store.close()
+    old = sqlite3.connect(path)
+    old.execute("ALTER TABLE wfe_executions DROP COLUMN token_usage")
+    old.execute("DROP TABLE wfe_connections")
+    old.execute("DELETE FROM wfe_schema_migrations WHERE version > 1")
+    old.commit()
+    old.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        await store.migrate()
+        assert not await store.has_connections()
+        assert await store.mark_running(kept.execution_id, 1) is Start.STARTED
+        usage = {"promptTokens": 3, "completionTokens": 4, "totalTokens": 7}
+        assert await store.finish(kept.execution_id, ExecutionStatus.COMPLETED, usage=usage)
+        again = await store.get(kept.execution_id)
+        assert again is not None
+        assert again.context()["usage"] == usage
+    finally:
+        await store.close()

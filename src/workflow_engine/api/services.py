@@ -9,7 +9,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from workflow_engine.api.auth import KeyRing
-from workflow_engine.config import Settings
+from workflow_engine.config import ConfigError, Settings
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.validate import Limits
 from workflow_engine.events.hub import StreamHub
@@ -25,6 +25,7 @@ from workflow_engine.queue.schedules import Scheduler
 from workflow_engine.queue.submit import Submitter
 from workflow_engine.redis_pool import pooled_client
 from workflow_engine.store import StateStore, open_store
+from workflow_engine.vault import Vault
 
 
 def fail_fast_redis(url: str) -> aioredis.Redis:
@@ -56,6 +57,7 @@ class Services:
     resumer: Resumer
     scheduler: Scheduler
     rerunner: Rerunner
+    vault: Vault
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -66,6 +68,13 @@ class Services:
             batch_window_ms=settings.group_commit_ms,
         )
         await store.migrate()
+        vault = Vault.configured(settings.secret_key)
+        if not vault.ready and await store.has_connections():
+            await store.close()
+            raise ConfigError(
+                "the store holds connections, whose keys are encrypted: set WFE_SECRET_KEY "
+                "(the key they were stored with)"
+            )
         client = fail_fast_redis(settings.redis_url)
         queues = QueueSet(settings, client)
         redis_keys = Keys(settings.queue_prefix)
@@ -103,6 +112,7 @@ class Services:
             Resumer(store, queues),
             Scheduler(queues, plans),
             Rerunner(store, plans, submitter),
+            vault,
         )
 
     async def close(self) -> None:

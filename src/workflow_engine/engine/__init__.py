@@ -4,6 +4,7 @@ from workflow_engine.engine.executor import Executor, WorkflowRun
 from workflow_engine.engine.hooks import (
     ExecutionHooks,
     NodeFinished,
+    NodeLogged,
     NodeRetrying,
     NodeStarted,
     NodeStreamed,
@@ -28,6 +29,7 @@ __all__ = [
     "ExecutionStatus",
     "Executor",
     "NodeFinished",
+    "NodeLogged",
     "NodeResult",
     "NodeRetrying",
     "NodeStarted",

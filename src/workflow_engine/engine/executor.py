@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from workflow_engine.clock import Clock, SystemClock
+from workflow_engine.connections import ConnectionResolver, NoConnections
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.model import WorkflowDefinition
 from workflow_engine.definition.validate import Limits
@@ -17,10 +18,13 @@ from workflow_engine.engine.run import WorkflowRun
 from workflow_engine.ids import new_execution_id
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.plan import Compiler, WorkflowPlan
+from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.vocabulary import NodeResult
 
 if TYPE_CHECKING:
     import httpx
+
+    from workflow_engine.sandbox.pool import SandboxPools
 
 __all__ = ["DEFAULT_HTTP_TIMEOUT", "Executor", "WorkflowRun"]
 
@@ -44,12 +48,16 @@ class Executor:
         park_after: float | None = None,
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
         egress: EgressPolicy | None = None,
+        connections: ConnectionResolver | None = None,
+        sandbox: SandboxLimits | None = None,
     ) -> None:
         """``park_after``: None, runs cannot park (``wfe run``: a ``delay`` sleeps, a
         ``wait_input`` fails); else waits longer than that many seconds park the execution.
         ``max_output_bytes``: a node output larger than that (JSON) fails the node.
         ``egress``: what the HTTP client may connect to; None, what ``wfe run`` allows (public
-        addresses and loopback). Not used with ``http_client``."""
+        addresses and loopback). Not used with ``http_client``.
+        ``connections``: where nodes find the connections they name (none by default).
+        ``sandbox``: the limits of ``code`` node runs (SPEC 9; defaults when None)."""
         self.cancel_grace = cancel_grace
         self.max_output_bytes = max_output_bytes
         self.park_after = park_after
@@ -61,6 +69,20 @@ class Executor:
         self._http = http_client
         self._owns_http = http_client is None
         self.egress = egress if egress is not None else EgressPolicy().with_loopback()
+        self.connections: ConnectionResolver = (
+            connections if connections is not None else NoConnections()
+        )
+
+        self.sandbox_limits = sandbox if sandbox is not None else SandboxLimits()
+        self._sandboxes: SandboxPools | None = None
+
+    def sandboxes(self) -> SandboxPools:
+        """The warm sandbox processes of ``code`` nodes (none start before the first run)."""
+        if self._sandboxes is None:
+            from workflow_engine.sandbox.pool import SandboxPools
+
+            self._sandboxes = SandboxPools(self.sandbox_limits)
+        return self._sandboxes
 
     def http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -71,6 +93,9 @@ class Executor:
         return self._http
 
     async def aclose(self) -> None:
+        if self._sandboxes is not None:
+            await self._sandboxes.aclose()
+            self._sandboxes = None
         if self._owns_http and self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -98,13 +123,14 @@ class Executor:
         prior_attempts: Mapping[str, int] | None = None,
         timeout: float | None = None,
         max_parallel: int | None = None,
+        tenant_id: str = "anonymous",
     ) -> WorkflowRun:
         """Prepare a run; ``await run.wait()`` executes it, ``run.cancel()`` stops it.
 
         ``restored`` holds node results of an earlier run (a checkpoint): final ones are not
         run again and their outputs are visible downstream; ``waiting`` ones run again with
         their ticket. ``prior_attempts`` counts the attempts an interrupted run made of a node,
-        so that its attempt numbers go on.
+        so that its attempt numbers go on. ``tenant_id``: whose connections nodes may use.
         """
         return WorkflowRun(
             self,
@@ -118,6 +144,7 @@ class Executor:
             prior_attempts=prior_attempts or {},
             timeout=timeout,
             max_parallel=max_parallel or plan.definition.max_parallel,
+            tenant_id=tenant_id,
         )
 
     async def run(

@@ -39,6 +39,15 @@ class NodeStreamed:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeLogged:
+    """Text a node's user code printed (the ``code`` node's ``print``/``console.log``)."""
+
+    execution_id: str
+    node_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished:
     """A node reached a final status (completed, failed, skipped, cancelled) or parked
     (waiting, its output the ticket it resumes from)."""
@@ -67,6 +76,9 @@ class ExecutionHooks:
         return None
 
     async def on_node_stream(self, event: NodeStreamed) -> None:
+        return None
+
+    async def on_node_log(self, event: NodeLogged) -> None:
         return None
 
     async def on_progress(self, event: ProgressChanged) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from workflow_engine.vocabulary import ExecutionError, ExecutionStatus, NodeResult, Progress, iso
 
+USAGE_KEYS = ("promptTokens", "completionTokens", "totalTokens")
+
 
 @dataclass(slots=True)
 class ExecutionOutcome:
@@ -36,6 +38,20 @@ class ExecutionOutcome:
         return min(times) if times else None
 
     @property
+    def usage(self) -> dict[str, int] | None:
+        """What the ``llm`` nodes used, summed (SPEC section 9); None when none reported any."""
+        total: dict[str, int] | None = None
+        for node in self.nodes.values():
+            used = node.output.get("usage") if isinstance(node.output, dict) else None
+            if node.node_type != "llm" or not isinstance(used, dict):
+                continue
+            total = total or dict.fromkeys(USAGE_KEYS, 0)
+            for key in USAGE_KEYS:
+                value = used.get(key)
+                total[key] += value if isinstance(value, int) else 0
+        return total
+
+    @property
     def error_dict(self) -> dict[str, Any] | None:
         """``error`` in its wire form."""
         return None if self.error is None else self.error.to_dict()
@@ -51,6 +67,9 @@ class ExecutionOutcome:
             "startedAt": iso(self.started_at),
             "completedAt": iso(self.completed_at),
         }
+        usage = self.usage
+        if usage is not None:
+            data["usage"] = usage
         if nodes:
             data["nodes"] = [n.to_dict() for n in self.nodes.values()]
         return data

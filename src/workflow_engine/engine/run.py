@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from workflow_engine.definition.model import MAX_BACKOFF_S
 from workflow_engine.definition.validate import pydantic_problems
 from workflow_engine.engine.hooks import (
     ExecutionHooks,
     NodeFinished,
+    NodeLogged,
     NodeRetrying,
     NodeStarted,
     NodeStreamed,
@@ -75,6 +77,7 @@ class WorkflowRun:
         prior_attempts: Mapping[str, int],
         timeout: float | None,
         max_parallel: int,
+        tenant_id: str = "anonymous",
     ) -> None:
         self.executor = executor
         self.plan = plan
@@ -82,6 +85,7 @@ class WorkflowRun:
         self.execution_id = execution_id
         self.attempt = attempt
         self.metadata = metadata
+        self.tenant_id = tenant_id
         self.hooks = hooks if hooks is not None else ExecutionHooks()
         # the per-node events are built only for hooks that override them: with nobody
         # listening, building them was a fifth of a node's cost (benchmarks/executor.py)
@@ -89,6 +93,7 @@ class WorkflowRun:
         self._reports_finish = _listens(self.hooks, "on_node_complete")
         self._reports_progress = _listens(self.hooks, "on_progress")
         self._reports_stream = _listens(self.hooks, "on_node_stream")
+        self._reports_log = _listens(self.hooks, "on_node_log")
         self.timeout = timeout
         self.max_parallel = max_parallel
         self._restored = restored
@@ -386,8 +391,12 @@ class WorkflowRun:
             scope=self._scope,
             http_client=self.executor.http_client,
             emit_stream=self._streamer(node_id),
+            emit_log=self._logger(node_id),
+            sandboxes=self.executor.sandboxes,
             ticket=self._tickets.get(node_id),
             park_after=self.executor.park_after,
+            tenant_id=self.tenant_id,
+            connections=self.executor.connections,
         )
         timeout = plan_node.definition.timeout
         if timeout is None:
@@ -415,6 +424,8 @@ class WorkflowRun:
         retry = plan_node.definition.retry
         assert retry is not None  # only a node with a retry policy has a next attempt
         delay = retry.delay_before(attempt + 1)
+        if error.retry_after is not None:  # the server said when (bounded as a backoff is)
+            delay = max(delay, min(error.retry_after, MAX_BACKOFF_S))
         log.info(
             "node attempt failed; retrying",
             executionId=self.execution_id,
@@ -470,6 +481,16 @@ class WorkflowRun:
 
         async def emit(chunk: Any) -> None:
             await hooks.on_node_stream(NodeStreamed(execution_id, node_id, chunk))
+
+        return emit
+
+    def _logger(self, node_id: str) -> Callable[[str], Awaitable[None]]:
+        if not self._reports_log:
+            return _discard_chunk
+        hooks, execution_id = self.hooks, self.execution_id
+
+        async def emit(text: str) -> None:
+            await hooks.on_node_log(NodeLogged(execution_id, node_id, text))
 
         return emit
 

@@ -21,6 +21,7 @@ NODE_FAILED = "node.failed"
 NODE_SKIPPED = "node.skipped"
 NODE_RETRYING = "node.retrying"
 NODE_STREAM = "node.stream"
+NODE_LOG = "node.log"
 
 FINAL_TYPES = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED, EXECUTION_CANCELLED})
 FINAL_TYPE_OF_STATUS = {

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from workflow_engine.connections import Connection, ConnectionResolver, NoConnections
 from workflow_engine.errors import ExpressionError, NodeError
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     # `wfe validate`) does not otherwise need; the executor passes a clock in.
     from workflow_engine.clock import Clock
     from workflow_engine.definition.expressions import ExpressionEngine, Scope
+    from workflow_engine.sandbox.pool import SandboxPools
 
 
 class NodeInputs(BaseModel):
@@ -31,6 +33,10 @@ InputsT = TypeVar("InputsT", bound=BaseModel)
 
 async def _discard(_chunk: Any) -> None:
     return None
+
+
+def _no_sandbox() -> SandboxPools:
+    raise NodeError("this executor has no code sandbox", retryable=False, error_type="sandbox")
 
 
 class Park(Exception):
@@ -60,10 +66,17 @@ class NodeContext:
     scope: Scope
     http_client: Callable[[], httpx.AsyncClient]
     emit_stream: Callable[[Any], Awaitable[None]] = field(default=_discard)
+    emit_log: Callable[[str], Awaitable[None]] = field(default=_discard)
+    sandboxes: Callable[[], SandboxPools] = field(default=_no_sandbox)
+    """The executor's warm sandbox processes (the ``code`` node), started on first use."""
     ticket: Mapping[str, Any] | None = None
     """What this node parked with in an earlier run (an answer added, when one came)."""
     park_after: float | None = None
     """Waits longer than this many seconds should park; None: this run cannot park."""
+    tenant_id: str = "anonymous"
+    """The tenant the execution belongs to (whose connections the node may use)."""
+    connections: ConnectionResolver = field(default_factory=NoConnections)
+    """Where named connections (base URL, key) are found: ``await ctx.connection(name)``."""
 
     @property
     def can_park(self) -> bool:
@@ -81,9 +94,26 @@ class NodeContext:
             )
         raise Park(ticket, resume_at)
 
+    async def connection(self, name: str) -> Connection:
+        """The connection ``name`` of this execution's tenant; fails the node (error type
+        ``config``, not retried) when there is none."""
+        found = await self.connections.resolve(self.tenant_id, name)
+        if found is None:
+            raise NodeError(
+                f"node '{self.node_id}': no connection named '{name}' (configure it with "
+                f"WFE_CONNECTIONS__{name.upper()}__BASE_URL and __API_KEY, or store one)",
+                retryable=False,
+                error_type="config",
+            )
+        return found
+
     async def stream(self, chunk: Any) -> None:
         """Publish a piece of output before the node finishes (a ``node.stream`` event)."""
         await self.emit_stream(chunk)
+
+    async def log(self, text: str) -> None:
+        """Publish text the node's code printed (a ``node.log`` event)."""
+        await self.emit_log(text)
 
     def evaluate(self, expression: str) -> Any:
         """Evaluate a bare expression (``nodes.a.output.total > 100``) in this node's scope.

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from workflow_engine.store.errors import IllegalTransition, StoreError, StoreUnavailable
 from workflow_engine.store.group_commit import GroupCommit
-from workflow_engine.store.records import ExecutionRecord, Page
+from workflow_engine.store.records import ConnectionRecord, ExecutionRecord, Page
 from workflow_engine.store.writes import ALLOWED_FROM, SaveNode, SaveProgress, Transition, Write
 from workflow_engine.vocabulary import (
     FINAL_STATUSES,
@@ -129,6 +129,28 @@ class StateStore(ABC):
     async def final_among(self, execution_ids: Sequence[str]) -> set[str]:
         """Which of these executions are in a final status (e.g. cancelled by the API)."""
 
+    # -- connections (SPEC section 10): rare, unbatched ----------------------------------------
+
+    @abstractmethod
+    async def put_connection(self, record: ConnectionRecord) -> None:
+        """Create the tenant's connection, or replace the one of that name (keeping its
+        ``created_at``)."""
+
+    @abstractmethod
+    async def get_connection(self, tenant_id: str, name: str) -> ConnectionRecord | None: ...
+
+    @abstractmethod
+    async def list_connections(self, tenant_id: str) -> list[ConnectionRecord]:
+        """The tenant's connections by name."""
+
+    @abstractmethod
+    async def delete_connection(self, tenant_id: str, name: str) -> bool:
+        """Whether there was one to delete."""
+
+    @abstractmethod
+    async def has_connections(self) -> bool:
+        """Whether any tenant has a stored connection (they need ``WFE_SECRET_KEY``)."""
+
     @abstractmethod
     async def answer(self, execution_id: str, node_id: str, answer: Any) -> bool:
         """Deliver an answer to a node parked on input: added to its ticket (its output while
@@ -220,9 +242,10 @@ class StateStore(ABC):
         result: Any = None,
         error: ExecutionError | None = None,
         progress: dict[str, Any] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> bool:
         return await self.finish_later(
-            execution_id, status, result=result, error=error, progress=progress
+            execution_id, status, result=result, error=error, progress=progress, usage=usage
         )
 
     def finish_later(
@@ -233,6 +256,7 @@ class StateStore(ABC):
         result: Any = None,
         error: ExecutionError | None = None,
         progress: dict[str, Any] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> asyncio.Future[bool]:
         """``finish`` queued behind the writes already submitted; await the future."""
         if status not in FINAL_STATUSES:
@@ -240,6 +264,8 @@ class StateStore(ABC):
         values: dict[str, Any] = {"result": result, "error": _wire(error)}
         if progress is not None:
             values["progress"] = progress
+        if usage is not None:
+            values["token_usage"] = usage
         return self.submit(
             Transition(execution_id, status, values, stamp=frozenset({"completed_at"}))
         )

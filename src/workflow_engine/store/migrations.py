@@ -12,7 +12,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from workflow_engine.store.schema import executions, metadata, node_results, schema_migrations
+from workflow_engine.store.schema import (
+    connections,
+    executions,
+    metadata,
+    node_results,
+    schema_migrations,
+)
 from workflow_engine.vocabulary import now_ms
 
 Migration = Callable[[sa.Connection], None]
@@ -24,7 +30,22 @@ def _v1_initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[executions, node_results], checkfirst=True)
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1_initial)]
+def _v2_connections(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[connections], checkfirst=True)
+
+
+def _v3_token_usage(conn: sa.Connection) -> None:
+    """A database made by migration 1 before this column existed gets it (one made since has
+    it from the table definition)."""
+    if "token_usage" not in {c["name"] for c in sa.inspect(conn).get_columns("wfe_executions")}:
+        conn.execute(sa.text("ALTER TABLE wfe_executions ADD COLUMN token_usage JSON"))
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (1, _v1_initial),
+    (2, _v2_connections),
+    (3, _v3_token_usage),
+]
 
 
 async def migrate(engine: AsyncEngine) -> list[int]:

@@ -38,7 +38,7 @@ from pymongo.errors import (
 
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.errors import StoreError, StoreUnavailable
-from workflow_engine.store.records import ExecutionRecord, Page
+from workflow_engine.store.records import ConnectionRecord, ExecutionRecord, Page
 from workflow_engine.store.sql import Batch, ms
 from workflow_engine.store.writes import SaveNode, Transition, Write
 from workflow_engine.vocabulary import (
@@ -55,6 +55,7 @@ Document = dict[str, Any]
 
 EXECUTIONS = "wfe_executions"
 NODE_RESULTS = "wfe_node_results"
+CONNECTIONS = "wfe_connections"
 DEFAULT_DATABASE = "wfe"
 SERVER_SELECTION_TIMEOUT_MS = 3000
 """A down MongoDB is reported (503) after this long; the URL's ``serverSelectionTimeoutMS``
@@ -87,6 +88,7 @@ FIELDS = {
     "started_at": "startedAt",
     "updated_at": "updatedAt",
     "completed_at": "completedAt",
+    "token_usage": "usage",
 }
 """Record attribute -> document field."""
 
@@ -117,6 +119,18 @@ EXECUTION_INDEXES = [
 NODE_INDEXES = [
     IndexModel([("executionId", ASCENDING), ("nodeId", ASCENDING)], name="ux_node", unique=True),
 ]
+CONNECTION_INDEXES = [
+    IndexModel([("userId", ASCENDING), ("name", ASCENDING)], name="ux_connection", unique=True),
+]
+_CONNECTION_FIELDS = {
+    "tenant_id": "userId",
+    "name": "name",
+    "kind": "kind",
+    "base_url": "baseUrl",
+    "secret": "secret",
+    "created_at": "createdAt",
+    "updated_at": "updatedAt",
+}
 
 
 @contextmanager
@@ -163,6 +177,7 @@ class MongoStore(StateStore):
         )
         self.executions: AsyncCollection[Document] = database[EXECUTIONS]
         self.nodes: AsyncCollection[Document] = database[NODE_RESULTS]
+        self.connections: AsyncCollection[Document] = database[CONNECTIONS]
 
     async def migrate(self) -> None:
         """Create the indexes; creating an existing index with the same options is a no-op,
@@ -170,6 +185,7 @@ class MongoStore(StateStore):
         with _reachable():
             await self.executions.create_indexes(EXECUTION_INDEXES)
             await self.nodes.create_indexes(NODE_INDEXES)
+            await self.connections.create_indexes(CONNECTION_INDEXES)
 
     async def ping(self) -> None:
         with _reachable():
@@ -375,6 +391,39 @@ class MongoStore(StateStore):
         with _reachable():
             return {doc["executionId"] async for doc in cursor}
 
+    # -- connections ----------------------------------------------------------------------
+
+    async def put_connection(self, record: ConnectionRecord) -> None:
+        document = {
+            field: getattr(record, attribute) for attribute, field in _CONNECTION_FIELDS.items()
+        }
+        created = document.pop("createdAt")
+        with _reachable():
+            await self.connections.update_one(
+                {"userId": record.tenant_id, "name": record.name},
+                {"$set": document, "$setOnInsert": {"createdAt": created}},
+                upsert=True,
+            )
+
+    async def get_connection(self, tenant_id: str, name: str) -> ConnectionRecord | None:
+        with _reachable():
+            found = await self.connections.find_one({"userId": tenant_id, "name": name})
+        return None if found is None else _connection(found)
+
+    async def list_connections(self, tenant_id: str) -> list[ConnectionRecord]:
+        cursor = self.connections.find({"userId": tenant_id}).sort("name", ASCENDING)
+        with _reachable():
+            return [_connection(doc) async for doc in cursor]
+
+    async def delete_connection(self, tenant_id: str, name: str) -> bool:
+        with _reachable():
+            deleted = await self.connections.delete_one({"userId": tenant_id, "name": name})
+        return deleted.deleted_count > 0
+
+    async def has_connections(self) -> bool:
+        with _reachable():
+            return await self.connections.find_one({}, {"_id": 1}) is not None
+
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
         pipeline: list[Document] = [
             {"$match": _scoped(tenant_id)},
@@ -385,6 +434,12 @@ class MongoStore(StateStore):
             async for row in await self.executions.aggregate(pipeline):
                 counts[row["_id"]] = int(row["count"])
         return counts
+
+
+def _connection(document: Document) -> ConnectionRecord:
+    return ConnectionRecord(
+        **{attribute: document[field] for attribute, field in _CONNECTION_FIELDS.items()}
+    )
 
 
 def _scoped(tenant_id: str | None) -> Document:

@@ -30,10 +30,13 @@ class ExecutionRecord:
     started_at: int | None = None
     updated_at: int = field(default_factory=now_ms)
     completed_at: int | None = None
+    token_usage: dict[str, int] | None = None
+    """What its ``llm`` nodes used, summed: ``{promptTokens, completionTokens, totalTokens}``."""
 
     def context(self) -> dict[str, Any]:
-        """The execution context of SPEC section 4, camelCase."""
-        return {
+        """The execution context of SPEC section 4, camelCase; with ``usage`` once an ``llm``
+        node reported some (SPEC section 9)."""
+        context = {
             "executionId": self.execution_id,
             "workflowId": self.workflow_id,
             "userId": self.tenant_id,
@@ -48,6 +51,9 @@ class ExecutionRecord:
             "completedAt": iso_ms(self.completed_at),
             "error": self.error,
         }
+        if self.token_usage is not None:
+            context["usage"] = self.token_usage
+        return context
 
     def progress_or_empty(self, total_nodes: int = 0) -> dict[str, Any]:
         return self.progress or {
@@ -62,3 +68,17 @@ class ExecutionRecord:
 class Page:
     items: list[ExecutionRecord]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """A tenant's connection to a model server (SPEC section 10). ``secret`` is opaque to the
+    store: the API key and headers, encrypted by ``connections.py`` before they get here."""
+
+    tenant_id: str
+    name: str
+    kind: str
+    base_url: str
+    secret: str
+    created_at: int = field(default_factory=now_ms)
+    updated_at: int = field(default_factory=now_ms)

@@ -27,6 +27,7 @@ executions = sa.Table(
     sa.Column("progress", JSON),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("token_usage", JSON),  # llm nodes' usage, summed (SPEC 9); migration 3
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
@@ -56,6 +57,18 @@ node_results = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("started_at", sa.BigInteger),
     sa.Column("completed_at", sa.BigInteger),
+)
+
+connections = sa.Table(
+    "wfe_connections",
+    metadata,
+    sa.Column("tenant_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("base_url", sa.String(2000), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # Fernet token: the key and headers
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
 schema_migrations = sa.Table(

@@ -13,13 +13,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from workflow_engine.store import migrations
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.errors import StoreUnavailable
-from workflow_engine.store.records import ExecutionRecord, Page
-from workflow_engine.store.schema import executions, node_results
+from workflow_engine.store.records import ConnectionRecord, ExecutionRecord, Page
+from workflow_engine.store.schema import connections, executions, node_results
 from workflow_engine.store.writes import SaveNode, SaveProgress, Transition, Write
 from workflow_engine.vocabulary import (
     ACTIVE_STATUSES,
@@ -288,6 +289,54 @@ class SqlStore(StateStore):
         async with self._connect() as conn:
             return set((await conn.execute(query)).scalars())
 
+    # -- connections ----------------------------------------------------------------------
+
+    async def put_connection(self, record: ConnectionRecord) -> None:
+        dialect = postgresql if self.url.get_backend_name() == "postgresql" else sqlite
+        values = {
+            "tenant_id": record.tenant_id,
+            "name": record.name,
+            "kind": record.kind,
+            "base_url": record.base_url,
+            "secret": record.secret,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
+        insert = dialect.insert(connections).values(**values)
+        changed = {k: v for k, v in values.items() if k not in {"tenant_id", "name", "created_at"}}
+        statement = insert.on_conflict_do_update(index_elements=["tenant_id", "name"], set_=changed)
+        async with self._connect(write=True) as conn:
+            await conn.execute(statement)
+
+    async def get_connection(self, tenant_id: str, name: str) -> ConnectionRecord | None:
+        query = sa.select(connections).where(
+            connections.c.tenant_id == tenant_id, connections.c.name == name
+        )
+        async with self._connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else ConnectionRecord(**row._mapping)
+
+    async def list_connections(self, tenant_id: str) -> list[ConnectionRecord]:
+        query = (
+            sa.select(connections)
+            .where(connections.c.tenant_id == tenant_id)
+            .order_by(connections.c.name)
+        )
+        async with self._connect() as conn:
+            return [ConnectionRecord(**row._mapping) for row in await conn.execute(query)]
+
+    async def delete_connection(self, tenant_id: str, name: str) -> bool:
+        statement = sa.delete(connections).where(
+            connections.c.tenant_id == tenant_id, connections.c.name == name
+        )
+        async with self._connect(write=True) as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    async def has_connections(self) -> bool:
+        async with self._connect() as conn:
+            found = await conn.execute(sa.select(connections.c.name).limit(1))
+            return found.first() is not None
+
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
         query = sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
         if tenant_id is not None:
@@ -337,6 +386,7 @@ def record_row(record: ExecutionRecord) -> dict[str, Any]:
         "started_at": record.started_at,
         "updated_at": record.updated_at,
         "completed_at": record.completed_at,
+        "token_usage": record.token_usage,
     }
 
 
@@ -361,13 +411,14 @@ def _record(row: Any) -> ExecutionRecord:
         started_at=row["started_at"],
         updated_at=row["updated_at"],
         completed_at=row["completed_at"],
+        token_usage=row.get("token_usage"),
     )
 
 
 Shape = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
 """(target status, allowed current statuses, stamped columns, columns set)."""
 
-JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata"})
+JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata", "token_usage"})
 """JSON columns a transition may set."""
 RECORD_JSON_COLUMNS = JSON_COLUMNS | {"definition", "inputs"}
 """Every JSON column of an execution's row."""

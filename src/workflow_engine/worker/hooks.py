@@ -11,6 +11,7 @@ from typing import Any
 from workflow_engine.engine.hooks import (
     ExecutionHooks,
     NodeFinished,
+    NodeLogged,
     NodeRetrying,
     NodeStarted,
     NodeStreamed,
@@ -122,6 +123,9 @@ class RunHooks(ExecutionHooks):
 
     async def on_node_stream(self, event: NodeStreamed) -> None:
         self._emit(ev.NODE_STREAM, {"nodeId": event.node_id, "chunk": event.chunk})
+
+    async def on_node_log(self, event: NodeLogged) -> None:
+        self._emit(ev.NODE_LOG, {"nodeId": event.node_id, "text": event.text})
 
     async def on_progress(self, event: ProgressChanged) -> None:
         progress = event.progress.to_dict()

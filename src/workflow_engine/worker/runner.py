@@ -180,6 +180,7 @@ class JobRunner:
             restored=point.restored,
             prior_attempts=point.prior_attempts,
             timeout=self.settings.queue(job.queue_name).timeout_s,
+            tenant_id=tenant,
         )
         taken_over = resumed or bool(point.prior_attempts)
         return Prepared(job, execution_id, tenant, job.attempt, run, hooks, started, taken_over)
@@ -212,6 +213,7 @@ class JobRunner:
             result=outcome.result,
             error=outcome.error,
             progress=outcome.progress.to_dict(),
+            usage=outcome.usage,
         )
         await hooks.durable(finished)
         if finished.result():

@@ -15,8 +15,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from bullmq import Queue
 
 from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.connections import FirstFound, ServerConnections
 from workflow_engine.definition.expressions import ExpressionEngine
-from workflow_engine.egress import policy_for
+from workflow_engine.definition.validate import Limits
+from workflow_engine.egress import EgressPolicy, policy_for
 from workflow_engine.engine.executor import Executor
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
@@ -24,8 +26,11 @@ from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.bullmq_adapter import ChainingWorker
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.redis_pool import pooled_client
+from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.store.base import StateStore
+from workflow_engine.vault import Vault
 from workflow_engine.worker.cancel import CancelListener
+from workflow_engine.worker.connections import StoredConnections
 from workflow_engine.worker.periodic import repeat
 from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.retention import Retention
@@ -48,6 +53,25 @@ def blocking_connection(redis_url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def worker_executor(
+    settings: Settings, store: StateStore, egress: EgressPolicy | None = None
+) -> Executor:
+    """The executor of a worker: its limits, budgets and sandbox from ``settings``; egress as
+    ``settings`` says unless given; the tenant's stored connections, then the server-wide."""
+    return Executor(
+        limits=Limits(max_nodes=settings.max_nodes),
+        park_after=settings.park_after_s,
+        egress=egress if egress is not None else policy_for(settings),
+        expressions=ExpressionEngine.configured(settings),
+        max_output_bytes=settings.max_output_bytes,
+        sandbox=SandboxLimits.configured(settings),
+        connections=FirstFound(
+            StoredConnections(store, Vault.configured(settings.secret_key)),
+            ServerConnections(settings.connections),
+        ),
+    )
+
+
 class WorkerService:
     def __init__(
         self,
@@ -64,12 +88,7 @@ class WorkerService:
         self.settings = settings
         self.store = store
         self.queue_names = list(queues)
-        self.executor = executor or Executor(
-            park_after=settings.park_after_s,
-            egress=policy_for(settings),
-            expressions=ExpressionEngine.configured(settings),
-            max_output_bytes=settings.max_output_bytes,
-        )
+        self.executor = executor or worker_executor(settings, store)
         self.keys = Keys(settings.queue_prefix)
         self.redis = pooled_client(settings.redis_url, decode_responses=True)
         self.events = EventPublisher(

@@ -1,0 +1,265 @@
+"""The one module that speaks to the ``openai`` SDK: one chat completion, streamed or not, its
+failures turned into ``NodeError`` s whose type says whether to retry.
+
+- The SDK's HTTP client is the executor's (``ctx.http``): every connection it opens passes the
+  egress policy (SPEC §8) and is pooled with the other nodes'. The SDK never closes it.
+- The SDK does not retry (``max_retries=0``): the node's retry policy is the one that applies,
+  429/5xx/connection errors retryable, with the server's ``Retry-After`` as the least delay.
+- A stream is closed in a ``finally``: a cancelled node (or one past its timeout) closes the
+  upstream connection at once, and the server stops generating.
+- The key goes to the SDK and nowhere else; any text a server sends back is scrubbed of it.
+
+The SDK (and so ``httpx``) is imported on first use: ``wfe validate`` loads every node module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import importlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from workflow_engine.errors import NodeError, NodeTimeoutError
+
+if TYPE_CHECKING:
+    import httpx
+    import openai
+
+    from workflow_engine.connections import Connection
+
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 300.0
+"""Longest silence between two pieces of an answer (the node's ``timeout`` bounds the call)."""
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+NO_KEY = "unused"
+"""Sent when a connection has no key (a local server): the SDK would read OPENAI_API_KEY."""
+MAX_MESSAGE_CHARS = 300
+
+_IMPORTED: set[str] = set()
+
+OnDelta = Callable[[str, str], Awaitable[None]]
+"""``(kind, text)``: kind ``text`` or ``reasoning``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": self.model, "messages": self.messages}
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        if self.json_schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": self.json_schema},
+            }
+        return params
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "promptTokens": self.prompt_tokens,
+            "completionTokens": self.completion_tokens,
+            "totalTokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class ChatAnswer:
+    model: str
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+async def complete(
+    http: httpx.AsyncClient,
+    connection: Connection,
+    request: ChatRequest,
+    on_delta: OnDelta | None = None,
+) -> ChatAnswer:
+    """One chat completion; streamed (each piece given to ``on_delta`` as it comes) when
+    ``on_delta`` is given. Raises ``NodeError`` (or ``EgressDenied``, ``NodeTimeoutError``)."""
+    await _import_off_the_loop("openai")
+    import httpx
+    import openai
+
+    # openai >= 3 is built on httpx2 (and annotates its types) but takes httpx's client and
+    # timeout as well: ours is httpx's, with the egress transport
+    transport: dict[str, Any] = {
+        "http_client": http,
+        "timeout": httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+    }
+    client = openai.AsyncOpenAI(
+        api_key=connection.api_key.get_secret_value() or NO_KEY,
+        base_url=connection.base_url,
+        default_headers={k: v.get_secret_value() for k, v in connection.headers.items()},
+        max_retries=0,
+        **transport,
+    )
+    # the SDK fills these from the worker's OPENAI_ORG_ID / OPENAI_PROJECT_ID: they would go
+    # to whatever server a tenant's connection names
+    client.organization = None
+    client.project = None
+    try:
+        if on_delta is None:
+            return await _whole(client, request)
+        return await _streamed(client, request, on_delta)
+    except openai.APIStatusError as exc:
+        raise _status_error(connection, exc) from None
+    except (openai.APITimeoutError, httpx.TimeoutException) as exc:
+        raise NodeTimeoutError(f"{_where(connection)} timed out ({type(exc).__name__})") from None
+    except (openai.APIConnectionError, httpx.HTTPError) as exc:
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
+        raise NodeError(
+            f"{_where(connection)} could not be reached: "
+            + connection.redact(f"{type(cause or exc).__name__}: {cause or exc}"),
+            error_type="llm_connection",
+        ) from None
+    except openai.APIError as exc:  # an error event in the stream (overloaded, ...)
+        raise NodeError(
+            f"{_where(connection)} failed: {_excerpt(connection, exc.message)}",
+            error_type="llm_error",
+        ) from None
+
+
+async def _import_off_the_loop(name: str) -> None:
+    """Import ``name`` on a thread: ``openai`` takes about a second of CPU to import the first
+    time, which on the event loop would stall the worker (its job locks go unrenewed, and
+    BullMQ hands the job to another worker)."""
+    if name not in _IMPORTED:  # (not sys.modules: a module being imported is already there)
+        await asyncio.to_thread(importlib.import_module, name)
+        _IMPORTED.add(name)
+
+
+async def _whole(client: openai.AsyncOpenAI, request: ChatRequest) -> ChatAnswer:
+    completion = await client.chat.completions.create(**request.params())
+    answer = ChatAnswer(completion.model or request.model)
+    if completion.choices:
+        choice = completion.choices[0]
+        answer.text = choice.message.content or ""
+        answer.reasoning = _reasoning(choice.message)
+        answer.finish_reason = choice.finish_reason
+    if completion.usage is not None:
+        answer.usage = _usage(completion.usage)
+    return answer
+
+
+async def _streamed(
+    client: openai.AsyncOpenAI, request: ChatRequest, on_delta: OnDelta
+) -> ChatAnswer:
+    stream = await client.chat.completions.create(
+        **request.params(), stream=True, stream_options={"include_usage": True}
+    )
+    answer = ChatAnswer(request.model)
+    text: list[str] = []
+    reasoning: list[str] = []
+    try:
+        async for chunk in stream:
+            answer.model = chunk.model or answer.model
+            if chunk.usage is not None:  # (the last chunk, with no choices)
+                answer.usage = _usage(chunk.usage)
+            for choice in chunk.choices[:1]:
+                if thought := _reasoning(choice.delta):
+                    reasoning.append(thought)
+                    await on_delta("reasoning", thought)
+                if piece := choice.delta.content:
+                    text.append(piece)
+                    await on_delta("text", piece)
+                answer.finish_reason = choice.finish_reason or answer.finish_reason
+    finally:  # cancelled or failed mid-answer: the connection is closed, not drained
+        await stream.close()
+    answer.text, answer.reasoning = "".join(text), "".join(reasoning)
+    return answer
+
+
+def _reasoning(message: Any) -> str:
+    """A reasoning model's thinking: ``reasoning_content`` (DeepSeek, Qwen) or ``reasoning``
+    (vLLM, OpenRouter), outside the OpenAI schema (the SDK keeps unknown fields as extras)."""
+    extra = getattr(message, "model_extra", None) or {}
+    value = extra.get("reasoning_content") or extra.get("reasoning")
+    return value if isinstance(value, str) else ""
+
+
+def _usage(usage: Any) -> Usage:
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, usage.total_tokens or 0)
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def _where(connection: Connection) -> str:
+    host = urlsplit(connection.base_url).hostname or connection.base_url
+    return f"connection '{connection.name}' ({host})"
+
+
+def _status_error(connection: Connection, exc: openai.APIStatusError) -> NodeError:
+    status = exc.status_code
+    return NodeError(
+        f"{_where(connection)} answered HTTP {status}: {_server_message(connection, exc)}",
+        error_type="llm_status",
+        retryable=status >= 500 or status in RETRYABLE_STATUSES,
+        retry_after=retry_after(exc.response.headers),
+    )
+
+
+def _server_message(connection: Connection, exc: openai.APIStatusError) -> str:
+    """What the server said: its ``error.message`` when it answered the OpenAI way."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return _excerpt(connection, body["message"])
+    if body is not None:
+        return _excerpt(connection, orjson.dumps(body, default=str).decode())
+    try:
+        return _excerpt(connection, exc.response.text)
+    except Exception:  # (a streamed answer not read: nothing more to say)
+        return "(no message)"
+
+
+def _excerpt(connection: Connection, text: str) -> str:
+    text = connection.redact(text)
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + "…"
+    return text or "(no message)"
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a server asked to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or
+    an HTTP date). None when absent or unreadable."""
+    try:
+        millis = headers.get("retry-after-ms")
+        if millis is not None:
+            seconds = float(millis) / 1000
+        elif (value := headers.get("retry-after")) is None:
+            return None
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
