@@ -104,7 +104,8 @@ def _reset_postgres(url: str) -> None:
         conn = await asyncpg.connect(url, timeout=5)
         try:
             await conn.execute(
-                "DROP TABLE IF EXISTS wfe_executions, wfe_node_results, wfe_schema_migrations"
+                "DROP TABLE IF EXISTS wfe_executions, wfe_node_results, wfe_connections, "
+                "wfe_workflows, wfe_schema_migrations"
             )
         finally:
             await conn.close()

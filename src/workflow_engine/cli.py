@@ -96,13 +96,16 @@ def validate(
 ) -> None:
     """Check a definition; print every problem with its JSON path (exit 1 if any)."""
     from workflow_engine.definition.expressions import ExpressionEngine
-    from workflow_engine.definition.validate import find_problems
+    from workflow_engine.definition.validate import inspect_definition
     from workflow_engine.nodes.registry import NodeRegistry
 
     raw = _load(file)
-    problems = find_problems(raw, NodeRegistry.default(), ExpressionEngine())
-    if problems:
-        _print_problems(f"{file} is invalid", problems)
+    findings = inspect_definition(raw, NodeRegistry.default(), ExpressionEngine())
+    for warning in findings.warnings:  # likely a typo, but it runs
+        line = f"[yellow]warning[/] {warning.path}: {warning.message}"
+        err.print(line, markup=True, highlight=False)
+    if findings.problems:
+        _print_problems(f"{file} is invalid", findings.problems)
         raise typer.Exit(1)
     nodes, edges = len(raw.get("nodes", [])), len(raw.get("edges", []))
     err.print(f"[green]✓[/] {file}: workflow '{raw['id']}' is valid ({nodes} nodes, {edges} edges)")
@@ -390,7 +393,16 @@ def _call(fn: Any) -> Any:
 
 @app.command()
 def submit(
-    file: Annotated[Path, typer.Argument(help="Workflow definition (JSON or YAML).")],
+    file: Annotated[
+        Path | None, typer.Argument(help="Workflow definition (JSON or YAML).", show_default=False)
+    ] = None,
+    workflow_id: Annotated[
+        str | None,
+        typer.Option("--workflow-id", help="Run a stored workflow instead of FILE."),
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="The stored workflow's version (default: its latest).")
+    ] = None,
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="key=value")] = None,
     inputs_file: Annotated[Path | None, typer.Option("--inputs-file")] = None,
     queue: Annotated[str, typer.Option("--type", help="Queue class.")] = "workflow",
@@ -401,21 +413,26 @@ def submit(
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
 ) -> None:
-    """Submit a workflow to a running service; print the execution id (and, with --wait, the
-    result)."""
-    definition = _load(file)
+    """Submit a workflow (FILE, or a stored one: --workflow-id) to a running service; print the
+    execution id (and, with --wait, the result)."""
+    if (file is None) == (workflow_id is None):
+        err.print("[red]error:[/] give either FILE or --workflow-id")
+        raise typer.Exit(2)
     inputs = _inputs(input, inputs_file)
+    options: dict[str, Any] = {
+        "type": queue,
+        "priority": priority or None,
+        "delay": delay or None,
+        "client_id": client_id,
+    }
     with _client(url, key) as client:
-        submitted = _call(
-            lambda: client.execute(
-                definition,
-                inputs,
-                type=queue,
-                priority=priority or None,
-                delay=delay or None,
-                client_id=client_id,
+        if workflow_id is not None:
+            submitted = _call(
+                lambda: client.execute_workflow(workflow_id, inputs, version=version, **options)
             )
-        )
+        elif file is not None:
+            definition = _load(file)
+            submitted = _call(lambda: client.execute(definition, inputs, **options))
         execution_id = submitted.execution_id
         if not wait:
             sys.stdout.write(execution_id + "\n")
@@ -491,6 +508,69 @@ def stats(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     """Queue counts and execution counts."""
     with _client(url, key) as client:
         sys.stdout.write(_wire(_call(client.stats)))
+
+
+workflows_app = typer.Typer(help="Stored workflows (per tenant, versioned).", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+
+
+@workflows_app.command("push")
+def workflows_push(
+    file: Annotated[Path, typer.Argument(help="Workflow definition (JSON or YAML).")],
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="Store it as this id (default: its own `id`).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Default: the definition's name.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Store a definition as the next version of its id; print {workflowId, version}."""
+    definition = _load(file)
+    with _client(url, key) as client:
+        saved = _call(lambda: client.save_workflow(definition, workflow_id=workflow_id, name=name))
+    sys.stdout.write(_wire(saved))
+
+
+@workflows_app.command("ls")
+def workflows_ls(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """The stored workflows, by id: the latest version of each."""
+    from functools import partial
+
+    from workflow_engine.client import WorkflowSummary
+
+    items: list[WorkflowSummary] = []
+    cursor: str | None = None
+    with _client(url, key) as client:
+        while True:  # every page
+            page = _call(partial(client.workflows, limit=200, cursor=cursor))
+            items += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    if json_output:
+        wire = [item.model_dump(mode="json", by_alias=True) for item in items]
+        sys.stdout.write(_dump(wire) + "\n")
+        return
+    for item in items:
+        sys.stdout.write(
+            f"{item.workflow_id}\tv{item.version}\t{item.updated_at}\t{item.name or ''}\n"
+        )
+
+
+@workflows_app.command("rm")
+def workflows_rm(
+    workflow_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Delete a stored workflow: it cannot be executed any more; its executions stay."""
+    with _client(url, key) as client:
+        _call(lambda: client.delete_workflow(workflow_id))
+    err.print(f"deleted workflow {workflow_id}", markup=False)
 
 
 def main() -> None:

@@ -75,6 +75,12 @@ def _search(pattern: str, text: str) -> bool:
     return _regex(pattern).search(text) is not None
 
 
+def pattern_matches(pattern: str, text: str) -> bool:
+    """Whether ``pattern`` (a schema's regex, run by RE2) matches ``text``; False for a pattern
+    RE2 cannot run (the schema holding it is invalid anyway)."""
+    return _refusal(pattern) is None and _search(pattern, text)
+
+
 # -- keywords replaced in every dialect -------------------------------------------------------
 # Each mirrors jsonschema's own (``jsonschema._keywords``) with ``re.search`` swapped for RE2.
 # A pattern RE2 refuses is caught by ``compile_schema``; one that slips through (a dialect

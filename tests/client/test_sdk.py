@@ -140,3 +140,30 @@ async def test_resume_rerun_and_schedules_through_the_sdk(base_url: str) -> None
         assert await client.schedules() == []
         with pytest.raises(NotFoundError):
             await client.delete_schedule(created.schedule_id)
+
+
+async def test_stored_workflows_through_the_sdk(base_url: str) -> None:
+    async with AsyncWorkflowEngineClient(base_url, api_key="secret") as client:
+        saved = await client.save_workflow(IF_ELSE)
+        assert (saved.workflow_id, saved.version) == ("if_else", 1)
+        again = await client.save_workflow(IF_ELSE, workflow_id="tiers", name="Tiers")
+        assert (again.workflow_id, again.version) == ("tiers", 1)
+        await client.save_workflow(IF_ELSE, workflow_id="tiers")
+        page = await client.workflows(limit=1)
+        assert [(w.workflow_id, w.version) for w in page.items] == [("if_else", 1)]
+        rest = await client.workflows(cursor=page.next_cursor)
+        assert [(w.workflow_id, w.version, w.name) for w in rest.items] == [
+            ("tiers", 2, "If/else with a re-join: pick a tier by order total")
+        ]
+        first = await client.get_workflow("tiers", version=1)
+        assert (first.name, first.definition["id"]) == ("Tiers", "tiers")
+        assert [v.version for v in await client.workflow_versions("tiers")] == [1, 2]
+        submitted = await client.execute_workflow("tiers", {"total": 500}, version=1)
+        final = await client.wait(submitted.execution_id, timeout=10)
+        assert final.result == {"tier": "vip", "total": 500}
+        assert (final.context.workflow_id, final.context.workflow_version) == ("tiers", 1)
+        await client.delete_workflow("tiers")
+        with pytest.raises(NotFoundError):
+            await client.execute_workflow("tiers")
+        with pytest.raises(NotFoundError):
+            await client.get_workflow("tiers")

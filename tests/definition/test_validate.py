@@ -40,7 +40,7 @@ def t(node_id: str, **inputs: Any) -> dict[str, Any]:
 
 def test_valid_definition_parses() -> None:
     raw = wf([t("a"), t("b", value="{{ nodes.a.output }}")], [{"source": "a", "target": "b"}])
-    definition = validate_definition(raw, REGISTRY, ENGINE)
+    definition, _ = validate_definition(raw, REGISTRY, ENGINE)
     assert [n.id for n in definition.nodes] == ["a", "b"]
     assert definition.max_parallel == 16
 
@@ -223,7 +223,7 @@ def test_unknown_names_and_dynamic_node_access() -> None:
     raw = wf([t("a", value="{{ env.HOME }}"), t("b", value="{{ nodes[inputs.k].output }}")])
     found = by_path(raw)
     assert found["nodes[0].inputs.value"] == [
-        "unknown name 'env' in '{{ env.HOME }}' (visible: inputs, nodes, execution)"
+        "unknown name 'env' in '{{ env.HOME }}' (visible: inputs, nodes, vars, execution)"
     ]
     assert "refer to nodes as nodes.<id>" in found["nodes[1].inputs.value"][0]
 

@@ -17,7 +17,7 @@ from workflow_engine.store import (
     open_store,
 )
 from workflow_engine.store.base import Start
-from workflow_engine.store.records import ConnectionRecord
+from workflow_engine.store.records import ConnectionRecord, WorkflowRecord
 from workflow_engine.store.writes import Transition
 from workflow_engine.vocabulary import (
     ExecutionError,
@@ -609,3 +609,129 @@ async def test_usage_is_kept_with_the_outcome_and_shown_in_the_context(store: St
     assert found.context()["usage"] == usage
     (listed,) = (await store.list_executions("t1", limit=5)).items
     assert listed.context()["usage"] == usage
+
+
+async def test_final_variables_are_kept_with_the_outcome(store: StateStore) -> None:
+    await store.create(record("exec_v"))
+    await store.create(record("exec_none"))
+    for execution_id in ("exec_v", "exec_none"):
+        await store.mark_running(execution_id, 1)
+    variables = {"total": 3, "tags": ["a"], "nothing": None}
+    assert await store.finish("exec_v", S.COMPLETED, result="ok", variables=variables)
+    assert await store.finish("exec_none", S.COMPLETED, result="ok")
+    found = await store.get("exec_v")
+    assert found is not None
+    assert found.variables == variables
+    assert "variables" not in found.context()  # (the status answer has them beside it)
+    none = await store.get("exec_none")
+    assert none is not None
+    assert none.variables is None
+
+
+def flow(label: str) -> dict[str, Any]:
+    return {"id": "wf", "nodes": [{"id": "a", "type": "transform", "inputs": {"v": label}}]}
+
+
+async def test_workflow_versions_are_numbered_per_tenant_and_id(store: StateStore) -> None:
+    first = await store.save_workflow("t1", "orders", "Orders", flow("one"))
+    second = await store.save_workflow("t1", "orders", "Orders v2", flow("two"))
+    other_id = await store.save_workflow("t1", "refunds", None, flow("r"))
+    other_tenant = await store.save_workflow("t2", "orders", "Theirs", flow("theirs"))
+    assert [first.version, second.version, other_id.version, other_tenant.version] == [1, 2, 1, 1]
+    assert second.created_at >= first.created_at
+    latest = await store.get_workflow("t1", "orders")
+    assert latest == WorkflowRecord(
+        "t1", "orders", 2, "Orders v2", flow("two"), second.created_at, None
+    )
+    older = await store.get_workflow("t1", "orders", version=1)
+    assert older is not None
+    assert (older.version, older.name, older.definition) == (1, "Orders", flow("one"))
+    assert await store.get_workflow("t1", "orders", version=3) is None
+    assert await store.get_workflow("t3", "orders") is None
+    theirs = await store.get_workflow("t2", "orders")
+    assert theirs is not None
+    assert theirs.definition == flow("theirs")
+    versions = await store.workflow_versions("t1", "orders")
+    assert [(v.version, v.created_at, v.definition) for v in versions] == [
+        (1, first.created_at, None),
+        (2, second.created_at, None),
+    ]
+    assert await store.workflow_versions("t3", "orders") == []
+
+
+async def test_list_workflows_gives_the_latest_of_each_by_id_with_a_cursor(
+    store: StateStore,
+) -> None:
+    await store.save_workflow("t1", "b", "b one", flow("b1"))
+    await store.save_workflow("t1", "a", "a one", flow("a1"))
+    await store.save_workflow("t1", "b", "b two", flow("b2"))
+    await store.save_workflow("t1", "c", None, flow("c1"))
+    await store.save_workflow("t2", "aa", "theirs", flow("x"))
+    page = await store.list_workflows("t1", limit=2)
+    assert [(w.workflow_id, w.version, w.name) for w in page.items] == [
+        ("a", 1, "a one"),
+        ("b", 2, "b two"),
+    ]
+    assert all(w.definition is None for w in page.items)
+    assert page.next_cursor == "b"
+    rest = await store.list_workflows("t1", limit=2, cursor=page.next_cursor)
+    assert [(w.workflow_id, w.version) for w in rest.items] == [("c", 1)]
+    assert rest.next_cursor is None
+    exact = await store.list_workflows("t1", limit=3)
+    assert (len(exact.items), exact.next_cursor) == (3, None)
+    assert (await store.list_workflows("t3")).items == []
+
+
+async def test_a_deleted_workflow_is_hidden_and_its_numbers_are_not_reused(
+    store: StateStore,
+) -> None:
+    await store.save_workflow("t1", "gone", None, flow("1"))
+    await store.save_workflow("t1", "gone", None, flow("2"))
+    await store.save_workflow("t1", "kept", None, flow("k"))
+    await store.save_workflow("t2", "gone", None, flow("theirs"))
+    assert await store.delete_workflow("t1", "gone")
+    assert not await store.delete_workflow("t1", "gone")
+    assert not await store.delete_workflow("t1", "never")
+    assert await store.get_workflow("t1", "gone") is None
+    assert await store.get_workflow("t1", "gone", version=1) is None
+    assert await store.workflow_versions("t1", "gone") == []
+    assert [w.workflow_id for w in (await store.list_workflows("t1")).items] == ["kept"]
+    assert await store.get_workflow("t2", "gone") is not None  # another tenant's stays
+    again = await store.save_workflow("t1", "gone", None, flow("3"))
+    assert again.version == 3  # an execution that ran version 1 or 2 still means that one
+    assert [v.version for v in await store.workflow_versions("t1", "gone")] == [3]
+    assert [w.workflow_id for w in (await store.list_workflows("t1")).items] == ["gone", "kept"]
+
+
+async def test_concurrent_saves_of_one_workflow_get_distinct_versions(
+    store: StateStore, store_url: str
+) -> None:
+    other = open_store(store_url)  # a second process's store, as another API replica has
+    try:
+        saved = await asyncio.gather(
+            *(
+                (store if i % 2 else other).save_workflow("t1", "busy", None, flow(str(i)))
+                for i in range(12)
+            )
+        )
+    finally:
+        await other.close()
+    assert sorted(r.version for r in saved) == list(range(1, 13))
+    for record in saved:  # each number holds the definition its save was given
+        found = await store.get_workflow("t1", "busy", version=record.version)
+        assert found is not None
+        assert found.definition == record.definition
+
+
+async def test_an_execution_keeps_the_stored_workflow_version_it_runs(store: StateStore) -> None:
+    await store.create(record("exec_v", workflow_version=3))
+    await store.create(record("exec_plain"))
+    found = await store.get("exec_v")
+    assert found is not None
+    assert found.workflow_version == 3
+    assert found.context()["workflowVersion"] == 3
+    plain = await store.get("exec_plain")
+    assert plain is not None
+    assert "workflowVersion" not in plain.context()
+    listed = {r.execution_id: r for r in (await store.list_executions("t1")).items}
+    assert listed["exec_v"].workflow_version == 3

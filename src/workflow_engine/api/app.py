@@ -11,7 +11,7 @@ from workflow_engine import __version__
 from workflow_engine.api.errors import install_error_handlers
 from workflow_engine.api.limits import install_body_limit
 from workflow_engine.api.responses import FastJSONResponse
-from workflow_engine.api.routes import connections, events, health, workflow
+from workflow_engine.api.routes import connections, events, health, workflow, workflows
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings, load_settings
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_error_handlers(app)
     install_body_limit(app, settings.max_body_bytes)
-    for router in (health.router, workflow.router, events.router, connections.router):
-        app.include_router(router, max_body_size=settings.max_body_bytes)
+    routers = (health, workflow, workflows, events, connections)
+    for module in routers:
+        app.include_router(module.router, max_body_size=settings.max_body_bytes)
     return app

@@ -99,15 +99,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DefinitionError)
     async def definition_invalid(_: Request, exc: DefinitionError) -> FastJSONResponse:
-        details = [
-            {**p.to_dict(), "path": _under("workflowDefinition", p.path)} for p in exc.problems
-        ]
-        return error_response(
-            422,
-            "invalid_definition",
-            f"the workflow definition has {len(details)} problem(s)",
-            details,
-        )
+        error = invalid_definition(exc, "workflowDefinition")
+        return error_response(error.status, error.code, error.message, error.details)
 
     @app.exception_handler(InputValidationError)
     async def inputs_invalid(_: Request, exc: InputValidationError) -> FastJSONResponse:
@@ -189,6 +182,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def internal(request: Request, exc: Exception) -> FastJSONResponse:
         log.exception("unhandled error", path=request.url.path)
         return error_response(500, "internal", "internal error")
+
+
+def invalid_definition(exc: DefinitionError, root: str) -> ApiError:
+    """422 listing every problem of a definition, each path under ``root`` (the body's field
+    that holds the definition)."""
+    details = [{**p.to_dict(), "path": _under(root, p.path)} for p in exc.problems]
+    message = f"the workflow definition has {len(details)} problem(s)"
+    return ApiError(422, "invalid_definition", message, details)
 
 
 def _under(root: str, path: str) -> str:

@@ -58,7 +58,14 @@ class RepeatOptions(Body):
 
 
 class ExecuteRequest(Body):
-    workflow_definition: dict[str, Any]
+    # exactly one of the two (the route says which is missing or extra, by its path)
+    workflow_definition: dict[str, Any] | None = None
+    workflow_id: str | None = Field(
+        None, min_length=1, max_length=200, description="A stored workflow (SPEC section 10)."
+    )
+    version: int | None = Field(
+        None, ge=1, description="The stored workflow's version; default: its latest."
+    )
     inputs: dict[str, Any] = Field(default_factory=dict)
     user_id: str | None = Field(None, min_length=1, max_length=200)
     type: Literal["realtime", "workflow", "scheduled", "background"] = "workflow"

@@ -23,6 +23,7 @@ from workflow_engine.queue.rerun import Rerunner
 from workflow_engine.queue.resume import Resumer
 from workflow_engine.queue.schedules import Scheduler
 from workflow_engine.queue.submit import Submitter
+from workflow_engine.queue.workflows import WorkflowLibrary
 from workflow_engine.redis_pool import pooled_client
 from workflow_engine.store import StateStore, open_store
 from workflow_engine.vault import Vault
@@ -58,6 +59,7 @@ class Services:
     scheduler: Scheduler
     rerunner: Rerunner
     vault: Vault
+    workflows: WorkflowLibrary
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -113,6 +115,7 @@ class Services:
             Scheduler(queues, plans),
             Rerunner(store, plans, submitter),
             vault,
+            WorkflowLibrary(store, plans),
         )
 
     async def close(self) -> None:

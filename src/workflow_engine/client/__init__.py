@@ -26,7 +26,12 @@ from workflow_engine.client.models import (
     ScheduleCreated,
     Stats,
     Status,
+    StoredWorkflow,
     Submitted,
+    WorkflowList,
+    WorkflowSaved,
+    WorkflowSummary,
+    WorkflowVersion,
 )
 
 __all__ = [
@@ -52,7 +57,12 @@ __all__ = [
     "ServiceUnavailable",
     "Stats",
     "Status",
+    "StoredWorkflow",
     "Submitted",
     "Unauthorized",
     "WorkflowEngineClient",
+    "WorkflowList",
+    "WorkflowSaved",
+    "WorkflowSummary",
+    "WorkflowVersion",
 ]

@@ -33,7 +33,11 @@ from workflow_engine.client.models import (
     ScheduleCreated,
     Stats,
     Status,
+    StoredWorkflow,
     Submitted,
+    WorkflowList,
+    WorkflowSaved,
+    WorkflowVersion,
 )
 from workflow_engine.sse import SseParser
 from workflow_engine.vocabulary import DEFAULT_API_URL
@@ -52,9 +56,42 @@ class Call:
 def _execute_call(
     definition: dict[str, Any], inputs: dict[str, Any] | None, options: dict[str, Any]
 ) -> Call:
-    body = {"workflowDefinition": definition, "inputs": inputs or {}}
-    body.update({_camel(k): v for k, v in options.items() if v is not None})
-    return Call("POST", "/api/workflow/execute", body)
+    return _submit_call({"workflowDefinition": definition}, inputs, options)
+
+
+def _execute_workflow_call(
+    workflow_id: str, version: int | None, inputs: dict[str, Any] | None, options: dict[str, Any]
+) -> Call:
+    return _submit_call({"workflowId": workflow_id, "version": version}, inputs, options)
+
+
+def _submit_call(
+    what: dict[str, Any], inputs: dict[str, Any] | None, options: dict[str, Any]
+) -> Call:
+    body = {**what, "inputs": inputs or {}}
+    body.update({_camel(k): v for k, v in options.items()})
+    return Call("POST", "/api/workflow/execute", {k: v for k, v in body.items() if v is not None})
+
+
+def _save_workflow_call(
+    definition: dict[str, Any], workflow_id: str | None, name: str | None
+) -> Call:
+    body = {"id": workflow_id, "name": name, "definition": definition}
+    return Call("POST", "/api/workflows", {k: v for k, v in body.items() if v is not None})
+
+
+def _workflows_call(limit: int | None, cursor: str | None) -> Call:
+    params = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+    return Call("GET", "/api/workflows", params=params)
+
+
+def _workflow_path(workflow_id: str) -> str:
+    return f"/api/workflows/{quote(workflow_id, safe='')}"
+
+
+def _get_workflow_call(workflow_id: str, version: int | None) -> Call:
+    params = {} if version is None else {"version": version}
+    return Call("GET", _workflow_path(workflow_id), params=params)
 
 
 def _status_call(execution_id: str, nodes: bool) -> Call:
@@ -219,6 +256,47 @@ class AsyncWorkflowEngineClient:
         """Submit; ``options``: type, priority, delay, client_id, user_id, metadata,
         idempotency_key."""
         return Submitted.model_validate(await self._do(_execute_call(definition, inputs, options)))
+
+    async def execute_workflow(
+        self,
+        workflow_id: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        **options: Any,
+    ) -> Submitted:
+        """Submit a stored workflow (its latest version unless ``version``); ``options`` as
+        for ``execute``."""
+        call = _execute_workflow_call(workflow_id, version, inputs, options)
+        return Submitted.model_validate(await self._do(call))
+
+    async def save_workflow(
+        self,
+        definition: dict[str, Any],
+        *,
+        workflow_id: str | None = None,
+        name: str | None = None,
+    ) -> WorkflowSaved:
+        """Store ``definition`` as the next version of ``workflow_id`` (default: its ``id``)."""
+        call = _save_workflow_call(definition, workflow_id, name)
+        return WorkflowSaved.model_validate(await self._do(call))
+
+    async def workflows(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> WorkflowList:
+        """The latest version of each stored workflow, by id, a page at a time."""
+        return WorkflowList.model_validate(await self._do(_workflows_call(limit, cursor)))
+
+    async def get_workflow(self, workflow_id: str, *, version: int | None = None) -> StoredWorkflow:
+        found = await self._do(_get_workflow_call(workflow_id, version))
+        return StoredWorkflow.model_validate(found)
+
+    async def workflow_versions(self, workflow_id: str) -> list[WorkflowVersion]:
+        found = await self._do(Call("GET", _workflow_path(workflow_id) + "/versions"))
+        return [WorkflowVersion.model_validate(item) for item in found["items"]]
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        await self._do(Call("DELETE", _workflow_path(workflow_id)))
 
     async def get_status(self, execution_id: str, *, nodes: bool = False) -> Status:
         return Status.model_validate(await self._do(_status_call(execution_id, nodes)))
@@ -394,6 +472,40 @@ class WorkflowEngineClient:
         self, definition: dict[str, Any], inputs: dict[str, Any] | None = None, **options: Any
     ) -> Submitted:
         return Submitted.model_validate(self._do(_execute_call(definition, inputs, options)))
+
+    def execute_workflow(
+        self,
+        workflow_id: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        **options: Any,
+    ) -> Submitted:
+        call = _execute_workflow_call(workflow_id, version, inputs, options)
+        return Submitted.model_validate(self._do(call))
+
+    def save_workflow(
+        self,
+        definition: dict[str, Any],
+        *,
+        workflow_id: str | None = None,
+        name: str | None = None,
+    ) -> WorkflowSaved:
+        call = _save_workflow_call(definition, workflow_id, name)
+        return WorkflowSaved.model_validate(self._do(call))
+
+    def workflows(self, *, limit: int | None = None, cursor: str | None = None) -> WorkflowList:
+        return WorkflowList.model_validate(self._do(_workflows_call(limit, cursor)))
+
+    def get_workflow(self, workflow_id: str, *, version: int | None = None) -> StoredWorkflow:
+        return StoredWorkflow.model_validate(self._do(_get_workflow_call(workflow_id, version)))
+
+    def workflow_versions(self, workflow_id: str) -> list[WorkflowVersion]:
+        found = self._do(Call("GET", _workflow_path(workflow_id) + "/versions"))
+        return [WorkflowVersion.model_validate(item) for item in found["items"]]
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        self._do(Call("DELETE", _workflow_path(workflow_id)))
 
     def get_status(self, execution_id: str, *, nodes: bool = False) -> Status:
         return Status.model_validate(self._do(_status_call(execution_id, nodes)))

@@ -64,6 +64,8 @@ class Context(Wire):
     updated_at: str | None = None
     completed_at: str | None = None
     error: ExecutionError | None = None
+    workflow_version: int | None = None
+    """The stored workflow's version it runs; None for a definition sent with the request."""
 
 
 class Progress(Wire):
@@ -91,6 +93,8 @@ class Status(Wire):
     context: Context
     progress: Progress
     result: Any = None
+    variables: dict[str, Any] | None = None
+    """The final execution variables, when the definition declares some."""
     nodes: list[NodeResult] | None = None
 
     @property
@@ -156,3 +160,35 @@ class Schedule(Wire):
     workflow_definition: dict[str, Any] | None = None
     inputs: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+
+
+class WorkflowSaved(Wire):
+    workflow_id: str
+    version: int
+
+
+class WorkflowSummary(Wire):
+    """The latest version of a stored workflow, as the list shows it."""
+
+    workflow_id: str
+    name: str | None = None
+    version: int
+    updated_at: str | None = None
+
+
+class WorkflowList(Wire):
+    items: list[WorkflowSummary]
+    next_cursor: str | None = None
+
+
+class StoredWorkflow(Wire):
+    workflow_id: str
+    name: str | None = None
+    version: int
+    definition: dict[str, Any]
+    created_at: str | None = None
+
+
+class WorkflowVersion(Wire):
+    version: int
+    created_at: str | None = None

@@ -5,8 +5,9 @@ Two forms (SPEC section 2):
   string that is exactly one ``{{ expr }}`` keeps the native type of the value;
 - bare expressions, in ``when``-style fields: ``nodes.fetch.output.status == 200``.
 
-The names visible are ``inputs``, ``nodes``, ``execution`` and, in a loop body, ``item`` and
-``index``. ``a.b`` on a mapping reads the key ``b`` before any attribute of the mapping.
+The names visible are ``inputs``, ``nodes``, ``vars`` (the execution variables, SPEC section 9),
+``execution`` and, in a loop body, ``item`` and ``index``. ``a.b`` on a mapping reads the key
+``b`` before any attribute of the mapping.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from workflow_engine.jsonvalues import json_size_below
 if TYPE_CHECKING:
     from workflow_engine.config import Settings
 
-VISIBLE_NAMES = frozenset({"inputs", "nodes", "execution", "item", "index"})
+VISIBLE_NAMES = frozenset({"inputs", "nodes", "vars", "execution", "item", "index"})
 MAX_SEQUENCE_PRODUCT = 1_000_000
 MAX_POWER_EXPONENT = 10_000
 MAX_INT_BITS = 1_000_000
@@ -352,33 +353,58 @@ class Analysis:
     node_refs: frozenset[str]
     unknown_names: frozenset[str]
     dynamic_node_access: bool
+    var_refs: frozenset[str] = frozenset()
+    """The variables read by name (``vars.total``, ``vars['total']``)."""
+    input_refs: frozenset[str] = frozenset()
+    """The workflow inputs read by name (``inputs.total``, ``inputs['total']``)."""
+
+
+_NAMED = ("nodes", "vars", "inputs")
+"""The names whose members an analysis collects."""
 
 
 @dataclass
 class _RefCollector:
-    refs: set[str] = field(default_factory=set)
+    """The members of ``nodes``, ``vars`` and ``inputs`` read by a constant name. ``nodes``
+    itself, or a member chosen by a computed key, is ``dynamic`` (the validator cannot tell
+    whether it is upstream); ``vars`` or ``inputs`` used whole, a computed key or a method
+    call (``inputs.get('x')``) read nothing that can be checked and are left alone."""
+
+    refs: dict[str, set[str]] = field(default_factory=lambda: {name: set() for name in _NAMED})
     dynamic: bool = False
 
     def visit(self, node: nodes.Node) -> None:
-        if isinstance(node, nodes.Getattr) and _is_nodes_name(node.node):
-            self.refs.add(node.attr)
+        if (
+            isinstance(node, nodes.Call)
+            and isinstance(node.node, nodes.Getattr)
+            and _named(node.node.node) in ("vars", "inputs")
+        ):
+            for child in node.iter_child_nodes():
+                if child is not node.node:
+                    self.visit(child)
             return
-        if isinstance(node, nodes.Getitem) and _is_nodes_name(node.node):
+        if isinstance(node, nodes.Getattr) and (root := _named(node.node)) is not None:
+            self.refs[root].add(node.attr)
+            return
+        if isinstance(node, nodes.Getitem) and (root := _named(node.node)) is not None:
             if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                self.refs.add(node.arg.value)
+                self.refs[root].add(node.arg.value)
             else:
-                self.dynamic = True
+                self.dynamic = self.dynamic or root == "nodes"
                 self.visit(node.arg)
             return
-        if _is_nodes_name(node):
+        if _named(node) == "nodes":
             self.dynamic = True
             return
         for child in node.iter_child_nodes():
             self.visit(child)
 
 
-def _is_nodes_name(node: nodes.Node) -> bool:
-    return isinstance(node, nodes.Name) and node.name == "nodes" and node.ctx == "load"
+def _named(node: nodes.Node) -> str | None:
+    """``nodes``, ``vars`` or ``inputs`` when ``node`` reads that name, else None."""
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in _NAMED:
+        return node.name
+    return None
 
 
 class ExpressionEngine:
@@ -605,7 +631,14 @@ class ExpressionEngine:
         collector = _RefCollector()
         collector.visit(tree)
         unknown = frozenset(names - VISIBLE_NAMES - set(self._globals))
-        return Analysis(frozenset(collector.refs), unknown, collector.dynamic)
+        refs = collector.refs
+        return Analysis(
+            frozenset(refs["nodes"]),
+            unknown,
+            collector.dynamic,
+            var_refs=frozenset(refs["vars"]),
+            input_refs=frozenset(refs["inputs"]),
+        )
 
 
 def _failure(source: str, exc: BaseException, path: str = "") -> ExpressionError:

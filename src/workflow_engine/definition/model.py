@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,8 @@ NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 ERROR_BRANCH = "error"
 
 OnError = Literal["fail", "continue", "branch"]
+VariableName = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+"""A variable is read as ``vars.<name>``: a name is an identifier, as a node id is."""
 
 
 MAX_BACKOFF_S = 3600.0
@@ -64,6 +66,11 @@ class WorkflowDefinition(_Strict):
     description: str | None = None
     version: int = 1
     input_schema: dict[str, Any] | None = None
+    variables: dict[VariableName, Any] = Field(
+        default_factory=dict,
+        description="Execution variables and their defaults: read as `vars.<name>`, set by "
+        "`set_variables` nodes (SPEC section 9).",
+    )
     max_parallel: int = Field(16, ge=1, le=1024)
     nodes: list[NodeDef] = Field(min_length=1)
     edges: list[EdgeDef] = Field(default_factory=list)

@@ -15,11 +15,13 @@ from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
 
 from workflow_engine.definition.expressions import (
+    Analysis,
     ExpressionEngine,
     is_template,
     join_path,
     pattern_of,
 )
+from workflow_engine.definition.inputs import DeclaredInputs
 from workflow_engine.definition.model import ERROR_BRANCH, WorkflowDefinition
 from workflow_engine.errors import DefinitionError, Problem
 from workflow_engine.jsonschemas import compile_schema, json_path
@@ -38,6 +40,10 @@ class NodeSpec(Protocol):
     @property
     def bare_expression_fields(self) -> frozenset[str]: ...
 
+    @property
+    def sets_variables(self) -> bool:
+        """The keys of the node's ``values`` input are the variables it sets."""
+
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None: ...
 
 
@@ -55,17 +61,29 @@ class Limits:
     max_expression_bytes: int = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class Findings:
+    problems: list[Problem]
+    """What makes the definition invalid."""
+    warnings: list[Problem]
+    """What is likely a mistake but runs: a template reading an input ``input_schema`` does
+    not declare (the definition's own example in SPEC section 2 does so)."""
+    input_reads: frozenset[str]
+    """The workflow inputs its templates read by name."""
+
+
 def validate_definition(
     raw: Any,
     registry: NodeTypes,
     expressions: ExpressionEngine,
     limits: Limits | None = None,
-) -> WorkflowDefinition:
-    """Return the parsed definition, or raise ``DefinitionError`` listing every problem."""
-    problems = find_problems(raw, registry, expressions, limits)
-    if problems:
-        raise DefinitionError(problems)
-    return WorkflowDefinition.model_validate(raw)
+) -> tuple[WorkflowDefinition, Findings]:
+    """The parsed definition and what was found; raises ``DefinitionError`` listing every
+    problem."""
+    findings = inspect_definition(raw, registry, expressions, limits)
+    if findings.problems:
+        raise DefinitionError(findings.problems)
+    return WorkflowDefinition.model_validate(raw), findings
 
 
 def find_problems(
@@ -74,11 +92,21 @@ def find_problems(
     expressions: ExpressionEngine,
     limits: Limits | None = None,
 ) -> list[Problem]:
+    return inspect_definition(raw, registry, expressions, limits).problems
+
+
+def inspect_definition(
+    raw: Any,
+    registry: NodeTypes,
+    expressions: ExpressionEngine,
+    limits: Limits | None = None,
+) -> Findings:
     if not isinstance(raw, dict):
-        return [Problem("$", "a workflow definition must be a JSON object", "invalid")]
+        problem = Problem("$", "a workflow definition must be a JSON object", "invalid")
+        return Findings([problem], [], frozenset())
     checker = _Checker(raw, registry, expressions, limits or Limits())
     checker.run()
-    return checker.problems
+    return Findings(checker.problems, checker.warnings, frozenset(checker.input_reads))
 
 
 def pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem]:
@@ -86,10 +114,15 @@ def pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem]
     problems = []
     for err in error.errors(include_url=False):
         path = prefix
-        for part in err["loc"]:
+        loc = err["loc"]
+        for part in loc:
+            if part == "[key]":  # (the key itself is wrong: the path names the key)
+                continue
             path = f"{path}[{part}]" if isinstance(part, int) else join_path(path, str(part))
         message, code = err["msg"], "invalid"
-        if err["type"] == "extra_forbidden":
+        if loc[-1:] == ("[key]",) and len(loc) >= 2:
+            message = f"invalid name {loc[-2]!r}: {message}"
+        elif err["type"] == "extra_forbidden":
             message = f"unknown field '{err['loc'][-1]}'"
         elif err["type"] == "string_pattern_mismatch" and err["loc"][-1:] == ("id",):
             message, code = f"malformed id {err['input']!r}: {message}", "invalid_id"
@@ -118,10 +151,18 @@ class _Checker:
         self.expressions = expressions
         self.limits = limits
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.input_reads: set[str] = set()
         self.nodes: dict[str, _Node] = {}
         self.succ: dict[str, list[tuple[str, int]]] = {}
         self.pred: dict[str, list[str]] = {}
         self._bit: dict[str, int] = {}
+        variables = raw.get("variables", {})
+        # (None: malformed, which the model reports; the names are not checked then)
+        self.variables: frozenset[str] | None = (
+            frozenset(variables) if isinstance(variables, dict) else None
+        )
+        self.declared_inputs = DeclaredInputs.of(raw.get("input_schema"))
 
     def add(self, path: str, message: str, code: str) -> None:
         self.problems.append(Problem(path, message, code))
@@ -145,6 +186,8 @@ class _Checker:
         self._collect_edges(raw_edges)
         for node in self.nodes.values():
             self._check_inputs(node)
+            if node.type is not None and node.type.sets_variables:
+                self._check_setter(node)
         order = self._check_cycles(raw_edges)
         ancestors = self._ancestors(order) if order is not None else None
         for node in self.nodes.values():
@@ -253,6 +296,34 @@ class _Checker:
                 if not _under_template(inputs, err["loc"]):
                     self.problems.append(Problem(problem.path, problem.message, "invalid_inputs"))
 
+    def _check_setter(self, node: _Node) -> None:
+        """A ``set_variables`` node: ``values`` an object (its keys are the variables it sets,
+        known before the run) naming declared variables only."""
+        inputs = node.raw.get("inputs")
+        values = inputs.get("values") if isinstance(inputs, dict) else None
+        where = f"nodes[{node.index}].inputs.values"
+        if isinstance(values, str) and is_template(values):
+            self.add(
+                where,
+                "must be an object whose keys name the variables to set (its values may be "
+                "templates; a template cannot choose the names)",
+                "invalid_inputs",
+            )
+        if not isinstance(values, dict) or self.variables is None:
+            return
+        for name in values:
+            if name not in self.variables:
+                self.add(
+                    join_path(where, str(name)),
+                    f"sets variable '{name}', which is not declared in variables "
+                    f"({self._declared_variables()})",
+                    "unknown_variable",
+                )
+
+    def _declared_variables(self) -> str:
+        names = sorted(self.variables or ())
+        return f"declared: {', '.join(names)}" if names else "none is declared"
+
     # -- graph ----------------------------------------------------------------------------
 
     def _check_cycles(self, raw_edges: list[Any]) -> list[str] | None:
@@ -316,7 +387,7 @@ class _Checker:
             for name in sorted(analysis.unknown_names):
                 self.add(
                     where,
-                    f"unknown name '{name}' in {text!r} (visible: inputs, nodes, execution)",
+                    f"unknown name '{name}' in {text!r} (visible: inputs, nodes, vars, execution)",
                     "unknown_name",
                 )
             if analysis.dynamic_node_access:
@@ -327,6 +398,26 @@ class _Checker:
                 )
             for ref in sorted(analysis.node_refs):
                 self._check_reference(where, node, ref, ancestors)
+            self._check_names_read(where, text, analysis)
+
+    def _check_names_read(self, where: str, text: str, analysis: Analysis) -> None:
+        """The variables and inputs an expression reads by name must be declared."""
+        if self.variables is not None:
+            for name in sorted(analysis.var_refs - self.variables):
+                self.add(
+                    where,
+                    f"{text!r} reads variable '{name}', which is not declared in variables "
+                    f"({self._declared_variables()})",
+                    "unknown_variable",
+                )
+        self.input_reads.update(analysis.input_refs)
+        declared = self.declared_inputs
+        if declared is not None:
+            for name in sorted(analysis.input_refs):
+                if not declared.declares(name):
+                    problem = declared.unknown_input(where, name)
+                    message = f"{text!r} reads {problem.message}"
+                    self.warnings.append(Problem(where, message, problem.code))
 
     def _check_reference(
         self, where: str, node: _Node, ref: str, ancestors: dict[str, int] | None

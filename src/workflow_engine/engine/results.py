@@ -26,6 +26,8 @@ class ExecutionOutcome:
     """When ``waiting``: the parked nodes and when each wants to resume (None: on an answer)."""
     released: bool = False
     """Stopped by ``WorkflowRun.release``: the run is to be resumed elsewhere, not ended."""
+    variables: dict[str, Any] | None = None
+    """The execution variables at the end (SPEC section 9); None when none is declared."""
 
     @property
     def ok(self) -> bool:
@@ -70,6 +72,8 @@ class ExecutionOutcome:
         usage = self.usage
         if usage is not None:
             data["usage"] = usage
+        if self.variables is not None:
+            data["variables"] = self.variables
         if nodes:
             data["nodes"] = [n.to_dict() for n in self.nodes.values()]
         return data

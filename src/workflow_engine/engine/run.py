@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from workflow_engine.definition.expressions import Scope
 from workflow_engine.definition.model import MAX_BACKOFF_S
 from workflow_engine.definition.validate import pydantic_problems
 from workflow_engine.engine.hooks import (
@@ -113,6 +114,7 @@ class WorkflowRun:
         self._scope = executor.expressions.scope(
             inputs=inputs,
             nodes=self._nodes_ns,
+            vars=plan.variables,  # a node downstream of a setter gets its own (``_scope_of``)
             execution={
                 "id": execution_id,
                 "workflow_id": plan.workflow_id,
@@ -308,7 +310,9 @@ class WorkflowRun:
             # is back within min(budget, timeout) whatever the node's templates do
             raw = (
                 self.executor.expressions.resolve(
-                    plan_node.resolve, self._scope, plan_node.definition.timeout
+                    plan_node.resolve,
+                    self._scope if not plan_node.upstream_setters else self._scope_of(plan_node),
+                    plan_node.definition.timeout,
                 )
                 if plan_node.resolve is not None
                 else plan_node.definition.inputs
@@ -322,6 +326,29 @@ class WorkflowRun:
         except ValidationError as exc:
             details = "; ".join(str(p) for p in pydantic_problems(exc, "inputs"))
             raise NodeInputError(f"node '{node_id}': invalid inputs: {details}") from exc
+
+    def _scope_of(self, plan_node: NodePlan) -> Scope:
+        """The run's scope with ``vars`` as the node sees them: the writes of the setters
+        upstream of it over the defaults (SPEC section 9). Only for a node with such setters:
+        the others share the run's scope, whose ``vars`` are the defaults."""
+        scope = dict(self._scope)
+        scope["vars"] = self._variables(plan_node.upstream_setters)
+        return scope
+
+    def _variables(self, setters: tuple[str, ...]) -> dict[str, Any]:
+        """The defaults, then the writes of each of ``setters`` that completed, in plan order
+        (the later one wins a variable two parallel setters write). Read from the setters'
+        outputs, so a resumed run, whose restored setters carry theirs, sees the same."""
+        values = dict(self.plan.variables)
+        for setter in setters:
+            result = self.results[setter]
+            output = result.output
+            if result.status is not NodeStatus.COMPLETED or not isinstance(output, dict):
+                continue
+            for name in self.plan.variable_writes[setter]:
+                if name in output:
+                    values[name] = output[name]
+        return values
 
     def _start_event(self, plan_node: NodePlan, result: NodeResult) -> NodeStarted:
         return NodeStarted(
@@ -388,7 +415,7 @@ class WorkflowRun:
             metadata=self.metadata,
             clock=self._clock,
             expressions=self.executor.expressions,
-            scope=self._scope,
+            scope=self._scope if not plan_node.upstream_setters else self._scope_of(plan_node),
             http_client=self.executor.http_client,
             emit_stream=self._streamer(node_id),
             emit_log=self._logger(node_id),
@@ -608,6 +635,7 @@ class WorkflowRun:
             metadata=self.metadata,
             parked=dict(self._parked) if parked else {},
             released=self._released and status is ExecutionStatus.CANCELLED,
+            variables=self._variables(self.plan.setters) if self.plan.variables else None,
         )
         return self._outcome
 

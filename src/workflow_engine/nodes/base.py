@@ -145,7 +145,10 @@ class NodeType(ABC, Generic[InputsT]):
     - ``declared_branches(inputs)``: the branch names the node can choose, for validation;
     - ``pure``: the node has no effect outside the run (its output depends on its inputs
       only), so running it again after a crash cannot be noticed. The executor does not wait
-      for a pure node's checkpoint before its dependants start.
+      for a pure node's checkpoint before its dependants start;
+    - ``sets_variables``: the node sets execution variables (SPEC section 9): the keys of its
+      ``values`` input (an object, its values templated) name them, and its output is the
+      variables after the update. The nodes downstream of it see its writes in ``vars``.
     """
 
     type_name: ClassVar[str]
@@ -155,6 +158,7 @@ class NodeType(ABC, Generic[InputsT]):
     chooses_branch: ClassVar[bool] = False
     bare_expression_fields: ClassVar[frozenset[str]] = frozenset()
     pure: ClassVar[bool] = False
+    sets_variables: ClassVar[bool] = False
 
     @abstractmethod
     async def run(self, ctx: NodeContext, inputs: InputsT) -> Any:

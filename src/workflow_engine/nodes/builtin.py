@@ -13,6 +13,7 @@ from workflow_engine.nodes.fail import FailNode
 from workflow_engine.nodes.http import HttpNode
 from workflow_engine.nodes.llm import LlmNode
 from workflow_engine.nodes.output import OutputNode
+from workflow_engine.nodes.set_variables import SetVariablesNode
 from workflow_engine.nodes.transform import TransformNode
 from workflow_engine.nodes.wait_input import WaitInputNode
 
@@ -27,4 +28,5 @@ BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
     WaitInputNode,
     CodeNode,
     LlmNode,
+    SetVariablesNode,
 )

@@ -4,14 +4,16 @@ adjacency and topological order precomputed. Built once per definition and reuse
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from workflow_engine.definition.expressions import ExpressionEngine, Resolver
+from workflow_engine.definition.inputs import DeclaredInputs, input_problems
 from workflow_engine.definition.model import NodeDef, WorkflowDefinition
 from workflow_engine.definition.validate import Limits, validate_definition
 from workflow_engine.errors import InputValidationError
-from workflow_engine.jsonschemas import compile_schema, schema_problems
+from workflow_engine.jsonschemas import compile_schema
 from workflow_engine.nodes.base import NodeType
 from workflow_engine.nodes.registry import NodeRegistry
 
@@ -28,6 +30,9 @@ class NodePlan:
     """Resolves templated inputs; ``None`` when the inputs hold no template."""
     outgoing: tuple[Edge, ...]
     incoming: int
+    upstream_setters: tuple[str, ...] = ()
+    """The ``set_variables`` nodes upstream of this one, in ``WorkflowPlan.order``: whose
+    writes its ``vars`` shows (SPEC section 9). Empty: ``vars`` is the defaults."""
 
     @property
     def type_name(self) -> str:
@@ -44,6 +49,16 @@ class WorkflowPlan:
     input_validator: Any
     pure_nodes: frozenset[str] = frozenset()
     """Nodes whose type is ``pure``: running them again after a crash cannot be noticed."""
+    declared_inputs: DeclaredInputs | None = None
+    """The inputs ``input_schema`` declares, when it closes the set (``definition/inputs.py``)."""
+    variables: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The declared execution variables and their defaults."""
+    variable_writes: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """``set_variables`` node -> the variables it sets, for every such node."""
+    setters: tuple[str, ...] = ()
+    """Every ``set_variables`` node, in ``order``: the order their writes apply in."""
 
     @property
     def workflow_id(self) -> str:
@@ -63,10 +78,11 @@ class WorkflowPlan:
         return [n for n in self.order if n in upstream]
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
-        """Raise ``InputValidationError`` listing every way ``inputs`` break ``input_schema``."""
+        """Raise ``InputValidationError`` listing every way ``inputs`` break ``input_schema``
+        (an input it does not declare is one, ``definition/inputs.py``)."""
         if self.input_validator is None:
             return
-        problems = schema_problems(self.input_validator, dict(inputs), "inputs", "invalid_input")
+        problems = input_problems(self.input_validator, self.declared_inputs, inputs)
         if problems:
             raise InputValidationError(problems)
 
@@ -79,7 +95,7 @@ def compile_workflow(
 ) -> WorkflowPlan:
     """Validate and compile. Raises ``DefinitionError`` with every problem."""
     data = raw.model_dump(mode="json") if isinstance(raw, WorkflowDefinition) else raw
-    definition = validate_definition(data, registry, expressions, limits)
+    definition, findings = validate_definition(data, registry, expressions, limits)
     outgoing: dict[str, list[Edge]] = {n.id: [] for n in definition.nodes}
     incoming: dict[str, int] = {n.id: 0 for n in definition.nodes}
     for edge in definition.edges:
@@ -100,15 +116,47 @@ def compile_workflow(
     validator = None
     if definition.input_schema is not None:
         validator = compile_schema(definition.input_schema)
+    order = _topological(nodes)
+    writes = {
+        n: frozenset(p.definition.inputs.get("values") or ())
+        for n, p in nodes.items()
+        if p.node_type.sets_variables
+    }
+    setters = tuple(n for n in order if n in writes)
+    if setters:
+        nodes = _with_upstream_setters(nodes, order, setters)
     return WorkflowPlan(
         definition=definition,
         nodes=nodes,
-        order=_topological(nodes),
+        order=order,
         sinks=tuple(n for n, p in nodes.items() if not p.outgoing),
         output_nodes=tuple(n for n, p in nodes.items() if p.type_name == "output"),
         input_validator=validator,
         pure_nodes=frozenset(n for n, p in nodes.items() if p.node_type.pure),
+        declared_inputs=_accepted_inputs(definition.input_schema, findings.input_reads),
+        variables=MappingProxyType(dict(definition.variables)),
+        variable_writes=MappingProxyType(writes),
+        setters=setters,
     )
+
+
+def _with_upstream_setters(
+    nodes: dict[str, NodePlan], order: tuple[str, ...], setters: tuple[str, ...]
+) -> dict[str, NodePlan]:
+    """``nodes`` with their ``upstream_setters``: one pass in topological order, the setters
+    upstream of a node as a bitset (bit i: ``setters[i]``)."""
+    bit = {setter: 1 << i for i, setter in enumerate(setters)}
+    upstream = dict.fromkeys(order, 0)
+    for node in order:
+        reaching = upstream[node] | bit.get(node, 0)
+        for target, _ in nodes[node].outgoing:
+            upstream[target] |= reaching
+    return {
+        n: replace(p, upstream_setters=tuple(s for s in setters if upstream[n] & bit[s]))
+        if upstream[n]
+        else p
+        for n, p in nodes.items()
+    }
 
 
 def _topological(nodes: Mapping[str, NodePlan]) -> tuple[str, ...]:
@@ -120,3 +168,11 @@ def _topological(nodes: Mapping[str, NodePlan]) -> tuple[str, ...]:
             if indegree[target] == 0:
                 order.append(target)
     return tuple(order)
+
+
+def _accepted_inputs(schema: Any, reads: frozenset[str]) -> DeclaredInputs | None:
+    """The inputs a submit may give: those ``input_schema`` declares and those the templates
+    read (an input a template reads is no typo, declared or not: SPEC section 2's own example
+    reads one its schema omits); None when the schema lets any in."""
+    declared = DeclaredInputs.of(schema)
+    return None if declared is None else declared.with_names(reads)

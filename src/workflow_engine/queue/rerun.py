@@ -67,5 +67,6 @@ class Rerunner:
             client_id=record.client_id,
             metadata={**record.metadata, "rerunOf": execution_id, "fromNode": from_node},
             restored=tuple(results[n].to_dict() for n in upstream),
+            workflow_version=record.workflow_version,  # the very version it ran, even deleted
         )
         return await self.submitter.submit(submission)

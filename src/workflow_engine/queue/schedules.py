@@ -133,6 +133,7 @@ def tick_submission(data: dict[str, Any], queue: str, job_id: str) -> Submission
         client_id=data.get("clientId"),
         metadata={**(data.get("metadata") or {}), "scheduleId": data[TICK_KEY]},
         idempotency_key=f"schedule:{job_id}",
+        workflow_version=data.get("workflowVersion"),
     )
 
 
@@ -161,6 +162,8 @@ class Scheduler:
             "priority": submission.priority,
             "createdAt": int(self.clock.now() * 1000),
         }
+        if submission.workflow_version is not None:  # a stored workflow, resolved now
+            template["workflowVersion"] = submission.workflow_version
         queue = self.queues[submission.queue]
         options = job_defaults(self.queues.settings.queue(submission.queue))
         # a tick takes the last place of its priority band: however many schedules a tenant

@@ -59,6 +59,9 @@ class Submission:
     idempotency_key: str | None = None
     restored: tuple[dict[str, Any], ...] = ()
     """Node results (wire form) to reuse instead of running those nodes (a rerun)."""
+    workflow_version: int | None = None
+    """The stored workflow's version ``definition`` is (SPEC section 10); None when the
+    definition came with the request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ def new_record(submission: Submission, plan: WorkflowPlan) -> ExecutionRecord:
         definition=submission.definition,
         inputs=submission.inputs,
         idempotency_key=submission.idempotency_key,
+        workflow_version=submission.workflow_version,
         progress={
             "currentNode": None,
             "completedNodes": [],

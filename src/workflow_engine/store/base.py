@@ -12,7 +12,13 @@ from typing import Any, Final
 
 from workflow_engine.store.errors import IllegalTransition, StoreError, StoreUnavailable
 from workflow_engine.store.group_commit import GroupCommit
-from workflow_engine.store.records import ConnectionRecord, ExecutionRecord, Page
+from workflow_engine.store.records import (
+    ConnectionRecord,
+    ExecutionRecord,
+    Page,
+    WorkflowPage,
+    WorkflowRecord,
+)
 from workflow_engine.store.writes import ALLOWED_FROM, SaveNode, SaveProgress, Transition, Write
 from workflow_engine.vocabulary import (
     FINAL_STATUSES,
@@ -151,6 +157,39 @@ class StateStore(ABC):
     async def has_connections(self) -> bool:
         """Whether any tenant has a stored connection (they need ``WFE_SECRET_KEY``)."""
 
+    # -- stored workflows (SPEC section 10): rare, unbatched -----------------------------------
+
+    @abstractmethod
+    async def save_workflow(
+        self, tenant_id: str, workflow_id: str, name: str | None, definition: dict[str, Any]
+    ) -> WorkflowRecord:
+        """Add a version: the next number of that workflow id (1 for a new one), assigned
+        atomically (two saves at once get two numbers). Numbers are never reused, not even
+        after ``delete_workflow``."""
+
+    @abstractmethod
+    async def get_workflow(
+        self, tenant_id: str, workflow_id: str, version: int | None = None
+    ) -> WorkflowRecord | None:
+        """That version (the latest without one), with its definition; None when there is
+        none or the workflow was deleted."""
+
+    @abstractmethod
+    async def list_workflows(
+        self, tenant_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> WorkflowPage:
+        """The latest version of each of the tenant's workflows (no definitions), by id;
+        ``cursor`` is the ``next_cursor`` of the previous page."""
+
+    @abstractmethod
+    async def workflow_versions(self, tenant_id: str, workflow_id: str) -> list[WorkflowRecord]:
+        """Every version of a workflow (no definitions), oldest first; [] when deleted."""
+
+    @abstractmethod
+    async def delete_workflow(self, tenant_id: str, workflow_id: str) -> bool:
+        """Hide every version of it (they stay for the executions that ran them); whether
+        there was one to delete."""
+
     @abstractmethod
     async def answer(self, execution_id: str, node_id: str, answer: Any) -> bool:
         """Deliver an answer to a node parked on input: added to its ticket (its output while
@@ -243,9 +282,16 @@ class StateStore(ABC):
         error: ExecutionError | None = None,
         progress: dict[str, Any] | None = None,
         usage: dict[str, int] | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> bool:
         return await self.finish_later(
-            execution_id, status, result=result, error=error, progress=progress, usage=usage
+            execution_id,
+            status,
+            result=result,
+            error=error,
+            progress=progress,
+            usage=usage,
+            variables=variables,
         )
 
     def finish_later(
@@ -257,6 +303,7 @@ class StateStore(ABC):
         error: ExecutionError | None = None,
         progress: dict[str, Any] | None = None,
         usage: dict[str, int] | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> asyncio.Future[bool]:
         """``finish`` queued behind the writes already submitted; await the future."""
         if status not in FINAL_STATUSES:
@@ -266,6 +313,8 @@ class StateStore(ABC):
             values["progress"] = progress
         if usage is not None:
             values["token_usage"] = usage
+        if variables is not None:
+            values["variables"] = variables
         return self.submit(
             Transition(execution_id, status, values, stamp=frozenset({"completed_at"}))
         )

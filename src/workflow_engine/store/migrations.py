@@ -18,6 +18,7 @@ from workflow_engine.store.schema import (
     metadata,
     node_results,
     schema_migrations,
+    workflows,
 )
 from workflow_engine.vocabulary import now_ms
 
@@ -41,10 +42,28 @@ def _v3_token_usage(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE wfe_executions ADD COLUMN token_usage JSON"))
 
 
+def _v4_stored_workflows(conn: sa.Connection) -> None:
+    """Stored workflows, and the version an execution ran (as migration 3: a database made
+    before the column existed gets it)."""
+    metadata.create_all(conn, tables=[workflows], checkfirst=True)
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("wfe_executions")}
+    if "workflow_version" not in columns:
+        conn.execute(sa.text("ALTER TABLE wfe_executions ADD COLUMN workflow_version INTEGER"))
+
+
+def _v5_variables(conn: sa.Connection) -> None:
+    """The final execution variables (as migration 3: a database made before the column
+    existed gets it)."""
+    if "variables" not in {c["name"] for c in sa.inspect(conn).get_columns("wfe_executions")}:
+        conn.execute(sa.text("ALTER TABLE wfe_executions ADD COLUMN variables JSON"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_connections),
     (3, _v3_token_usage),
+    (4, _v4_stored_workflows),
+    (5, _v5_variables),
 ]
 
 

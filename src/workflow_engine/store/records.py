@@ -32,10 +32,17 @@ class ExecutionRecord:
     completed_at: int | None = None
     token_usage: dict[str, int] | None = None
     """What its ``llm`` nodes used, summed: ``{promptTokens, completionTokens, totalTokens}``."""
+    workflow_version: int | None = None
+    """The stored workflow's version it runs (SPEC section 10); None for a definition sent
+    with the request."""
+    variables: dict[str, Any] | None = None
+    """Its execution variables when it ended (SPEC section 9); None when its definition
+    declares none (or it has not ended)."""
 
     def context(self) -> dict[str, Any]:
         """The execution context of SPEC section 4, camelCase; with ``usage`` once an ``llm``
-        node reported some (SPEC section 9)."""
+        node reported some (SPEC section 9), and ``workflowVersion`` when it runs a stored
+        workflow (SPEC section 10)."""
         context = {
             "executionId": self.execution_id,
             "workflowId": self.workflow_id,
@@ -53,6 +60,8 @@ class ExecutionRecord:
         }
         if self.token_usage is not None:
             context["usage"] = self.token_usage
+        if self.workflow_version is not None:
+            context["workflowVersion"] = self.workflow_version
         return context
 
     def progress_or_empty(self, total_nodes: int = 0) -> dict[str, Any]:
@@ -82,3 +91,27 @@ class ConnectionRecord:
     secret: str
     created_at: int = field(default_factory=now_ms)
     updated_at: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """One version of a tenant's stored workflow (SPEC section 10). Versions are immutable and
+    numbered 1, 2, ... per workflow id; a deleted workflow's versions stay (``deleted_at``)
+    for the executions that ran them, hidden from every read."""
+
+    tenant_id: str
+    workflow_id: str
+    version: int
+    name: str | None
+    definition: dict[str, Any] | None
+    """None in a listing (heavy: only ``get_workflow`` reads it)."""
+    created_at: int = field(default_factory=now_ms)
+    deleted_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPage:
+    """The latest version of each workflow, by id; ``next_cursor`` for the next page."""
+
+    items: list[WorkflowRecord]
+    next_cursor: str | None

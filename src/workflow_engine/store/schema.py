@@ -28,6 +28,8 @@ executions = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("token_usage", JSON),  # llm nodes' usage, summed (SPEC 9); migration 3
+    sa.Column("workflow_version", sa.Integer),  # a stored workflow's version; migration 4
+    sa.Column("variables", JSON),  # the final execution variables (SPEC 9); migration 5
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
@@ -69,6 +71,20 @@ connections = sa.Table(
     sa.Column("secret", sa.Text, nullable=False),  # Fernet token: the key and headers
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+workflows = sa.Table(
+    "wfe_workflows",
+    metadata,
+    # the key is the guard of a save: two saves that picked the same next version cannot both
+    # insert it (store/sql.py retries the loser)
+    sa.Column("tenant_id", sa.String(200), primary_key=True),
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(500)),
+    sa.Column("definition", JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger),
 )
 
 schema_migrations = sa.Table(

@@ -18,9 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from workflow_engine.store import migrations
 from workflow_engine.store.base import StateStore
-from workflow_engine.store.errors import StoreUnavailable
-from workflow_engine.store.records import ConnectionRecord, ExecutionRecord, Page
-from workflow_engine.store.schema import connections, executions, node_results
+from workflow_engine.store.errors import StoreError, StoreUnavailable
+from workflow_engine.store.records import (
+    ConnectionRecord,
+    ExecutionRecord,
+    Page,
+    WorkflowPage,
+    WorkflowRecord,
+)
+from workflow_engine.store.schema import connections, executions, node_results, workflows
 from workflow_engine.store.writes import SaveNode, SaveProgress, Transition, Write
 from workflow_engine.vocabulary import (
     ACTIVE_STATUSES,
@@ -41,8 +47,12 @@ _UNAVAILABLE = (
 )
 
 CLEANUP_CHUNK = 500
+SAVE_ATTEMPTS = 100
+"""Saves of one workflow id that may lose the race for a version number in a row (each round
+one of the racing saves wins, so this many saves at once of one id still all succeed)."""
 
 _CONTEXT_COLUMNS = [c for c in executions.c if c.name not in {"definition", "inputs"}]
+_WORKFLOW_SUMMARY = [c for c in workflows.c if c.name != "definition"]
 
 
 def _dumps(value: Any) -> str:
@@ -337,6 +347,83 @@ class SqlStore(StateStore):
             found = await conn.execute(sa.select(connections.c.name).limit(1))
             return found.first() is not None
 
+    # -- stored workflows ----------------------------------------------------------------
+
+    async def save_workflow(
+        self, tenant_id: str, workflow_id: str, name: str | None, definition: dict[str, Any]
+    ) -> WorkflowRecord:
+        where = (workflows.c.tenant_id == tenant_id, workflows.c.workflow_id == workflow_id)
+        latest = sa.select(sa.func.max(workflows.c.version)).where(*where)
+        for _ in range(SAVE_ATTEMPTS):
+            try:
+                async with self._connect(write=True) as conn:
+                    version = int((await conn.execute(latest)).scalar() or 0) + 1
+                    record = WorkflowRecord(
+                        tenant_id, workflow_id, version, name, definition, now_ms()
+                    )
+                    await conn.execute(sa.insert(workflows).values(**_workflow_row(record)))
+                return record
+            except sa.exc.IntegrityError:
+                # PostgreSQL: a concurrent save inserted that number first (the primary key
+                # refused ours); SQLite's writes take turns and never get here
+                continue
+        raise StoreError(f"could not number a new version of workflow {workflow_id!r}")
+
+    async def get_workflow(
+        self, tenant_id: str, workflow_id: str, version: int | None = None
+    ) -> WorkflowRecord | None:
+        query = sa.select(workflows).where(*_live(tenant_id, workflow_id))
+        if version is not None:
+            query = query.where(workflows.c.version == version)
+        query = query.order_by(workflows.c.version.desc()).limit(1)
+        async with self._connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _workflow(row._mapping)
+
+    async def list_workflows(
+        self, tenant_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> WorkflowPage:
+        latest = (
+            sa.select(workflows.c.workflow_id, sa.func.max(workflows.c.version).label("version"))
+            .where(workflows.c.tenant_id == tenant_id, workflows.c.deleted_at.is_(None))
+            .group_by(workflows.c.workflow_id)
+        )
+        if cursor is not None:  # keyset pagination on the id
+            latest = latest.where(workflows.c.workflow_id > cursor)
+        page = latest.order_by(workflows.c.workflow_id).limit(limit + 1).subquery()
+        query = (
+            sa.select(*_WORKFLOW_SUMMARY)
+            .join(
+                page,
+                sa.and_(
+                    workflows.c.workflow_id == page.c.workflow_id,
+                    workflows.c.version == page.c.version,
+                ),
+            )
+            .where(workflows.c.tenant_id == tenant_id)
+            .order_by(workflows.c.workflow_id)
+        )
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        items = [_workflow(row._mapping) for row in rows[:limit]]
+        return WorkflowPage(items, items[-1].workflow_id if len(rows) > limit else None)
+
+    async def workflow_versions(self, tenant_id: str, workflow_id: str) -> list[WorkflowRecord]:
+        query = (
+            sa.select(*_WORKFLOW_SUMMARY)
+            .where(*_live(tenant_id, workflow_id))
+            .order_by(workflows.c.version)
+        )
+        async with self._connect() as conn:
+            return [_workflow(row._mapping) for row in await conn.execute(query)]
+
+    async def delete_workflow(self, tenant_id: str, workflow_id: str) -> bool:
+        statement = (
+            sa.update(workflows).where(*_live(tenant_id, workflow_id)).values(deleted_at=now_ms())
+        )
+        async with self._connect(write=True) as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
         query = sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
         if tenant_id is not None:
@@ -346,6 +433,39 @@ class SqlStore(StateStore):
         counts = {str(s): 0 for s in ExecutionStatus}
         counts.update({status: int(count) for status, count in rows})
         return counts
+
+
+def _live(tenant_id: str, workflow_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """A workflow's versions that are not deleted."""
+    return (
+        workflows.c.tenant_id == tenant_id,
+        workflows.c.workflow_id == workflow_id,
+        workflows.c.deleted_at.is_(None),
+    )
+
+
+def _workflow_row(record: WorkflowRecord) -> dict[str, Any]:
+    return {
+        "tenant_id": record.tenant_id,
+        "workflow_id": record.workflow_id,
+        "version": record.version,
+        "name": record.name,
+        "definition": record.definition,
+        "created_at": record.created_at,
+        "deleted_at": record.deleted_at,
+    }
+
+
+def _workflow(row: Any) -> WorkflowRecord:
+    return WorkflowRecord(
+        tenant_id=row["tenant_id"],
+        workflow_id=row["workflow_id"],
+        version=row["version"],
+        name=row["name"],
+        definition=row.get("definition"),
+        created_at=row["created_at"],
+        deleted_at=row["deleted_at"],
+    )
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -387,6 +507,8 @@ def record_row(record: ExecutionRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "completed_at": record.completed_at,
         "token_usage": record.token_usage,
+        "workflow_version": record.workflow_version,
+        "variables": record.variables,
     }
 
 
@@ -412,13 +534,15 @@ def _record(row: Any) -> ExecutionRecord:
         updated_at=row["updated_at"],
         completed_at=row["completed_at"],
         token_usage=row.get("token_usage"),
+        workflow_version=row.get("workflow_version"),
+        variables=row.get("variables"),
     )
 
 
 Shape = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
 """(target status, allowed current statuses, stamped columns, columns set)."""
 
-JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata", "token_usage"})
+JSON_COLUMNS = frozenset({"result", "error", "progress", "metadata", "token_usage", "variables"})
 """JSON columns a transition may set."""
 RECORD_JSON_COLUMNS = JSON_COLUMNS | {"definition", "inputs"}
 """Every JSON column of an execution's row."""

@@ -214,6 +214,7 @@ class JobRunner:
             error=outcome.error,
             progress=outcome.progress.to_dict(),
             usage=outcome.usage,
+            variables=outcome.variables,
         )
         await hooks.durable(finished)
         if finished.result():

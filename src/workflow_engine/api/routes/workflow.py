@@ -15,6 +15,7 @@ from workflow_engine.api.schemas import (
     bounded_body,
 )
 from workflow_engine.api.services import Services
+from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.queue.schedules import Repeat
 from workflow_engine.queue.submit import NotFound, Submission, Submitted
 from workflow_engine.vocabulary import ExecutionStatus, iso_ms
@@ -38,6 +39,26 @@ def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
+async def _to_run(
+    body: ExecuteRequest, tenant: str, svc: Services
+) -> tuple[dict[str, Any], int | None]:
+    """The definition to run, and its version when it is a stored workflow: exactly one of
+    ``workflowDefinition`` and ``workflowId`` (422 otherwise; 404 for a workflow the tenant
+    does not have, or deleted)."""
+    one_of = "give exactly one of workflowDefinition and workflowId"
+    if body.workflow_id is None:
+        if body.workflow_definition is None:
+            paths = ("workflowDefinition", "workflowId")
+            raise InvalidRequest([Problem(path, one_of, "one_of") for path in paths])
+        if body.version is not None:
+            message = "version goes with workflowId (a stored workflow)"
+            raise InvalidRequest([Problem("version", message, "unexpected")])
+        return body.workflow_definition, None
+    if body.workflow_definition is not None:
+        raise InvalidRequest([Problem("workflowId", one_of, "one_of")])
+    return await svc.workflows.runnable(tenant, body.workflow_id, body.version)
+
+
 def _accepted(submitted: Submitted) -> dict[str, Any]:
     return {
         "executionId": submitted.execution_id,
@@ -52,8 +73,9 @@ def _accepted(submitted: Submitted) -> dict[str, Any]:
     responses={201: {"description": "With `repeat`: the schedule was created."}},
 )
 async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) -> dict[str, Any]:
-    """Submit an execution: 202 once it is recorded and its job is queued. With ``repeat``,
-    create a schedule instead: 201, and each tick starts a new execution."""
+    """Submit an execution of ``workflowDefinition``, or of the stored workflow ``workflowId``
+    (its ``version``, default the latest): 202 once it is recorded and its job is queued. With
+    ``repeat``, create a schedule instead: 201, and each tick starts a new execution."""
     if who.tenant_id is not None and body.user_id not in (None, who.tenant_id):
         raise ApiError(403, "forbidden", f"this API key cannot act for user {body.user_id!r}")
     if body.callback_url is not None:
@@ -63,8 +85,9 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
             "not available in this version: callbackUrl",
             [{"path": "callbackUrl", "message": "not supported yet", "code": "unsupported"}],
         )
+    definition, version = await _to_run(body, who.tenant, svc)
     submission = Submission(
-        definition=body.workflow_definition,
+        definition=definition,
         inputs=body.inputs,
         tenant_id=who.tenant,  # without keys, `anonymous` whatever `userId` says (SPEC 8)
         queue=body.type if "type" in body.model_fields_set or body.repeat is None else "scheduled",
@@ -73,6 +96,7 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
         client_id=body.client_id,
         metadata=body.metadata,
         idempotency_key=body.idempotency_key,
+        workflow_version=version,
     )
     if body.repeat is not None:
         repeat = Repeat(body.repeat.cron, body.repeat.every, body.repeat.tz, body.repeat.limit)
@@ -85,7 +109,8 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
 
 @router.get("/status/{execution_id}")
 async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> dict[str, Any]:
-    """The execution's context, progress and result; ``?nodes=true`` adds every node result."""
+    """The execution's context, progress and result (and final ``variables`` when its
+    definition declares some, SPEC section 9); ``?nodes=true`` adds every node result."""
     record = await svc.store.get(execution_id, who.tenant_id)
     if record is None:
         raise NotFound(f"execution {execution_id} not found")
@@ -94,6 +119,8 @@ async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> 
         "progress": record.progress_or_empty(),
         "result": record.result,
     }
+    if record.variables is not None:
+        body["variables"] = record.variables
     if nodes:
         body["nodes"] = [n.to_dict() for n in await svc.store.node_results(execution_id)]
     return body
