@@ -3,15 +3,15 @@ key they send. The key and headers are stored encrypted (``vault.py``) and never
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import Field
 
-from workflow_engine.api.auth import Principal, principal
+from workflow_engine.api.auth import principal
+from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import ApiError
 from workflow_engine.api.schemas import Body, bounded_body
-from workflow_engine.api.services import Services
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.store.records import ConnectionRecord
 from workflow_engine.vocabulary import iso_ms, now_ms
@@ -22,16 +22,7 @@ router = APIRouter(
     dependencies=[Depends(principal), Depends(bounded_body)],
 )
 
-Who = Annotated[Principal, Depends(principal)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
-
-
-Svc = Annotated[Services, Depends(services)]
 
 
 class ConnectionRequest(Body):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from workflow_engine.api.auth import Principal, principal
+from workflow_engine.api.auth import principal
+from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import ApiError
 from workflow_engine.api.schemas import (
     ExecuteRequest,
@@ -27,16 +28,6 @@ router = APIRouter(
     tags=["workflow"],
     dependencies=[Depends(principal), Depends(bounded_body)],
 )
-
-Who = Annotated[Principal, Depends(principal)]
-
-
-def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
-
-
-Svc = Annotated[Services, Depends(services)]
 
 
 async def _to_run(

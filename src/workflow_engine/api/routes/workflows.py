@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
-from workflow_engine.api.auth import Principal, principal
+from workflow_engine.api.auth import principal
+from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import invalid_definition
 from workflow_engine.api.schemas import Body, bounded_body
-from workflow_engine.api.services import Services
 from workflow_engine.errors import DefinitionError
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.queue.workflows import WORKFLOW_ID
@@ -23,16 +23,6 @@ router = APIRouter(
     tags=["workflows"],
     dependencies=[Depends(principal), Depends(bounded_body)],
 )
-
-Who = Annotated[Principal, Depends(principal)]
-
-
-def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
-
-
-Svc = Annotated[Services, Depends(services)]
 
 
 class SaveWorkflowRequest(Body):
