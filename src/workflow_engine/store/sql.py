@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -445,27 +445,11 @@ def _live(tenant_id: str, workflow_id: str) -> tuple[sa.ColumnElement[bool], ...
 
 
 def _workflow_row(record: WorkflowRecord) -> dict[str, Any]:
-    return {
-        "tenant_id": record.tenant_id,
-        "workflow_id": record.workflow_id,
-        "version": record.version,
-        "name": record.name,
-        "definition": record.definition,
-        "created_at": record.created_at,
-        "deleted_at": record.deleted_at,
-    }
+    return asdict(record)  # (its fields are the table's columns)
 
 
 def _workflow(row: Any) -> WorkflowRecord:
-    return WorkflowRecord(
-        tenant_id=row["tenant_id"],
-        workflow_id=row["workflow_id"],
-        version=row["version"],
-        name=row["name"],
-        definition=row.get("definition"),
-        created_at=row["created_at"],
-        deleted_at=row["deleted_at"],
-    )
+    return WorkflowRecord(**{f.name: row.get(f.name) for f in fields(WorkflowRecord)})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
