@@ -1,4 +1,5 @@
-"""Executor overhead in-process: microseconds per node for 1,000-node chains and fan-outs.
+"""Executor overhead in-process: microseconds per node for 1,000-node chains and fan-outs,
+and per body node of a loop over 1,000 items with a 3-node body.
 
     python -m benchmarks.executor [--nodes 1000] [--repeat 7]
 
@@ -49,6 +50,31 @@ def fan_out(n: int, templated: bool) -> dict[str, Any]:
     return {"id": "fan_out", "nodes": nodes, "edges": edges, "max_parallel": 16}
 
 
+def loop_body(n: int, templated: bool) -> dict[str, Any]:
+    """A loop over ``n`` items whose body is a chain of three echo nodes (3n body nodes run)."""
+    first: Any = "{{ item }}" if templated else 0
+    step: Any = "{{ nodes.b0.output.step + 1 }}" if templated else 1
+    body = {
+        "nodes": [
+            {"id": "b0", "type": "echo", "inputs": {"step": first}},
+            {"id": "b1", "type": "echo", "inputs": {"step": step}},
+            {"id": "b2", "type": "echo", "inputs": {"step": step}},
+        ],
+        "edges": [{"source": "b0", "target": "b1"}, {"source": "b1", "target": "b2"}],
+        "output": "b2",
+    }
+    loop = {"id": "loop", "type": "loop", "inputs": {"items": list(range(n)), "body": body}}
+    return {"id": "loop", "nodes": [loop]}
+
+
+SHAPES: tuple[tuple[str, Callable[[int, bool], dict[str, Any]], int], ...] = (
+    ("chain", chain, 1),
+    ("fan-out", fan_out, 1),
+    ("loop", loop_body, 3),
+)
+"""Name, definition, nodes run per unit of ``n``."""
+
+
 class EveryHook(ExecutionHooks):
     async def on_node_start(self, event: NodeStarted) -> None:
         return None
@@ -75,6 +101,7 @@ async def measure(
     templated: bool,
     hooks: ExecutionHooks | None,
     repeat: int,
+    per: int = 1,
 ) -> tuple[float, float, float]:
     """(median, best) µs per node of running, and ms to validate + compile once."""
     async with Executor() as executor:
@@ -86,7 +113,7 @@ async def measure(
         for _ in range(repeat):
             t0 = time.perf_counter()
             outcome = await executor.run(plan, {}, hooks=hooks)
-            samples.append((time.perf_counter() - t0) / n * 1e6)
+            samples.append((time.perf_counter() - t0) / (n * per) * 1e6)
             assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
     return statistics.median(samples), min(samples), compile_ms
 
@@ -94,10 +121,10 @@ async def measure(
 async def main(n: int, repeat: int) -> None:
     print(f"executor overhead, {n}-node graphs of echo nodes, {repeat} runs each (µs per node)")
     print(f"{'shape':<10} {'inputs':<10} {'hooks':<7} {'median':>8} {'best':>8} {'compile ms':>11}")
-    for name, build in (("chain", chain), ("fan-out", fan_out)):
+    for name, build, per in SHAPES:
         for templated in (False, True):
             for hooks in (None, EveryHook()):
-                median, best, compile_ms = await measure(build, n, templated, hooks, repeat)
+                median, best, compile_ms = await measure(build, n, templated, hooks, repeat, per)
                 print(
                     f"{name:<10} {'templated' if templated else 'static':<10} "
                     f"{'every' if hooks else 'none':<7} {median:8.1f} {best:8.1f} "

@@ -288,6 +288,17 @@ async def test_any_json_output_round_trips(store: StateStore, output: Any) -> No
     assert got.result == output
 
 
+async def test_a_nested_loop_iteration_node_id_round_trips(store: StateStore) -> None:
+    """A loop iteration's node id (SPEC 9) is longer than a node id: nested loops of 64-character
+    ids reach a few hundred characters."""
+    long_id = "o" * 64
+    node_id = f"{long_id}[999].{long_id}[999].{long_id}[999].{long_id}"
+    await store.create(record("exec_1"))
+    await store.save_node("exec_1", _done(node_id, 1))
+    [node] = await store.node_results("exec_1")
+    assert node.node_id == node_id
+
+
 async def test_progress_is_saved_while_running_only(store: StateStore) -> None:
     await store.create(record("exec_1"))
     await store.mark_running("exec_1", 1)

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from workflow_engine.config import Settings
 
 VISIBLE_NAMES = frozenset({"inputs", "nodes", "vars", "execution", "item", "index"})
+LOOP_NAMES = frozenset({"item", "index"})
+"""Visible only inside a loop body (SPEC section 2)."""
 MAX_SEQUENCE_PRODUCT = 1_000_000
 MAX_POWER_EXPONENT = 10_000
 MAX_INT_BITS = 1_000_000
@@ -357,6 +359,8 @@ class Analysis:
     """The variables read by name (``vars.total``, ``vars['total']``)."""
     input_refs: frozenset[str] = frozenset()
     """The workflow inputs read by name (``inputs.total``, ``inputs['total']``)."""
+    loop_names: frozenset[str] = frozenset()
+    """``item`` or ``index`` where read: names only a loop body sees."""
 
 
 _NAMED = ("nodes", "vars", "inputs")
@@ -638,6 +642,7 @@ class ExpressionEngine:
             collector.dynamic,
             var_refs=frozenset(refs["vars"]),
             input_refs=frozenset(refs["inputs"]),
+            loop_names=frozenset(names & LOOP_NAMES),
         )
 
 

@@ -22,7 +22,7 @@ from workflow_engine.definition.expressions import (
     pattern_of,
 )
 from workflow_engine.definition.inputs import DeclaredInputs
-from workflow_engine.definition.model import ERROR_BRANCH, WorkflowDefinition
+from workflow_engine.definition.model import ERROR_BRANCH, EdgeDef, NodeDef, WorkflowDefinition
 from workflow_engine.errors import DefinitionError, Problem
 from workflow_engine.jsonschemas import compile_schema, json_path
 
@@ -43,6 +43,10 @@ class NodeSpec(Protocol):
     @property
     def sets_variables(self) -> bool:
         """The keys of the node's ``values`` input are the variables it sets."""
+
+    @property
+    def subgraph_field(self) -> str | None:
+        """The input holding a sub-graph (``loop``'s ``body``), validated as a workflow."""
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None: ...
 
@@ -130,6 +134,19 @@ def pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem]
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """Where a loop body is checked: its path, its loop, and what it sees outside."""
+
+    path: str
+    """The body's JSON path (``nodes[2].inputs.body``): every problem's path starts with it."""
+    loop_id: str
+    visible: frozenset[str]
+    """The nodes outside the body upstream of its loop (of the enclosing loops too)."""
+    outside: frozenset[str]
+    """Every node outside the body (a reference to one not upstream gets a clear message)."""
+
+
 @dataclass(slots=True)
 class _Node:
     index: int
@@ -145,11 +162,14 @@ class _Checker:
         registry: NodeTypes,
         expressions: ExpressionEngine,
         limits: Limits,
+        body: _Body | None = None,
+        parent: _Checker | None = None,
     ) -> None:
         self.raw = raw
         self.registry = registry
         self.expressions = expressions
         self.limits = limits
+        self.body = body
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.input_reads: set[str] = set()
@@ -157,21 +177,31 @@ class _Checker:
         self.succ: dict[str, list[tuple[str, int]]] = {}
         self.pred: dict[str, list[str]] = {}
         self._bit: dict[str, int] = {}
-        variables = raw.get("variables", {})
-        # (None: malformed, which the model reports; the names are not checked then)
-        self.variables: frozenset[str] | None = (
-            frozenset(variables) if isinstance(variables, dict) else None
-        )
-        self.declared_inputs = DeclaredInputs.of(raw.get("input_schema"))
+        self.variables: frozenset[str] | None
+        self.declared_inputs: DeclaredInputs | None
+        if parent is not None:  # a loop body: the workflow's variables and inputs
+            self.variables = parent.variables
+            self.declared_inputs = parent.declared_inputs
+        else:
+            variables = raw.get("variables", {})
+            # (None: malformed, which the model reports; the names are not checked then)
+            self.variables = frozenset(variables) if isinstance(variables, dict) else None
+            self.declared_inputs = DeclaredInputs.of(raw.get("input_schema"))
+
+    def _at(self, path: str) -> str:
+        return f"{self.body.path}.{path}" if self.body is not None else path
 
     def add(self, path: str, message: str, code: str) -> None:
-        self.problems.append(Problem(path, message, code))
+        self.problems.append(Problem(self._at(path), message, code))
 
     def run(self) -> None:
-        try:
-            WorkflowDefinition.model_validate(self.raw)
-        except ValidationError as exc:
-            self.problems.extend(pydantic_problems(exc))
+        if self.body is None:
+            try:
+                WorkflowDefinition.model_validate(self.raw)
+            except ValidationError as exc:
+                self.problems.extend(pydantic_problems(exc))
+        else:
+            self._check_body_shape()
         raw_nodes = self.raw.get("nodes")
         raw_edges = self.raw.get("edges")
         raw_nodes = raw_nodes if isinstance(raw_nodes, list) else []
@@ -192,7 +222,10 @@ class _Checker:
         ancestors = self._ancestors(order) if order is not None else None
         for node in self.nodes.values():
             self._check_expressions(node, ancestors)
-        self._check_input_schema()
+            if node.type is not None and node.type.subgraph_field is not None:
+                self._check_body(node, node.type.subgraph_field, ancestors)
+        if self.body is None:
+            self._check_input_schema()
 
     # -- nodes and edges ------------------------------------------------------------------
 
@@ -294,14 +327,22 @@ class _Checker:
                 exc.errors(include_url=False), pydantic_problems(exc, prefix), strict=True
             ):
                 if not _under_template(inputs, err["loc"]):
-                    self.problems.append(Problem(problem.path, problem.message, "invalid_inputs"))
+                    self.add(problem.path, problem.message, "invalid_inputs")
 
     def _check_setter(self, node: _Node) -> None:
         """A ``set_variables`` node: ``values`` an object (its keys are the variables it sets,
-        known before the run) naming declared variables only."""
+        known before the run) naming declared variables only; not inside a loop body."""
         inputs = node.raw.get("inputs")
         values = inputs.get("values") if isinstance(inputs, dict) else None
         where = f"nodes[{node.index}].inputs.values"
+        if self.body is not None:
+            self.add(
+                f"nodes[{node.index}].type",
+                "set_variables cannot run inside a loop body (iterations would race on the "
+                "variables): set them before or after the loop",
+                "unsupported",
+            )
+            return
         if isinstance(values, str) and is_template(values):
             self.add(
                 where,
@@ -367,6 +408,9 @@ class _Checker:
             return
         bare = node.type.bare_expression_fields if node.type is not None else frozenset()
         prefix = f"nodes[{node.index}].inputs"
+        subgraph = node.type.subgraph_field if node.type is not None else None
+        if subgraph is not None:  # the body's templates are its nodes' (``_check_body``)
+            inputs = {key: value for key, value in inputs.items() if key != subgraph}
         for path, text in _strings(inputs, ""):
             is_bare = pattern_of(path) in bare
             if not is_bare and not is_template(text):
@@ -390,6 +434,13 @@ class _Checker:
                     f"unknown name '{name}' in {text!r} (visible: inputs, nodes, vars, execution)",
                     "unknown_name",
                 )
+            if self.body is None:
+                for name in sorted(analysis.loop_names):
+                    self.add(
+                        where,
+                        f"'{name}' in {text!r} is only visible inside a loop body",
+                        "unknown_name",
+                    )
             if analysis.dynamic_node_access:
                 self.add(
                     where,
@@ -417,11 +468,23 @@ class _Checker:
                 if not declared.declares(name):
                     problem = declared.unknown_input(where, name)
                     message = f"{text!r} reads {problem.message}"
-                    self.warnings.append(Problem(where, message, problem.code))
+                    self.warnings.append(Problem(self._at(where), message, problem.code))
 
     def _check_reference(
         self, where: str, node: _Node, ref: str, ancestors: dict[str, int] | None
     ) -> None:
+        if ref not in self.nodes and self.body is not None:  # (a body node shadows one outside)
+            if ref not in self.body.visible:
+                upstream = ref in self.body.outside
+                self.add(
+                    where,
+                    f"node '{node.id}' refers to node '{ref}', which is not upstream of loop "
+                    f"'{self.body.loop_id}'"
+                    if upstream
+                    else f"reference to unknown node '{ref}'",
+                    "bad_reference",
+                )
+            return
         if ref not in self.nodes:
             self.add(where, f"reference to unknown node '{ref}'", "bad_reference")
         elif not self._is_upstream(ref, node.id, ancestors):
@@ -444,6 +507,51 @@ class _Checker:
                 seen.add(parent)
                 stack.extend(self.pred[parent])
         return False
+
+    # -- loop bodies ----------------------------------------------------------------------
+
+    def _check_body_shape(self) -> None:
+        """A body's nodes and edges as a workflow's (the loop's input model checked the rest:
+        ``nodes`` a non-empty list, ``output`` a string, no other field); ``output`` names a
+        body node."""
+        for key, model in (("nodes", NodeDef), ("edges", EdgeDef)):
+            items = self.raw.get(key)
+            for i, item in enumerate(items if isinstance(items, list) else ()):
+                try:
+                    model.model_validate(item)
+                except ValidationError as exc:
+                    for problem in pydantic_problems(exc, f"{key}[{i}]"):
+                        self.add(problem.path, problem.message, problem.code)
+
+    def _check_body(self, node: _Node, field: str, ancestors: dict[str, int] | None) -> None:
+        """Validate a loop's body as a workflow whose templates also see ``item``, ``index``
+        and the nodes upstream of the loop."""
+        inputs = node.raw.get("inputs")
+        body = inputs.get(field) if isinstance(inputs, dict) else None
+        path = f"nodes[{node.index}].inputs.{field}"
+        if isinstance(body, str) and is_template(body):
+            self.add(path, "must be an object (a sub-graph), not a template", "invalid_inputs")
+            return
+        if not isinstance(body, dict):
+            return  # the node's input model reported it
+        upstream = {
+            n for n in self.nodes if n != node.id and self._is_upstream(n, node.id, ancestors)
+        }
+        outer = self.body
+        scope = _Body(
+            self._at(path),
+            node.id,
+            frozenset(upstream) | (outer.visible if outer is not None else frozenset()),
+            frozenset(self.nodes) | (outer.outside if outer is not None else frozenset()),
+        )
+        checker = _Checker(body, self.registry, self.expressions, self.limits, scope, self)
+        checker.run()
+        output = body.get("output")
+        if isinstance(output, str) and output not in checker.nodes:
+            checker.add("output", f"output '{output}' is not a node of the body", "dangling_output")
+        self.problems.extend(checker.problems)
+        self.warnings.extend(checker.warnings)
+        self.input_reads |= checker.input_reads
 
     def _check_input_schema(self) -> None:
         schema = self.raw.get("input_schema")

@@ -8,7 +8,7 @@ costs no task creation.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import ChainMap, deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from workflow_engine.engine.hooks import (
     NodeStreamed,
     ProgressChanged,
 )
+from workflow_engine.engine.loop import Iteration, LoopRunner
 from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.engine.scheduler import GraphState
 from workflow_engine.errors import ExpressionError, NodeError, NodeInputError, NodeTimeoutError
@@ -79,7 +80,9 @@ class WorkflowRun:
         timeout: float | None,
         max_parallel: int,
         tenant_id: str = "anonymous",
+        iteration: Iteration | None = None,
     ) -> None:
+        """``iteration``: this run is one iteration of a loop's body (``engine/loop.py``)."""
         self.executor = executor
         self.plan = plan
         self.inputs = inputs
@@ -92,7 +95,8 @@ class WorkflowRun:
         # listening, building them was a fifth of a node's cost (benchmarks/executor.py)
         self._reports_start = _listens(self.hooks, "on_node_start")
         self._reports_finish = _listens(self.hooks, "on_node_complete")
-        self._reports_progress = _listens(self.hooks, "on_progress")
+        # (an iteration's progress is its loop node's, reported by the execution's run)
+        self._reports_progress = iteration is None and _listens(self.hooks, "on_progress")
         self._reports_stream = _listens(self.hooks, "on_node_stream")
         self._reports_log = _listens(self.hooks, "on_node_log")
         self.timeout = timeout
@@ -103,25 +107,34 @@ class WorkflowRun:
         self._parked: dict[str, float | None] = {}
         self._clock = executor.clock
         self._state = GraphState(plan)
+        self.prefix = iteration.prefix if iteration is not None else ""
+        """Before the ids of this run's node results (an iteration's: ``loop[3].``)."""
+        prefix = self.prefix
         self.results: dict[str, NodeResult] = {
-            node_id: NodeResult(node_id, p.type_name, p.definition.name)
+            node_id: NodeResult(prefix + node_id, p.type_name, p.definition.name)
             for node_id, p in plan.nodes.items()
         }
         self._nodes_ns: dict[str, Any] = {
             node_id: MappingProxyType({"status": "pending", "output": None, "error": None})
             for node_id in plan.nodes
         }
-        self._scope = executor.expressions.scope(
-            inputs=inputs,
-            nodes=self._nodes_ns,
-            vars=plan.variables,  # a node downstream of a setter gets its own (``_scope_of``)
-            execution={
-                "id": execution_id,
-                "workflow_id": plan.workflow_id,
-                "attempt": attempt,
-                "metadata": metadata,
-            },
-        )
+        if iteration is None:
+            self._scope = executor.expressions.scope(
+                inputs=inputs,
+                nodes=self._nodes_ns,
+                vars=plan.variables,  # a node downstream of a setter gets its own (``_scope_of``)
+                execution={
+                    "id": execution_id,
+                    "workflow_id": plan.workflow_id,
+                    "attempt": attempt,
+                    "metadata": metadata,
+                },
+            )
+        else:  # the loop's scope, the body's nodes over the nodes outside (a body id shadows)
+            self._scope = dict(iteration.scope)
+            self._scope["nodes"] = ChainMap(self._nodes_ns, iteration.scope["nodes"])
+            self._scope["item"] = iteration.item
+            self._scope["index"] = iteration.index
         self._queue: deque[str] = deque()
         self._workers: set[asyncio.Task[None]] = set()
         self._in_work: set[asyncio.Task[Any]] = set()
@@ -165,6 +178,40 @@ class WorkflowRun:
     @property
     def progress(self) -> Progress:
         return Progress(self._current, tuple(self._finished_order), len(self.plan.nodes))
+
+    @property
+    def restored(self) -> Mapping[str, NodeResult]:
+        """The results this run started from (by node id without ``prefix``)."""
+        return self._restored
+
+    @property
+    def prior_attempts(self) -> Mapping[str, int]:
+        return self._prior
+
+    def iteration(
+        self,
+        body: WorkflowPlan,
+        iteration: Iteration,
+        *,
+        restored: Mapping[str, NodeResult],
+        prior_attempts: Mapping[str, int],
+    ) -> WorkflowRun:
+        """A run of a loop's ``body`` for one item: this execution's, with its hooks."""
+        return WorkflowRun(
+            self.executor,
+            body,
+            self.inputs,
+            execution_id=self.execution_id,
+            attempt=self.attempt,
+            metadata=self.metadata,
+            hooks=self.hooks,
+            restored=restored,
+            prior_attempts=prior_attempts,
+            timeout=None,
+            max_parallel=body.definition.max_parallel,
+            tenant_id=self.tenant_id,
+            iteration=iteration,
+        )
 
     # -- the run --------------------------------------------------------------------------
 
@@ -219,7 +266,7 @@ class WorkflowRun:
             ):
                 continue  # it runs again
             self.results[node_id] = result
-            self._publish(result)
+            self._publish(node_id, result)
             restored[node_id] = (result.status, self._chosen(node_id, result))
             self._finished_order.append(node_id)
         settled = self._state.start(restored)
@@ -353,7 +400,7 @@ class WorkflowRun:
     def _start_event(self, plan_node: NodePlan, result: NodeResult) -> NodeStarted:
         return NodeStarted(
             self.execution_id,
-            plan_node.id,
+            result.node_id,
             plan_node.type_name,
             result.input,
             result.started_at or 0.0,
@@ -405,7 +452,8 @@ class WorkflowRun:
 
     async def _attempt(self, plan_node: NodePlan, inputs: Any, attempt: int) -> Any:
         """One try of the node: its output in JSON form, or an exception."""
-        node_id = plan_node.id
+        node_id = self.prefix + plan_node.id
+        scope = self._scope if not plan_node.upstream_setters else self._scope_of(plan_node)
         ctx = NodeContext(
             execution_id=self.execution_id,
             workflow_id=self.plan.workflow_id,
@@ -415,16 +463,18 @@ class WorkflowRun:
             metadata=self.metadata,
             clock=self._clock,
             expressions=self.executor.expressions,
-            scope=self._scope if not plan_node.upstream_setters else self._scope_of(plan_node),
+            scope=scope,
             http_client=self.executor.http_client,
             emit_stream=self._streamer(node_id),
             emit_log=self._logger(node_id),
             sandboxes=self.executor.sandboxes,
-            ticket=self._tickets.get(node_id),
+            ticket=self._tickets.get(plan_node.id),
             park_after=self.executor.park_after,
             tenant_id=self.tenant_id,
             connections=self.executor.connections,
         )
+        if plan_node.body is not None:
+            ctx.run_body = LoopRunner(self, plan_node, scope)
         timeout = plan_node.definition.timeout
         if timeout is None:
             output = await plan_node.node_type.run(ctx, inputs)
@@ -462,7 +512,7 @@ class WorkflowRun:
             error=str(error),
         )
         await self.hooks.on_node_retry(
-            NodeRetrying(self.execution_id, plan_node.id, attempt, error.to_dict(), delay)
+            NodeRetrying(self.execution_id, result.node_id, attempt, error.to_dict(), delay)
         )
         park_after = self.executor.park_after
         if park_after is not None and delay > park_after:
@@ -537,15 +587,15 @@ class WorkflowRun:
         if self._reports_finish:
             await self.hooks.on_node_complete(NodeFinished(self.execution_id, result))
 
-    def _publish(self, result: NodeResult) -> None:
-        self._nodes_ns[result.node_id] = MappingProxyType(
+    def _publish(self, node_id: str, result: NodeResult) -> None:
+        self._nodes_ns[node_id] = MappingProxyType(
             {"status": str(result.status), "output": result.output, "error": result.error}
         )
 
     async def _complete(self, node_id: str, result: NodeResult) -> None:
         if result.status is NodeStatus.CANCELLED or self._outcome is not None:
             return
-        self._publish(result)
+        self._publish(node_id, result)
         if result.status is NodeStatus.WAITING:  # its successors wait with it
             await self._finished(result)
             return
@@ -579,7 +629,7 @@ class WorkflowRun:
             result = self.results[node_id]
             result.status = NodeStatus.SKIPPED
             result.completed_at = now
-            self._publish(result)
+            self._publish(node_id, result)
             self._finished_order.append(node_id)
         for node_id in skipped:
             await self._finished(self.results[node_id])
@@ -635,7 +685,9 @@ class WorkflowRun:
             metadata=self.metadata,
             parked=dict(self._parked) if parked else {},
             released=self._released and status is ExecutionStatus.CANCELLED,
-            variables=self._variables(self.plan.setters) if self.plan.variables else None,
+            variables=self._variables(self.plan.setters)
+            if self.plan.variables and not self.prefix
+            else None,
         )
         return self._outcome
 

@@ -39,6 +39,10 @@ def _no_sandbox() -> SandboxPools:
     raise NodeError("this executor has no code sandbox", retryable=False, error_type="sandbox")
 
 
+async def _no_body(_items: list[Any], _max_parallel: int) -> list[Any]:
+    raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
+
+
 class Park(Exception):
     """Raised by ``ctx.park``: the node waits (for a moment, for an answer) without holding a
     worker. The run records ``ticket`` as the node's output (status ``waiting``) and resumes
@@ -77,6 +81,9 @@ class NodeContext:
     """The tenant the execution belongs to (whose connections the node may use)."""
     connections: ConnectionResolver = field(default_factory=NoConnections)
     """Where named connections (base URL, key) are found: ``await ctx.connection(name)``."""
+    run_body: Callable[[list[Any], int], Awaitable[list[Any]]] = field(default=_no_body)
+    """For a node with a sub-graph (``subgraph_field``): run it once per item, at most
+    ``max_parallel`` at a time, and return the outputs in item order (the executor's)."""
 
     @property
     def can_park(self) -> bool:
@@ -148,7 +155,9 @@ class NodeType(ABC, Generic[InputsT]):
       for a pure node's checkpoint before its dependants start;
     - ``sets_variables``: the node sets execution variables (SPEC section 9): the keys of its
       ``values`` input (an object, its values templated) name them, and its output is the
-      variables after the update. The nodes downstream of it see its writes in ``vars``.
+      variables after the update. The nodes downstream of it see its writes in ``vars``;
+    - ``subgraph_field``: the input holding a sub-graph (``loop``'s ``body``): validated and
+      compiled as a workflow of its own, run by the executor through ``ctx.run_body``.
     """
 
     type_name: ClassVar[str]
@@ -159,6 +168,7 @@ class NodeType(ABC, Generic[InputsT]):
     bare_expression_fields: ClassVar[frozenset[str]] = frozenset()
     pure: ClassVar[bool] = False
     sets_variables: ClassVar[bool] = False
+    subgraph_field: ClassVar[str | None] = None
 
     @abstractmethod
     async def run(self, ctx: NodeContext, inputs: InputsT) -> Any:

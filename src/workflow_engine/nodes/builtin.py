@@ -12,6 +12,7 @@ from workflow_engine.nodes.echo import EchoNode
 from workflow_engine.nodes.fail import FailNode
 from workflow_engine.nodes.http import HttpNode
 from workflow_engine.nodes.llm import LlmNode
+from workflow_engine.nodes.loop import LoopNode
 from workflow_engine.nodes.output import OutputNode
 from workflow_engine.nodes.set_variables import SetVariablesNode
 from workflow_engine.nodes.transform import TransformNode
@@ -29,4 +30,5 @@ BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
     CodeNode,
     LlmNode,
     SetVariablesNode,
+    LoopNode,
 )

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from workflow_engine.definition.expressions import ExpressionEngine, Resolver
+from workflow_engine.definition.expressions import ExpressionEngine, Resolver, Scope
 from workflow_engine.definition.inputs import DeclaredInputs, input_problems
-from workflow_engine.definition.model import NodeDef, WorkflowDefinition
+from workflow_engine.definition.model import EdgeDef, NodeDef, WorkflowDefinition
 from workflow_engine.definition.validate import Limits, validate_definition
 from workflow_engine.errors import InputValidationError
 from workflow_engine.jsonschemas import compile_schema
@@ -33,6 +33,9 @@ class NodePlan:
     upstream_setters: tuple[str, ...] = ()
     """The ``set_variables`` nodes upstream of this one, in ``WorkflowPlan.order``: whose
     writes its ``vars`` shows (SPEC section 9). Empty: ``vars`` is the defaults."""
+    body: WorkflowPlan | None = None
+    """A ``loop``'s body, compiled once with the plan (its ``collect`` names the body node
+    whose output each iteration gives)."""
 
     @property
     def type_name(self) -> str:
@@ -59,10 +62,24 @@ class WorkflowPlan:
     """``set_variables`` node -> the variables it sets, for every such node."""
     setters: tuple[str, ...] = ()
     """Every ``set_variables`` node, in ``order``: the order their writes apply in."""
+    collect: str | None = None
+    """A loop body's plan: the node whose output is the iteration's."""
 
     @property
     def workflow_id(self) -> str:
         return self.definition.id
+
+    def is_pure(self, node_id: str) -> bool:
+        """Whether ``node_id`` is a pure node; an iteration's node
+        (``<loopId>[<index>].<bodyNodeId>``, nested loops alike) is looked up in its body."""
+        if node_id in self.nodes:
+            return node_id in self.pure_nodes
+        loop_id, bracket, rest = node_id.partition("[")
+        loop = self.nodes.get(loop_id) if bracket else None
+        _, dot, inner = rest.partition("].")
+        if loop is None or loop.body is None or not dot:
+            return False
+        return loop.body.is_pure(inner)
 
     def upstream_of(self, node_id: str) -> list[str]:
         """Every node with a path to ``node_id``, in execution order."""
@@ -87,6 +104,17 @@ class WorkflowPlan:
             raise InputValidationError(problems)
 
 
+@dataclass(frozen=True, slots=True)
+class PureNodes:
+    """The pure nodes of a plan as a container of node ids, loop iterations' ids included
+    (``WorkflowPlan.is_pure``): what a checkpoint may skip."""
+
+    plan: WorkflowPlan
+
+    def __contains__(self, node_id: object) -> bool:
+        return isinstance(node_id, str) and self.plan.is_pure(node_id)
+
+
 def compile_workflow(
     raw: Mapping[str, Any] | WorkflowDefinition,
     registry: NodeRegistry,
@@ -96,6 +124,17 @@ def compile_workflow(
     """Validate and compile. Raises ``DefinitionError`` with every problem."""
     data = raw.model_dump(mode="json") if isinstance(raw, WorkflowDefinition) else raw
     definition, findings = validate_definition(data, registry, expressions, limits)
+    return _build(definition, registry, expressions, findings.input_reads)
+
+
+def _build(
+    definition: WorkflowDefinition,
+    registry: NodeRegistry,
+    expressions: ExpressionEngine,
+    input_reads: frozenset[str],
+    collect: str | None = None,
+) -> WorkflowPlan:
+    """The plan of a validated definition (or of a loop body, which names its ``collect``)."""
     outgoing: dict[str, list[Edge]] = {n.id: [] for n in definition.nodes}
     incoming: dict[str, int] = {n.id: 0 for n in definition.nodes}
     for edge in definition.edges:
@@ -105,13 +144,17 @@ def compile_workflow(
     for node in definition.nodes:
         node_type = registry.get(node.type)
         assert node_type is not None  # validated
+        subgraph = node_type.subgraph_field
         nodes[node.id] = NodePlan(
             id=node.id,
             definition=node,
             node_type=node_type,
-            resolve=expressions.compile_value(node.inputs, "", node_type.bare_expression_fields),
+            resolve=_inputs_resolver(node, node_type, expressions),
             outgoing=tuple(outgoing[node.id]),
             incoming=incoming[node.id],
+            body=None
+            if subgraph is None
+            else _body_plan(definition, node, node.inputs[subgraph], registry, expressions),
         )
     validator = None
     if definition.input_schema is not None:
@@ -133,11 +176,51 @@ def compile_workflow(
         output_nodes=tuple(n for n, p in nodes.items() if p.type_name == "output"),
         input_validator=validator,
         pure_nodes=frozenset(n for n, p in nodes.items() if p.node_type.pure),
-        declared_inputs=_accepted_inputs(definition.input_schema, findings.input_reads),
+        declared_inputs=_accepted_inputs(definition.input_schema, input_reads),
         variables=MappingProxyType(dict(definition.variables)),
         variable_writes=MappingProxyType(writes),
         setters=setters,
+        collect=collect,
     )
+
+
+def _inputs_resolver(
+    node: NodeDef, node_type: NodeType[Any], expressions: ExpressionEngine
+) -> Resolver | None:
+    """Renders a node's templated inputs. A sub-graph input is passed on as it is: its
+    templates are its own nodes', rendered in each iteration."""
+    bare, subgraph = node_type.bare_expression_fields, node_type.subgraph_field
+    if subgraph is None:
+        return expressions.compile_value(node.inputs, "", bare)
+    own = {key: value for key, value in node.inputs.items() if key != subgraph}
+    resolve = expressions.compile_value(own, "", bare)
+    if resolve is None:
+        return None
+    graph = node.inputs[subgraph]
+
+    def resolve_with_graph(scope: Scope) -> Any:
+        return {**resolve(scope), subgraph: graph}
+
+    return resolve_with_graph
+
+
+def _body_plan(
+    definition: WorkflowDefinition,
+    node: NodeDef,
+    body: Mapping[str, Any],
+    registry: NodeRegistry,
+    expressions: ExpressionEngine,
+) -> WorkflowPlan:
+    """A loop body as a workflow of its own (validated with the workflow): the workflow's
+    variables, its ``max_parallel`` within each iteration."""
+    body_definition = WorkflowDefinition(
+        id=definition.id,  # (its nodes' ids say which loop they belong to)
+        nodes=[NodeDef.model_validate(n) for n in body["nodes"]],
+        edges=[EdgeDef.model_validate(e) for e in body.get("edges") or ()],
+        variables=definition.variables,
+        max_parallel=definition.max_parallel,
+    )
+    return _build(body_definition, registry, expressions, frozenset(), collect=body["output"])
 
 
 def _with_upstream_setters(

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workflow_engine.store.schema import (
+    NODE_ID_LENGTH,
     connections,
     executions,
     metadata,
@@ -58,12 +59,24 @@ def _v5_variables(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE wfe_executions ADD COLUMN variables JSON"))
 
 
+def _v6_iteration_node_ids(conn: sa.Connection) -> None:
+    """Node ids of loop iterations (``loop[12].fetch``, nested loops longer) outgrow the 64
+    characters of a node id: PostgreSQL enforces a VARCHAR's length, SQLite does not."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE wfe_node_results ALTER COLUMN node_id TYPE VARCHAR({NODE_ID_LENGTH})"
+            )
+        )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_connections),
     (3, _v3_token_usage),
     (4, _v4_stored_workflows),
     (5, _v5_variables),
+    (6, _v6_iteration_node_ids),
 ]
 
 

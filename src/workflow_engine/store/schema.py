@@ -8,6 +8,7 @@ import sqlalchemy as sa
 metadata = sa.MetaData()
 
 JSON = sa.JSON(none_as_null=True)
+NODE_ID_LENGTH = 512
 
 executions = sa.Table(
     "wfe_executions",
@@ -48,7 +49,8 @@ node_results = sa.Table(
     "wfe_node_results",
     metadata,
     sa.Column("execution_id", sa.String(64), primary_key=True),
-    sa.Column("node_id", sa.String(64), primary_key=True),
+    # a loop iteration's node is "<loopId>[<index>].<bodyNodeId>" (SPEC 9); migration 6
+    sa.Column("node_id", sa.String(NODE_ID_LENGTH), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("node_type", sa.String(100), nullable=False),
     sa.Column("name", sa.String(500)),

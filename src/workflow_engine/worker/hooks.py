@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,8 @@ class RunHooks(ExecutionHooks):
     pending: list[asyncio.Future[bool]] = field(default_factory=list)
     last_progress: float = field(default_factory=time.monotonic)
     last_checkpoint: asyncio.Future[None] | None = None
-    pure: frozenset[str] = frozenset()
+    pure: Container[str] = frozenset()
+    """Node ids (loop iterations' too) whose results need no checkpoint."""
 
     def _emit(self, event_type: str, data: Any) -> None:
         self.events.publish(self.execution_id, event_type, data)

@@ -18,7 +18,7 @@ from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher, has_final_event
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.plan import PlanCache
+from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
 from workflow_engine.queue.schedules import TICK_KEY
 from workflow_engine.store.base import Start, StateStore
@@ -166,7 +166,7 @@ class JobRunner:
             execution_id,
             seq=len(point.restored),
             progress_interval=self.settings.progress_interval_ms / 1000,
-            pure=plan.pure_nodes,
+            pure=PureNodes(plan),
         )
         for result in point.unsaved:  # outputs reused from another run, or only in the checkpoint
             hooks.save(result, announce=not resumed)
