@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(25, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_nodes: int = Field(1000, ge=1)
+    max_depth: int = Field(
+        10, ge=0, description="How deep `workflow` nodes may nest child executions."
+    )
     min_repeat_ms: int = Field(
         1000, ge=1, description="Shortest `repeat.every` a schedule may have (milliseconds)."
     )

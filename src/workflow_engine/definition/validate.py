@@ -411,6 +411,9 @@ class _Checker:
         subgraph = node.type.subgraph_field if node.type is not None else None
         if subgraph is not None:  # the body's templates are its nodes' (``_check_body``)
             inputs = {key: value for key, value in inputs.items() if key != subgraph}
+        verbatim: frozenset[str] = getattr(node.type, "verbatim_fields", frozenset())
+        if verbatim:  # passed as written (a child workflow's definition)
+            inputs = {key: value for key, value in inputs.items() if key not in verbatim}
         for path, text in _strings(inputs, ""):
             is_bare = pattern_of(path) in bare
             if not is_bare and not is_template(text):

@@ -16,6 +16,7 @@ from workflow_engine.engine.hooks import ExecutionHooks
 from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.engine.run import WorkflowRun
 from workflow_engine.ids import new_execution_id
+from workflow_engine.nodes.base import ChildWorkflows, NoChildWorkflows
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.plan import Compiler, WorkflowPlan
 from workflow_engine.sandbox.limits import SandboxLimits
@@ -72,6 +73,8 @@ class Executor:
         self.connections: ConnectionResolver = (
             connections if connections is not None else NoConnections()
         )
+        self.children: ChildWorkflows = NoChildWorkflows()
+        """Starts the ``workflow`` node's child executions: set by a worker."""
 
         self.sandbox_limits = sandbox if sandbox is not None else SandboxLimits()
         self._sandboxes: SandboxPools | None = None

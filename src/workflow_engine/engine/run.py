@@ -472,6 +472,7 @@ class WorkflowRun:
             park_after=self.executor.park_after,
             tenant_id=self.tenant_id,
             connections=self.executor.connections,
+            children=self.executor.children,
         )
         if plan_node.body is not None:
             ctx.run_body = LoopRunner(self, plan_node, scope)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,6 +41,40 @@ def _no_sandbox() -> SandboxPools:
 
 async def _no_body(_items: list[Any], _max_parallel: int) -> list[Any]:
     raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRequest:
+    """A ``workflow`` node's child execution: a stored workflow (``workflow_id``, ``version``)
+    or an inline ``definition``, with its ``inputs``."""
+
+    parent_execution_id: str
+    parent_node_id: str
+    attempt: int
+    tenant_id: str
+    workflow_id: str | None
+    version: int | None
+    definition: dict[str, Any] | None
+    inputs: dict[str, Any]
+
+
+class ChildWorkflows(Protocol):
+    """Starts child executions (the worker's: ``queue/children.py``)."""
+
+    async def launch(self, request: ChildRequest) -> str:
+        """The child's execution id (the same one again for the same parent node and
+        attempt); raises ``NodeError`` when it cannot start."""
+        ...
+
+
+class NoChildWorkflows:
+    async def launch(self, request: ChildRequest) -> str:
+        raise NodeError(
+            f"node '{request.parent_node_id}': child workflows run only in the service "
+            "(`wfe submit`), not in this run",
+            retryable=False,
+            error_type="cannot_park",
+        )
 
 
 class Park(Exception):
@@ -84,6 +118,8 @@ class NodeContext:
     run_body: Callable[[list[Any], int], Awaitable[list[Any]]] = field(default=_no_body)
     """For a node with a sub-graph (``subgraph_field``): run it once per item, at most
     ``max_parallel`` at a time, and return the outputs in item order (the executor's)."""
+    children: ChildWorkflows = field(default_factory=NoChildWorkflows)
+    """Starts child executions (the ``workflow`` node); the worker's, else none."""
 
     @property
     def can_park(self) -> bool:
@@ -157,7 +193,9 @@ class NodeType(ABC, Generic[InputsT]):
       ``values`` input (an object, its values templated) name them, and its output is the
       variables after the update. The nodes downstream of it see its writes in ``vars``;
     - ``subgraph_field``: the input holding a sub-graph (``loop``'s ``body``): validated and
-      compiled as a workflow of its own, run by the executor through ``ctx.run_body``.
+      compiled as a workflow of its own, run by the executor through ``ctx.run_body``;
+    - ``verbatim_fields``: top-level inputs passed to the node as written, their templates not
+      rendered nor checked (``workflow``'s inline ``definition``: its templates are the child's).
     """
 
     type_name: ClassVar[str]
@@ -169,6 +207,7 @@ class NodeType(ABC, Generic[InputsT]):
     pure: ClassVar[bool] = False
     sets_variables: ClassVar[bool] = False
     subgraph_field: ClassVar[str | None] = None
+    verbatim_fields: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     async def run(self, ctx: NodeContext, inputs: InputsT) -> Any:

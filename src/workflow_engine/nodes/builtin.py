@@ -17,6 +17,7 @@ from workflow_engine.nodes.output import OutputNode
 from workflow_engine.nodes.set_variables import SetVariablesNode
 from workflow_engine.nodes.transform import TransformNode
 from workflow_engine.nodes.wait_input import WaitInputNode
+from workflow_engine.nodes.workflow import WorkflowNode
 
 BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
     TransformNode,
@@ -31,4 +32,5 @@ BUILTIN_TYPES: tuple[type[NodeType[Any]], ...] = (
     LlmNode,
     SetVariablesNode,
     LoopNode,
+    WorkflowNode,
 )

@@ -190,16 +190,19 @@ def _inputs_resolver(
     """Renders a node's templated inputs. A sub-graph input is passed on as it is: its
     templates are its own nodes', rendered in each iteration."""
     bare, subgraph = node_type.bare_expression_fields, node_type.subgraph_field
-    if subgraph is None:
+    kept = set(node_type.verbatim_fields)
+    if subgraph is not None:
+        kept.add(subgraph)
+    if not kept:
         return expressions.compile_value(node.inputs, "", bare)
-    own = {key: value for key, value in node.inputs.items() if key != subgraph}
+    own = {key: value for key, value in node.inputs.items() if key not in kept}
     resolve = expressions.compile_value(own, "", bare)
     if resolve is None:
         return None
-    graph = node.inputs[subgraph]
+    verbatim = {key: value for key, value in node.inputs.items() if key in kept}
 
     def resolve_with_graph(scope: Scope) -> Any:
-        return {**resolve(scope), subgraph: graph}
+        return {**resolve(scope), **verbatim}
 
     return resolve_with_graph
 

@@ -13,6 +13,7 @@ from workflow_engine.events.hub import Overflow, StreamHub
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.children import notify_parent, waiting_children
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound
 from workflow_engine.store.base import StateStore
@@ -53,7 +54,28 @@ class Canceller:
         self.wait_s = wait_s
 
     async def cancel(self, execution_id: str, tenant_id: str | None) -> ExecutionRecord:
-        """Returns the cancelled record. ``NotFound``; ``Conflict`` when it finished first."""
+        """Returns the cancelled record. ``NotFound``; ``Conflict`` when it finished first.
+        The children its ``workflow`` nodes wait for are cancelled with it (and theirs); a
+        cancelled child's parent node learns it (and fails, ``cancelled``)."""
+        cancelled = await self._cancel(execution_id, tenant_id)
+        await self._cascade(cancelled)
+        return cancelled
+
+    async def _cascade(self, record: ExecutionRecord) -> None:
+        try:
+            children = waiting_children(await self.store.node_results(record.execution_id))
+            for child_id in children.values():
+                with contextlib.suppress(NotFound, Conflict):
+                    await self.cancel(child_id, record.tenant_id)
+            await notify_parent(self.store, self.queues, record)
+        except Exception as exc:  # the cancel itself took: this is its aftermath
+            log.warning(
+                "could not cancel children or tell the parent",
+                executionId=record.execution_id,
+                error=repr(exc),
+            )
+
+    async def _cancel(self, execution_id: str, tenant_id: str | None) -> ExecutionRecord:
         record = await self.store.get(execution_id, tenant_id)
         if record is None:
             raise NotFound(f"execution {execution_id} not found")

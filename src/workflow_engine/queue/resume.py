@@ -13,9 +13,9 @@ from workflow_engine.errors import AnswerValidationError, InvalidRequest, Proble
 from workflow_engine.jsonschemas import compile_schema, schema_problems
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.nodes.wait_input import WAITING_FOR_INPUT
-from workflow_engine.queue.bullmq_adapter import promote_job
-from workflow_engine.queue.queues import JOB_NAME, QueueSet
-from workflow_engine.queue.submit import Conflict, NotFound, job_data
+from workflow_engine.queue.children import wake
+from workflow_engine.queue.queues import QueueSet
+from workflow_engine.queue.submit import Conflict, NotFound
 from workflow_engine.store.base import StateStore
 from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
@@ -100,17 +100,4 @@ class Resumer:
         return next(iter(asking.values()))
 
     async def _wake(self, queue_name: str, execution_id: str) -> None:
-        """Promote the parked job. If it is active (the worker is parking it right now), that
-        worker looks for answers once the job is delayed. If it is gone, enqueue it again."""
-        queue = self.queues[queue_name]
-        try:
-            await promote_job(queue, execution_id)
-            return
-        except Exception:  # not delayed: active, waiting, or gone
-            pass
-        if await queue.getJobState(execution_id) != "unknown":
-            return
-        record = await self.store.get(execution_id, with_definition=True)
-        if record is not None:
-            log.warning("a parked execution had no job: enqueued again", executionId=execution_id)
-            await queue.add(JOB_NAME, job_data(record), {"jobId": execution_id})
+        await wake(self.store, self.queues, queue_name, execution_id)

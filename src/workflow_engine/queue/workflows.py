@@ -49,6 +49,19 @@ class WorkflowLibrary:
                     )
                 ]
             )
+        loops = _self_references(definition.get("nodes"), plan.workflow_id, "nodes")
+        if loops:
+            raise DefinitionError(
+                [
+                    Problem(
+                        path,
+                        f"a `workflow` node of workflow {plan.workflow_id!r} runs "
+                        f"{plan.workflow_id!r} itself: it would nest without end",
+                        "self_reference",
+                    )
+                    for path in loops
+                ]
+            )
         name = name if name is not None else plan.definition.name
         return await self.store.save_workflow(tenant_id, plan.workflow_id, name, definition)
 
@@ -70,6 +83,22 @@ class WorkflowLibrary:
         if found is None or found.definition is None:
             raise _not_found(workflow_id, version)
         return found.definition, found.version
+
+
+def _self_references(nodes: Any, workflow_id: str, path: str) -> list[str]:
+    """The paths of the ``workflow`` nodes (loop bodies included) naming ``workflow_id``."""
+    found: list[str] = []
+    for index, node in enumerate(nodes if isinstance(nodes, list) else ()):
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict):
+            continue
+        where = f"{path}[{index}].inputs"
+        if node.get("type") == "workflow" and inputs.get("workflowId") == workflow_id:
+            found.append(f"{where}.workflowId")
+        body = inputs.get("body")
+        if isinstance(body, dict):
+            found += _self_references(body.get("nodes"), workflow_id, f"{where}.body.nodes")
+    return found
 
 
 def _not_found(workflow_id: str, version: int | None) -> NotFound:

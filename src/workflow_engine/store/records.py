@@ -8,6 +8,11 @@ from typing import Any
 
 from workflow_engine.vocabulary import ExecutionStatus, iso_ms, now_ms
 
+PARENT_KEY = "_wfeParent"
+"""The metadata key of a child execution's link to its parent (``workflow`` node, SPEC
+section 9): ``{executionId, nodeId, depth}``. Its context shows ``parentExecutionId`` and
+``parentNodeId`` instead."""
+
 
 @dataclass(slots=True)
 class ExecutionRecord:
@@ -41,8 +46,12 @@ class ExecutionRecord:
 
     def context(self) -> dict[str, Any]:
         """The execution context of SPEC section 4, camelCase; with ``usage`` once an ``llm``
-        node reported some (SPEC section 9), and ``workflowVersion`` when it runs a stored
-        workflow (SPEC section 10)."""
+        node reported some (SPEC section 9), ``workflowVersion`` when it runs a stored
+        workflow (SPEC section 10), ``parentExecutionId`` and ``parentNodeId`` for a child."""
+        metadata = self.metadata
+        parent = metadata.get(PARENT_KEY) if isinstance(metadata, dict) else None
+        if parent is not None:
+            metadata = {k: v for k, v in metadata.items() if k != PARENT_KEY}
         context = {
             "executionId": self.execution_id,
             "workflowId": self.workflow_id,
@@ -50,7 +59,7 @@ class ExecutionRecord:
             "clientId": self.client_id,
             "type": self.queue,
             "status": str(self.status),
-            "metadata": self.metadata,
+            "metadata": metadata,
             "attempts": self.attempts,
             "createdAt": iso_ms(self.created_at),
             "startedAt": iso_ms(self.started_at),
@@ -62,6 +71,9 @@ class ExecutionRecord:
             context["usage"] = self.token_usage
         if self.workflow_version is not None:
             context["workflowVersion"] = self.workflow_version
+        if isinstance(parent, dict):  # a child execution (``workflow`` node)
+            context["parentExecutionId"] = parent.get("executionId")
+            context["parentNodeId"] = parent.get("nodeId")
         return context
 
     def progress_or_empty(self, total_nodes: int = 0) -> dict[str, Any]:

@@ -13,6 +13,7 @@ and asks BullMQ about their jobs:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.children import notify_parent
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.queue.submit import job_data
 from workflow_engine.store.base import StateStore
@@ -109,3 +111,7 @@ class Recovery:
         await self.events.leave(record.tenant_id, record.execution_id)
         found.failed.append(record.execution_id)
         log.warning("execution with a lost job failed", executionId=record.execution_id)
+        failed = await self.store.get(record.execution_id)
+        if failed is not None:  # a child: its parent's node learns it
+            with contextlib.suppress(Exception):
+                await notify_parent(self.store, self.queues, failed)

@@ -20,9 +20,10 @@ from workflow_engine.events.publisher import EventPublisher, has_final_event
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
+from workflow_engine.queue.children import ChildLauncher
 from workflow_engine.queue.schedules import TICK_KEY
 from workflow_engine.store.base import Start, StateStore
-from workflow_engine.store.records import ExecutionRecord
+from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
 from workflow_engine.vocabulary import (
     FINAL_STATUSES,
     ExecutionError,
@@ -78,6 +79,8 @@ class JobRunner:
         self.plans = PlanCache(executor.compiler)
         self.ticks = ScheduleTicks(settings, store, events, self.plans, self.clock)
         self.active: dict[str, WorkflowRun] = {}
+        self.children: ChildLauncher | None = None
+        """Starts ``workflow`` nodes' children and tells parents their ends (set by a worker)."""
         self._cancelled: dict[str, float] = {}
         self.stopping = False
 
@@ -220,6 +223,8 @@ class JobRunner:
         if finished.result():
             await self._repair_if_lost(prepared)
             await self._publish_final(outcome, prepared.tenant)
+            if PARENT_KEY in prepared.run.metadata:  # a child: its parent waits for this
+                await self._tell_parent(execution_id)
         else:  # cancelled meanwhile by the API (no worker answered in time): it has the say
             record = await self.store.get(execution_id)
             if record is not None and record.status in FINAL_STATUSES:
@@ -319,12 +324,31 @@ class JobRunner:
         )
         self.events.publish(record.execution_id, event_type, data, final=True)
         await self.events.leave(record.tenant_id, record.execution_id)
+        await self._tell_parent(record.execution_id, record)
 
     async def _answered(self, execution_id: str) -> bool:
+        results = await self.store.node_results(execution_id)
+        if self.children is not None and await self.children.deliver_finished_children(
+            execution_id, results
+        ):
+            return True  # a child ended before this execution parked
         return any(
             r.status is NodeStatus.WAITING and isinstance(r.output, dict) and "answer" in r.output
-            for r in await self.store.node_results(execution_id)
+            for r in results
         )
+
+    async def _tell_parent(self, execution_id: str, record: ExecutionRecord | None = None) -> None:
+        """The execution ended: if it is a child, its parent's node gets the outcome (and the
+        parent wakes up). A failure here is logged, not raised: the execution's own end is
+        recorded already; a parent already parked is then not woken (a known gap)."""
+        if self.children is None:
+            return
+        try:
+            record = record or await self.store.get(execution_id)
+            if record is not None:
+                await self.children.notify_parent(record)
+        except Exception as exc:
+            log.warning("could not notify the parent", executionId=execution_id, error=repr(exc))
 
     async def _record_failure(
         self, execution_id: str, message: str, error_type: str, tenant: str
@@ -334,6 +358,7 @@ class JobRunner:
         event_type, data = ev.final_event(ExecutionStatus.FAILED, None, error.to_dict(), None)
         self.events.publish(execution_id, event_type, data, final=True)
         await self.events.leave(tenant, execution_id)
+        await self._tell_parent(execution_id)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""

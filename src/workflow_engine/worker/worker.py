@@ -24,6 +24,7 @@ from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.bullmq_adapter import ChainingWorker
+from workflow_engine.queue.children import ChildLauncher
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.redis_pool import pooled_client
 from workflow_engine.sandbox.limits import SandboxLimits
@@ -122,6 +123,12 @@ class WorkerService:
             stale_s=settings.recovery_after_s,
         )
         self._periodic: list[asyncio.Task[None]] = []
+        # ``workflow`` nodes start their children here, and children tell their parents
+        children = ChildLauncher(
+            store, self.recovery.queues, self.runner.plans, self.events, settings.max_depth
+        )
+        self.executor.children = children
+        self.runner.children = children
 
     async def start(self) -> None:
         keys = self.keys

@@ -19,6 +19,7 @@ from workflow_engine.api.services import Services
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.queue.schedules import Repeat
 from workflow_engine.queue.submit import NotFound, Submission, Submitted
+from workflow_engine.store.records import PARENT_KEY
 from workflow_engine.vocabulary import ExecutionStatus, iso_ms
 
 # every JSON body is held to the value bounds of SPEC section 8 before its model sees it
@@ -85,7 +86,8 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
         priority=body.priority,
         delay_ms=body.delay,
         client_id=body.client_id,
-        metadata=body.metadata,
+        # the parent link is the engine's to set (a child's), never a client's
+        metadata={k: v for k, v in body.metadata.items() if k != PARENT_KEY},
         idempotency_key=body.idempotency_key,
         workflow_version=version,
     )

@@ -1,0 +1,257 @@
+"""Child executions of ``workflow`` nodes (SPEC section 9).
+
+A child is an execution of its own, in its parent's tenant and queue; its metadata carries the
+link to its parent under ``PARENT_KEY`` (``{executionId, nodeId, depth}``), which its context
+shows as ``parentExecutionId`` and ``parentNodeId`` (``store/records.py``). The parent's node
+parks on the ticket ``{waitingFor: "child", childExecutionId}``. When the child ends, its
+outcome ``{status, result, error}`` is delivered to that ticket as an answer and the parent's
+delayed job is promoted, as ``POST /resume`` does for ``wait_input``. Either side may end
+first: the child delivers after its final status is stored, the parent looks for ended
+children after it parked (``deliver_finished_children``), and the store takes one answer
+only."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from workflow_engine.errors import DefinitionError, InputValidationError, NodeError
+from workflow_engine.events.publisher import EventPublisher
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.nodes.base import ChildRequest
+from workflow_engine.nodes.workflow import WAITING_FOR_CHILD
+from workflow_engine.plan import PlanCache
+from workflow_engine.queue.bullmq_adapter import promote_job
+from workflow_engine.queue.fairness import queue_priority
+from workflow_engine.queue.queues import JOB_NAME, QueueSet
+from workflow_engine.queue.submit import NotFound, Submission, announce, job_data, new_record
+from workflow_engine.queue.workflows import WorkflowLibrary
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
+from workflow_engine.vocabulary import FINAL_STATUSES, NodeResult, NodeStatus
+
+log = get_logger(__name__)
+
+__all__ = [
+    "PARENT_KEY",
+    "ChildLauncher",
+    "ParentLink",
+    "deliver_finished_children",
+    "notify_parent",
+    "parent_link",
+    "waiting_children",
+    "wake",
+]
+
+CHILD_KEY_PREFIX: Final = "wfe-child:"
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLink:
+    execution_id: str
+    node_id: str
+    depth: int
+
+
+def parent_link(metadata: Mapping[str, Any] | None) -> ParentLink | None:
+    """The parent of an execution with this metadata; None for a top-level one."""
+    link = (metadata or {}).get(PARENT_KEY)
+    if not isinstance(link, dict):
+        return None
+    execution_id, node_id, depth = link.get("executionId"), link.get("nodeId"), link.get("depth")
+    if not isinstance(execution_id, str) or not isinstance(node_id, str):
+        return None
+    return ParentLink(execution_id, node_id, depth if isinstance(depth, int) else 1)
+
+
+def waiting_children(results: Iterable[NodeResult]) -> dict[str, str]:
+    """Node id -> child execution id, for the nodes waiting for a child (no answer yet)."""
+    found: dict[str, str] = {}
+    for result in results:
+        ticket = result.output
+        if (
+            result.status is NodeStatus.WAITING
+            and isinstance(ticket, dict)
+            and ticket.get("waitingFor") == WAITING_FOR_CHILD
+            and isinstance(ticket.get("childExecutionId"), str)
+            and "answer" not in ticket
+        ):
+            found[result.node_id] = ticket["childExecutionId"]
+    return found
+
+
+def outcome_of(record: ExecutionRecord) -> dict[str, Any]:
+    return {"status": str(record.status), "result": record.result, "error": record.error}
+
+
+async def wake(store: StateStore, queues: QueueSet, queue_name: str, execution_id: str) -> None:
+    """Promote a parked execution's delayed job. If it is active (its worker is parking it
+    right now), that worker looks for answers once the job is delayed. If it is gone,
+    enqueue it again."""
+    queue = queues[queue_name]
+    try:
+        await promote_job(queue, execution_id)
+        return
+    except Exception:  # not delayed: active, waiting, or gone
+        pass
+    if await queue.getJobState(execution_id) != "unknown":
+        return
+    record = await store.get(execution_id, with_definition=True)
+    if record is not None:
+        log.warning("a parked execution had no job: enqueued again", executionId=execution_id)
+        await queue.add(JOB_NAME, job_data(record), {"jobId": execution_id})
+
+
+async def notify_parent(store: StateStore, queues: QueueSet, child: ExecutionRecord) -> bool:
+    """An execution ended: if it is a child, deliver its outcome to its parent's node and wake
+    the parent. Whether an answer was delivered (False: not a child, the parent does not wait
+    for it, or it has the answer already)."""
+    link = parent_link(child.metadata)
+    if link is None or child.status not in FINAL_STATUSES:
+        return False
+    # the parent's own ticket must name this child (metadata comes from a client too)
+    results = await store.node_results(link.execution_id)
+    if (
+        waiting_children(r for r in results if r.node_id == link.node_id).get(link.node_id)
+        != child.execution_id
+    ):
+        return False
+    if not await store.answer(link.execution_id, link.node_id, outcome_of(child)):
+        return False
+    parent = await store.get(link.execution_id)
+    await wake(
+        store, queues, parent.queue if parent is not None else child.queue, link.execution_id
+    )
+    log.info(
+        "child outcome delivered",
+        executionId=link.execution_id,
+        nodeId=link.node_id,
+        childExecutionId=child.execution_id,
+        status=str(child.status),
+    )
+    return True
+
+
+async def deliver_finished_children(
+    store: StateStore, execution_id: str, results: Iterable[NodeResult]
+) -> bool:
+    """The parent's side, once it is parked: deliver the outcome of the children that ended
+    before it parked (their own delivery found it still running). Whether any was."""
+    delivered = False
+    for node_id, child_id in waiting_children(results).items():
+        child = await store.get(child_id)
+        if child is not None and child.status in FINAL_STATUSES:
+            delivered |= await store.answer(execution_id, node_id, outcome_of(child))
+        elif child is None:  # removed (retention): it cannot tell any more
+            gone = {"status": "failed", "result": None, "error": {"message": "child not found"}}
+            delivered |= await store.answer(execution_id, node_id, gone)
+    return delivered
+
+
+class ChildLauncher:
+    """Starts the children of ``workflow`` nodes (``ctx.children``): records the child (its
+    idempotency key derived from the parent node's attempt, so a parent resumed before it
+    parked gets the same child), announces it and enqueues it in the parent's queue."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        queues: QueueSet,
+        plans: PlanCache,
+        events: EventPublisher,
+        max_depth: int,
+    ) -> None:
+        self.store = store
+        self.queues = queues
+        self.plans = plans
+        self.events = events
+        self.max_depth = max_depth
+        self.library = WorkflowLibrary(store, plans)
+
+    async def launch(self, request: ChildRequest) -> str:
+        node = request.parent_node_id
+        parent = await self.store.get(request.parent_execution_id)
+        if parent is None:
+            raise NodeError(f"node '{node}': its execution is gone", error_type="not_found")
+        above = parent_link(parent.metadata)
+        depth = (above.depth if above is not None else 0) + 1
+        if depth > self.max_depth:
+            raise NodeError(
+                f"node '{node}': a child workflow at depth {depth} exceeds the nesting limit "
+                f"(WFE_MAX_DEPTH={self.max_depth})",
+                retryable=False,
+                error_type="depth_limit",
+            )
+        definition, version = await self._definition(request)
+        metadata = {
+            PARENT_KEY: {"executionId": parent.execution_id, "nodeId": node, "depth": depth}
+        }
+        submission = Submission(
+            definition=definition,
+            inputs=request.inputs,
+            tenant_id=parent.tenant_id,
+            queue=parent.queue,
+            priority=parent.priority,
+            metadata=metadata,
+            idempotency_key=_child_key(request),
+            workflow_version=version,
+        )
+        try:
+            plan = self.plans.get(definition)
+            plan.check_inputs(request.inputs)
+        except (DefinitionError, InputValidationError) as exc:
+            problems = "; ".join(f"{p.path}: {p.message}" for p in exc.problems)
+            raise NodeError(
+                f"node '{node}': {exc}: {problems}",
+                retryable=False,
+                error_type="invalid_definition"
+                if isinstance(exc, DefinitionError)
+                else "invalid_input",
+            ) from exc
+        record, fresh = await self.store.create(new_record(submission, plan))
+        if fresh:
+            await announce(self.events, record)
+        queue = self.queues[record.queue]
+        if fresh or await queue.getJobState(record.execution_id) == "unknown":
+            await queue.add(
+                JOB_NAME,
+                job_data(record),
+                {"jobId": record.execution_id, "priority": queue_priority(record.priority, 0)},
+            )
+        log.info(
+            "child execution started",
+            executionId=parent.execution_id,
+            nodeId=node,
+            childExecutionId=record.execution_id,
+            depth=depth,
+        )
+        return record.execution_id
+
+    async def _definition(self, request: ChildRequest) -> tuple[dict[str, Any], int | None]:
+        if request.definition is not None:
+            return request.definition, None
+        assert request.workflow_id is not None  # the node's inputs say one or the other
+        try:
+            return await self.library.runnable(
+                request.tenant_id, request.workflow_id, request.version
+            )
+        except NotFound as exc:
+            raise NodeError(
+                f"node '{request.parent_node_id}': {exc}", retryable=False, error_type="not_found"
+            ) from exc
+
+    async def notify_parent(self, child: ExecutionRecord) -> bool:
+        return await notify_parent(self.store, self.queues, child)
+
+    async def deliver_finished_children(
+        self, execution_id: str, results: Iterable[NodeResult]
+    ) -> bool:
+        return await deliver_finished_children(self.store, execution_id, results)
+
+
+def _child_key(request: ChildRequest) -> str:
+    """The child's idempotency key: one child per parent node attempt."""
+    raw = f"{request.parent_execution_id}\n{request.parent_node_id}\n{request.attempt}"
+    return CHILD_KEY_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:40]

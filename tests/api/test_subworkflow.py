@@ -1,0 +1,338 @@
+"""The ``workflow`` node (SPEC section 9): a child execution of its own (same tenant and
+queue, linked to its parent in its context), the parent parked while it runs, its result the
+node's output; its failure the node's; cancelling the parent cancels it; nesting is bounded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.test_api import final_status
+from tests.conftest import make_settings
+from tests.support.processes import wait_until
+from tests.support.services import RedisServer
+from workflow_engine.api.app import create_app
+from workflow_engine.api.services import Services
+from workflow_engine.config import Queues, QueueSettings
+from workflow_engine.queue.children import deliver_finished_children, notify_parent
+from workflow_engine.store.base import Start
+from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
+from workflow_engine.worker.worker import WorkerService
+
+
+def child(workflow_id: str = "child", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": workflow_id,
+        "nodes": [
+            {
+                "id": "double",
+                "type": "output",
+                "inputs": {"value": {"twice": "{{ inputs.n * 2 }}"}},
+            }
+        ],
+        **extra,
+    }
+
+
+def parent(call: dict[str, Any], workflow_id: str = "parent", **node: Any) -> dict[str, Any]:
+    return {
+        "id": workflow_id,
+        "nodes": [
+            {"id": "call", "type": "workflow", "inputs": call, **node},
+            {
+                "id": "out",
+                "type": "output",
+                "inputs": {"value": "{{ nodes.call.output }}"},
+            },
+        ],
+        "edges": [{"source": "call", "target": "out"}],
+    }
+
+
+async def execute(api: httpx.AsyncClient, definition: dict[str, Any], **body: Any) -> str:
+    response = await api.post(
+        "/api/workflow/execute", json={"workflowDefinition": definition, **body}
+    )
+    assert response.status_code in (200, 201, 202), response.text
+    execution_id: str = response.json()["executionId"]
+    return execution_id
+
+
+async def executions_of(api: httpx.AsyncClient, workflow_id: str) -> list[dict[str, Any]]:
+    page = (await api.get("/api/workflow/executions", params={"workflowId": workflow_id})).json()
+    items: list[dict[str, Any]] = page["items"]
+    return items
+
+
+async def status(api: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await api.get(f"/api/workflow/status/{execution_id}?nodes=true")).json()
+    return body
+
+
+async def reaches(api: httpx.AsyncClient, execution_id: str, wanted: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        body = await status(api, execution_id)
+        return body if body["context"]["status"] == wanted else None
+
+    found: dict[str, Any] = await wait_until(check, 20, f"{execution_id} to be {wanted}")
+    return found
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_inline_child_runs_as_its_own_execution(api: httpx.AsyncClient) -> None:
+    parent_id = await execute(
+        api, parent({"definition": child(), "inputs": {"n": "{{ inputs.n }}"}}), inputs={"n": 21}
+    )
+    final = await final_status(api, parent_id)
+    assert final["context"]["status"] == "completed", final
+    assert final["result"] == {"twice": 42}
+    assert "parentExecutionId" not in final["context"]  # a top-level execution: as before
+    [run] = await executions_of(api, "child")
+    assert run["executionId"] != parent_id
+    assert run["status"] == "completed"
+    assert (run["parentExecutionId"], run["parentNodeId"]) == (parent_id, "call")
+    assert run["type"] == "workflow"
+    assert run["metadata"] == {}  # the link is not user metadata
+    # the child's templates are its own: `inputs.n` is the child's input, not the parent's
+    assert (await status(api, run["executionId"]))["result"] == {"twice": 42}
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_stored_child_runs_by_workflow_id_and_version(api: httpx.AsyncClient) -> None:
+    assert (await api.post("/api/workflows", json={"definition": child()})).status_code == 201
+    second = child(nodes=[{"id": "v2", "type": "output", "inputs": {"value": "v2"}}])
+    assert (await api.post("/api/workflows", json={"definition": second})).status_code == 201
+    first = await execute(api, parent({"workflowId": "child", "version": 1, "inputs": {"n": 5}}))
+    latest = await execute(api, parent({"workflowId": "child", "inputs": {"n": 5}}))
+    assert (await final_status(api, first))["result"] == {"twice": 10}
+    assert (await final_status(api, latest))["result"] == "v2"
+    runs = await executions_of(api, "child")
+    assert sorted(r["workflowVersion"] for r in runs) == [1, 2]
+    assert {r["parentExecutionId"] for r in runs} == {first, latest}
+    missing = await execute(api, parent({"workflowId": "nobody"}))
+    failed = await final_status(api, missing)
+    assert failed["context"]["status"] == "failed"
+    assert failed["context"]["error"]["type"] == "not_found"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_failed_child_fails_the_node_and_on_error_applies(api: httpx.AsyncClient) -> None:
+    failing = {
+        "id": "child",
+        "nodes": [{"id": "boom", "type": "fail", "inputs": {"message": "no luck"}}],
+    }
+    parent_id = await execute(api, parent({"definition": failing}))
+    final = await final_status(api, parent_id)
+    assert final["context"]["status"] == "failed"
+    call = {n["nodeId"]: n for n in final["nodes"]}["call"]
+    assert call["status"] == "failed"
+    assert call["error"]["type"] == "child_failed"
+    [run] = await executions_of(api, "child")
+    assert run["executionId"] in call["error"]["message"]
+    assert "no luck" in call["error"]["message"]
+
+    tolerant = await execute(api, parent({"definition": failing}, on_error="continue"))
+    done = await final_status(api, tolerant)
+    assert done["context"]["status"] == "completed", done
+
+
+@pytest.mark.usefixtures("worker")
+async def test_cancelling_the_parent_cancels_the_waiting_child(api: httpx.AsyncClient) -> None:
+    asking = {"id": "child", "nodes": [{"id": "ask", "type": "wait_input", "inputs": {}}]}
+    grand = parent({"definition": asking}, workflow_id="middle")
+    parent_id = await execute(api, parent({"definition": grand}))
+    waiting = await reaches(api, parent_id, "waiting")
+    ticket = {n["nodeId"]: n for n in waiting["nodes"]}["call"]["output"]
+    assert ticket["waitingFor"] == "child"
+    middle_id = ticket["childExecutionId"]
+
+    async def grandchild() -> str | None:
+        runs = await executions_of(api, "child")
+        return runs[0]["executionId"] if runs and runs[0]["status"] == "waiting" else None
+
+    child_id = await wait_until(grandchild, 20, "the grandchild to wait for input")
+    cancelled = await api.post(f"/api/workflow/cancel/{parent_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    for execution_id in (parent_id, middle_id, child_id):
+        assert (await reaches(api, execution_id, "cancelled"))["context"]["status"] == "cancelled"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_cancelled_child_fails_its_parent_node(api: httpx.AsyncClient) -> None:
+    asking = {"id": "child", "nodes": [{"id": "ask", "type": "wait_input", "inputs": {}}]}
+    parent_id = await execute(api, parent({"definition": asking}))
+
+    async def waiting_child() -> str | None:
+        runs = await executions_of(api, "child")
+        return runs[0]["executionId"] if runs and runs[0]["status"] == "waiting" else None
+
+    child_id = await wait_until(waiting_child, 20, "the child to wait for input")
+    await reaches(api, parent_id, "waiting")
+    assert (await api.post(f"/api/workflow/cancel/{child_id}")).status_code == 200
+    final = await final_status(api, parent_id)
+    assert final["context"]["status"] == "failed"
+    call = {n["nodeId"]: n for n in final["nodes"]}["call"]
+    assert call["error"]["type"] == "cancelled"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_child_answered_later_resumes_its_parent(api: httpx.AsyncClient) -> None:
+    asking = {"id": "child", "nodes": [{"id": "ask", "type": "wait_input", "inputs": {}}]}
+    parent_id = await execute(api, parent({"definition": asking}))
+
+    async def waiting_child() -> str | None:
+        runs = await executions_of(api, "child")
+        return runs[0]["executionId"] if runs and runs[0]["status"] == "waiting" else None
+
+    child_id = await wait_until(waiting_child, 20, "the child to wait for input")
+    await reaches(api, parent_id, "waiting")
+    answered = await api.post(f"/api/workflow/resume/{child_id}", json={"input": {"ok": 1}})
+    assert answered.status_code == 202
+    final = await final_status(api, parent_id)
+    assert final["result"] == {"ask": {"ok": 1}}  # the child's result (its sink)
+    assert final["context"]["attempts"] == 1
+
+
+def nested(levels: int) -> dict[str, Any]:
+    definition = {"id": "leaf", "nodes": [{"id": "v", "type": "output", "inputs": {"value": 1}}]}
+    for level in range(levels):
+        definition = parent({"definition": definition}, workflow_id=f"level{level}")
+    return definition
+
+
+@pytest.fixture
+async def shallow(
+    redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The service with WFE_MAX_DEPTH=2 and one worker slot on the workflow queue."""
+    settings = make_settings(
+        redis_server.url,
+        f"sqlite:///{tmp_path}/wfe.db",
+        max_depth=2,
+        queues=Queues(workflow=QueueSettings(concurrency=1)),
+    )
+    services = await Services.open(settings)
+    worker = WorkerService(settings, services.store)
+    await worker.start()
+    app = create_app(settings, services)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as client:
+            yield client, services
+    finally:
+        await worker.stop(grace=5)
+        await worker.executor.aclose()
+        await services.close()
+
+
+async def test_nesting_is_bounded_and_a_parked_parent_holds_no_worker(
+    shallow: tuple[httpx.AsyncClient, Services],
+) -> None:
+    api, _ = shallow
+    # two levels of children with one worker slot: each parent parks while its child runs
+    ok = await final_status(api, await execute(api, nested(2)))
+    assert ok["context"]["status"] == "completed", ok
+    assert ok["result"] == 1
+    too_deep = await final_status(api, await execute(api, nested(3)))
+    assert too_deep["context"]["status"] == "failed"
+    # the execution at depth 2 may not start a child; its failure climbs up to the top
+    assert too_deep["context"]["error"]["type"] == "child_failed"
+    assert "WFE_MAX_DEPTH=2" in too_deep["context"]["error"]["message"]
+    deepest = [r for r in await executions_of(api, "level0") if r["status"] == "failed"]
+    assert [r["error"]["type"] for r in deepest] == ["depth_limit"]
+
+
+async def test_a_stored_workflow_running_itself_is_refused(api: httpx.AsyncClient) -> None:
+    looping = parent({"workflowId": "loopy"}, workflow_id="loopy")
+    refused = await api.post("/api/workflows", json={"definition": looping})
+    assert refused.status_code == 422
+    [problem] = refused.json()["error"]["details"]
+    assert problem["path"] == "definition.nodes[0].inputs.workflowId"
+    assert problem["code"] == "self_reference"
+    renamed = await api.post("/api/workflows", json={"id": "other", "definition": looping})
+    assert renamed.status_code == 201  # runs `loopy`, not itself
+
+
+async def test_a_workflow_node_needs_one_source(api: httpx.AsyncClient) -> None:
+    both = parent({"workflowId": "x", "definition": child()})
+    refused = await api.post("/api/workflow/execute", json={"workflowDefinition": both})
+    assert refused.status_code == 422
+    neither = await api.post("/api/workflow/execute", json={"workflowDefinition": parent({})})
+    assert neither.status_code == 422
+
+
+@pytest.mark.usefixtures("worker")
+async def test_children_inside_a_loop_each_resume_their_iteration(api: httpx.AsyncClient) -> None:
+    looping = {
+        "id": "fan",
+        "nodes": [
+            {
+                "id": "each",
+                "type": "loop",
+                "inputs": {
+                    "items": [1, 2, 3],
+                    "max_parallel": 3,
+                    "body": {
+                        "nodes": [
+                            {
+                                "id": "call",
+                                "type": "workflow",
+                                "inputs": {"definition": child(), "inputs": {"n": "{{ item }}"}},
+                            }
+                        ],
+                        "output": "call",
+                    },
+                },
+            }
+        ],
+    }
+    final = await final_status(api, await execute(api, looping))
+    assert final["context"]["status"] == "completed", final
+    assert final["result"] == {"each": [{"twice": 2}, {"twice": 4}, {"twice": 6}]}
+    runs = await executions_of(api, "child")
+    assert sorted(r["parentNodeId"] for r in runs) == [
+        "each[0].call",
+        "each[1].call",
+        "each[2].call",
+    ]
+
+
+async def test_a_child_that_ended_before_its_parent_parked_is_delivered_on_parking(
+    services: Services,
+) -> None:
+    """The child's own delivery found the parent still running (the store refuses an answer
+    to an execution that does not wait): the parent, once parked, finds the ended child; a
+    second delivery is refused, and a ticket naming another child gets nothing."""
+    store = services.store
+    link = {"executionId": "exec_parent", "nodeId": "call", "depth": 1}
+    parent_record = ExecutionRecord("exec_parent", "parent", "anonymous", "workflow")
+    child_record = ExecutionRecord(
+        "exec_child", "child", "anonymous", "workflow", metadata={PARENT_KEY: link}
+    )
+    for record in (parent_record, child_record):
+        await store.create(record)
+        assert await store.mark_running(record.execution_id, 1) is Start.STARTED
+    ticket = {"waitingFor": "child", "childExecutionId": "exec_child"}
+    waiting = NodeResult("call", "workflow", None, NodeStatus.WAITING, output=ticket, attempt=1)
+    await store.save_node("exec_parent", waiting)
+    assert await store.finish("exec_child", ExecutionStatus.COMPLETED, result={"x": 1})
+    ended = await store.get("exec_child")
+    assert ended is not None
+    assert not await notify_parent(store, services.queues, ended)  # the parent still runs
+    assert await store.transition("exec_parent", ExecutionStatus.WAITING)
+    stranger = ExecutionRecord(
+        "exec_stranger", "child", "anonymous", "workflow", metadata={PARENT_KEY: link}
+    )
+    stranger.status = ExecutionStatus.FAILED
+    assert not await notify_parent(store, services.queues, stranger)  # not the ticket's child
+    results = await store.node_results("exec_parent")
+    assert await deliver_finished_children(store, "exec_parent", results)
+    [answered] = await store.node_results("exec_parent")
+    assert answered.output["answer"] == {"status": "completed", "result": {"x": 1}, "error": None}
+    assert not await notify_parent(store, services.queues, ended)  # one answer only
