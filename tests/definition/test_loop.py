@@ -199,3 +199,24 @@ def test_a_body_has_the_node_limit_too() -> None:
         wf([loop(body([t(f"n{i}") for i in range(3)], output="n0"))]), Limits(max_nodes=2)
     )
     assert [(p.path, p.code) for p in found] == [("nodes[0].inputs.body.nodes", "limit")]
+
+
+def test_max_items_cannot_be_raised_past_ten_thousand() -> None:
+    """Every iteration's node results are stored: a tenant may not ask for a billion."""
+    from workflow_engine.definition.expressions import ExpressionEngine
+    from workflow_engine.definition.validate import find_problems
+    from workflow_engine.nodes.registry import NodeRegistry
+
+    body = {"nodes": [{"id": "c", "type": "echo", "inputs": {}}], "edges": [], "output": "c"}
+    raw = {
+        "id": "big",
+        "nodes": [
+            {
+                "id": "loop",
+                "type": "loop",
+                "inputs": {"items": [1], "body": body, "max_items": 1_000_000_000},
+            }
+        ],
+    }
+    found = find_problems(raw, NodeRegistry.default(), ExpressionEngine())
+    assert [p.path for p in found] == ["nodes[0].inputs.max_items"]

@@ -15,6 +15,8 @@ from workflow_engine.errors import NodeError
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
 
 DEFAULT_MAX_ITEMS = 1000
+LARGEST_MAX_ITEMS = 10_000
+"""A workflow may raise ``max_items`` to this, not past it: every iteration is stored."""
 
 
 class LoopBody(NodeInputs):
@@ -30,7 +32,9 @@ class LoopInputs(NodeInputs):
     items: list[Any]
     body: LoopBody
     max_parallel: int = Field(1, ge=1, le=1024, description="Iterations run at once.")
-    max_items: int = Field(DEFAULT_MAX_ITEMS, ge=0, description="More items fail the node.")
+    max_items: int = Field(
+        DEFAULT_MAX_ITEMS, ge=0, le=LARGEST_MAX_ITEMS, description="More items fail the node."
+    )
 
 
 class LoopNode(NodeType[LoopInputs]):
