@@ -4,6 +4,7 @@ node's output; its failure the node's; cancelling the parent cancels it; nesting
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -205,16 +206,16 @@ def nested(levels: int) -> dict[str, Any]:
     return definition
 
 
-@pytest.fixture
-async def shallow(
-    redis_server: RedisServer, tmp_path: Path
+@contextlib.asynccontextmanager
+async def service_with(
+    redis_server: RedisServer, tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    """The service with WFE_MAX_DEPTH=2 and one worker slot on the workflow queue."""
+    """The API in-process and a worker with one slot on the workflow queue, configured."""
     settings = make_settings(
         redis_server.url,
         f"sqlite:///{tmp_path}/wfe.db",
-        max_depth=2,
         queues=Queues(workflow=QueueSettings(concurrency=1)),
+        **overrides,
     )
     services = await Services.open(settings)
     worker = WorkerService(settings, services.store)
@@ -229,6 +230,15 @@ async def shallow(
         await worker.stop(grace=5)
         await worker.executor.aclose()
         await services.close()
+
+
+@pytest.fixture
+async def shallow(
+    redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The service with WFE_MAX_DEPTH=2 and one worker slot on the workflow queue."""
+    async with service_with(redis_server, tmp_path, max_depth=2) as opened:
+        yield opened
 
 
 async def test_nesting_is_bounded_and_a_parked_parent_holds_no_worker(
@@ -336,3 +346,20 @@ async def test_a_child_that_ended_before_its_parent_parked_is_delivered_on_parki
     [answered] = await store.node_results("exec_parent")
     assert answered.output["answer"] == {"status": "completed", "result": {"x": 1}, "error": None}
     assert not await notify_parent(store, services.queues, ended)  # one answer only
+
+
+async def test_a_child_counts_in_its_tenants_cap(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Children pass their tenant's admission like any submit: with WFE_TENANT_MAX_ACTIVE=1
+    the running parent fills the tenant's one place, so its child is not admitted and the node
+    fails (retryable, `rate_limited`) instead of running beside it."""
+    async with service_with(redis_server, tmp_path, tenant_max_active=1) as (api, _):
+        parent_id = await execute(api, parent({"definition": child(), "inputs": {"n": 1}}))
+        final = await final_status(api, parent_id)
+        assert final["context"]["status"] == "failed", final
+        error = final["context"]["error"]
+        assert error["type"] == "rate_limited"
+        assert "(limit 1)" in error["message"]
+        assert await executions_of(api, "child") == []
+        # the parent left the tenant's set when it ended: the next one is admitted
+        alone = await execute(api, child(), inputs={"n": 2})
+        assert (await final_status(api, alone))["result"] == {"twice": 4}

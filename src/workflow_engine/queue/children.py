@@ -18,15 +18,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from workflow_engine.errors import DefinitionError, InputValidationError, NodeError
-from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.nodes.base import ChildRequest
 from workflow_engine.nodes.workflow import WAITING_FOR_CHILD
-from workflow_engine.plan import PlanCache
 from workflow_engine.queue.bullmq_adapter import promote_job
-from workflow_engine.queue.fairness import queue_priority
+from workflow_engine.queue.fairness import TenantBusy, queue_priority
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
-from workflow_engine.queue.submit import NotFound, Submission, announce, job_data, new_record
+from workflow_engine.queue.submit import (
+    Conflict,
+    NotFound,
+    QueueFull,
+    Submission,
+    Submitter,
+    job_data,
+)
 from workflow_engine.queue.workflows import WorkflowLibrary
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
@@ -151,24 +156,19 @@ async def deliver_finished_children(
 
 
 class ChildLauncher:
-    """Starts the children of ``workflow`` nodes (``ctx.children``): records the child (its
-    idempotency key derived from the parent node's attempt, so a parent resumed before it
-    parked gets the same child), announces it and enqueues it in the parent's queue."""
+    """Starts the children of ``workflow`` nodes (``ctx.children``) through the same
+    ``Submitter`` as the API: a child is admitted by its tenant's gate (counted in
+    ``WFE_TENANT_MAX_ACTIVE``, rate-limited, ranked among its tenant's executions in flight),
+    recorded, announced and enqueued in the parent's queue. Its idempotency key is derived from
+    the parent node's attempt, so a parent resumed before it parked gets the same child."""
 
-    def __init__(
-        self,
-        store: StateStore,
-        queues: QueueSet,
-        plans: PlanCache,
-        events: EventPublisher,
-        max_depth: int,
-    ) -> None:
-        self.store = store
-        self.queues = queues
-        self.plans = plans
-        self.events = events
+    def __init__(self, submitter: Submitter, max_depth: int) -> None:
+        self.submitter = submitter
+        self.store = submitter.store
+        self.queues = submitter.queues
+        self.plans = submitter.plans
         self.max_depth = max_depth
-        self.library = WorkflowLibrary(store, plans)
+        self.library = WorkflowLibrary(submitter.store, submitter.plans)
 
     async def launch(self, request: ChildRequest) -> str:
         node = request.parent_node_id
@@ -199,8 +199,7 @@ class ChildLauncher:
             workflow_version=version,
         )
         try:
-            plan = self.plans.get(definition)
-            plan.check_inputs(request.inputs)
+            submitted = await self.submitter.submit(submission)
         except (DefinitionError, InputValidationError) as exc:
             problems = "; ".join(f"{p.path}: {p.message}" for p in exc.problems)
             raise NodeError(
@@ -210,24 +209,43 @@ class ChildLauncher:
                 if isinstance(exc, DefinitionError)
                 else "invalid_input",
             ) from exc
-        record, fresh = await self.store.create(new_record(submission, plan))
-        if fresh:
-            await announce(self.events, record)
-        queue = self.queues[record.queue]
-        if fresh or await queue.getJobState(record.execution_id) == "unknown":
-            await queue.add(
-                JOB_NAME,
-                job_data(record),
-                {"jobId": record.execution_id, "priority": queue_priority(record.priority, 0)},
-            )
+        except TenantBusy as exc:  # the tenant's cap or rate counts children too
+            raise NodeError(
+                f"node '{node}': the child execution was not admitted: {exc}",
+                retryable=True,
+                error_type="rate_limited",
+            ) from exc
+        except (QueueFull, Conflict) as exc:
+            raise NodeError(
+                f"node '{node}': the child execution was not started: {exc}",
+                retryable=True,
+                error_type="queue_full" if isinstance(exc, QueueFull) else "conflict",
+            ) from exc
+        if not submitted.created:
+            await self._enqueue_lost(submitted.execution_id)
         log.info(
             "child execution started",
             executionId=parent.execution_id,
             nodeId=node,
-            childExecutionId=record.execution_id,
+            childExecutionId=submitted.execution_id,
             depth=depth,
+            created=submitted.created,
         )
-        return record.execution_id
+        return submitted.execution_id
+
+    async def _enqueue_lost(self, child_id: str) -> None:
+        """The same child again (the parent resumed before it parked). If the process that
+        created it died before its job was added, add it now."""
+        record = await self.store.get(child_id, with_definition=True)
+        if record is None or record.status in FINAL_STATUSES:
+            return
+        queue = self.queues[record.queue]
+        if await queue.getJobState(child_id) == "unknown":
+            await queue.add(
+                JOB_NAME,
+                job_data(record),
+                {"jobId": child_id, "priority": queue_priority(record.priority, 0)},
+            )
 
     async def _definition(self, request: ChildRequest) -> tuple[dict[str, Any], int | None]:
         if request.definition is not None:

@@ -25,7 +25,9 @@ from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.bullmq_adapter import ChainingWorker
 from workflow_engine.queue.children import ChildLauncher
+from workflow_engine.queue.fairness import FairnessLimits, TenantGate
 from workflow_engine.queue.queues import QueueSet
+from workflow_engine.queue.submit import Submitter
 from workflow_engine.redis_pool import pooled_client
 from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.store.base import StateStore
@@ -124,9 +126,16 @@ class WorkerService:
         )
         self._periodic: list[asyncio.Task[None]] = []
         # ``workflow`` nodes start their children here, and children tell their parents
-        children = ChildLauncher(
-            store, self.recovery.queues, self.runner.plans, self.events, settings.max_depth
+        gate = TenantGate(
+            self.redis,
+            self.keys,
+            FairnessLimits(settings.tenant_max_active, settings.tenant_rate),
+            store.final_among,
         )
+        submitter = Submitter(
+            store, self.recovery.queues, self.runner.plans, self.events, gate, settings.max_queued
+        )
+        children = ChildLauncher(submitter, settings.max_depth)
         self.executor.children = children
         self.runner.children = children
 
