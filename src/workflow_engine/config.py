@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     max_depth: int = Field(
         10, ge=0, description="How deep `workflow` nodes may nest child executions."
     )
+    max_loop_results: int = Field(
+        100_000,
+        ge=1,
+        description="Loop body node results one execution may record, all its loops together "
+        "(nested loops multiply); a loop that would pass it fails with `limit`.",
+    )
     min_repeat_ms: int = Field(
         1000, ge=1, description="Shortest `repeat.every` a schedule may have (milliseconds)."
     )

@@ -5,6 +5,7 @@ node's output; its failure the node's; cancelling the parent cancels it; nesting
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from tests.api.test_api import final_status
 from tests.conftest import make_settings
 from tests.support.processes import wait_until
 from tests.support.services import RedisServer
+from tests.worker.test_durable_processes import events_of
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
 from workflow_engine.config import Queues, QueueSettings
@@ -24,6 +26,8 @@ from workflow_engine.store.base import Start
 from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
 from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 from workflow_engine.worker.worker import WorkerService
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def child(workflow_id: str = "child", **extra: Any) -> dict[str, Any]:
@@ -258,6 +262,41 @@ async def test_nesting_is_bounded_and_a_parked_parent_holds_no_worker(
     assert [r["error"]["type"] for r in deepest] == ["depth_limit"]
 
 
+async def test_a_client_following_the_top_sees_every_descendants_node_events(
+    shallow: tuple[httpx.AsyncClient, Services],
+) -> None:
+    """Each child's node events are copied to the streams of the executions above it, with
+    the child's id (for a UI to open it) and the node of that execution it runs under."""
+    api, services = shallow
+    top = await execute(api, nested(2))
+    assert (await final_status(api, top))["result"] == 1
+    [middle] = await executions_of(api, "level0")
+    [leaf] = await executions_of(api, "leaf")
+
+    async def completed(execution_id: str) -> list[tuple[str, str | None, str | None]]:
+        return [
+            (e.data["nodeId"], e.data.get("childExecutionId"), e.data.get("parentNodeId"))
+            for e in await events_of(services.settings, execution_id)
+            if e.type == "node.completed"
+        ]
+
+    middle_id, leaf_id = middle["executionId"], leaf["executionId"]
+    assert sorted(await completed(top), key=str) == sorted(
+        [
+            ("call", None, None),
+            ("out", None, None),
+            ("call", middle_id, "call"),  # the middle execution's own nodes
+            ("out", middle_id, "call"),
+            ("v", leaf_id, "call"),  # the leaf's, under the top's `call` node
+        ],
+        key=str,
+    )
+    assert sorted(await completed(middle_id), key=str) == sorted(
+        [("call", None, None), ("out", None, None), ("v", leaf_id, "call")], key=str
+    )
+    assert await completed(leaf_id) == [("v", None, None)]  # copies go up, never down
+
+
 async def test_a_stored_workflow_running_itself_is_refused(api: httpx.AsyncClient) -> None:
     looping = parent({"workflowId": "loopy"}, workflow_id="loopy")
     refused = await api.post("/api/workflows", json={"definition": looping})
@@ -278,7 +317,9 @@ async def test_a_workflow_node_needs_one_source(api: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.usefixtures("worker")
-async def test_children_inside_a_loop_each_resume_their_iteration(api: httpx.AsyncClient) -> None:
+async def test_children_inside_a_loop_each_resume_their_iteration(
+    api: httpx.AsyncClient, services: Services
+) -> None:
     looping = {
         "id": "fan",
         "nodes": [
@@ -311,6 +352,20 @@ async def test_children_inside_a_loop_each_resume_their_iteration(api: httpx.Asy
         "each[1].call",
         "each[2].call",
     ]
+    # the stream tells each iteration's events apart, and carries each child's node events
+    events = await events_of(services.settings, final["context"]["executionId"])
+    own = {
+        (e.data["nodeId"], e.data.get("loopId"), e.data.get("iteration"))
+        for e in events
+        if e.type == "node.completed" and "childExecutionId" not in e.data
+    }
+    assert own == {("each", None, None)} | {(f"each[{i}].call", "each", i) for i in range(3)}
+    copied = {
+        (e.data["parentNodeId"], e.data["childExecutionId"])
+        for e in events
+        if e.type == "node.completed" and "childExecutionId" in e.data
+    }
+    assert copied == {(r["parentNodeId"], r["executionId"]) for r in runs}
 
 
 async def test_a_child_that_ended_before_its_parent_parked_is_delivered_on_parking(
@@ -363,3 +418,27 @@ async def test_a_child_counts_in_its_tenants_cap(redis_server: RedisServer, tmp_
         # the parent left the tenant's set when it ended: the next one is admitted
         alone = await execute(api, child(), inputs={"n": 2})
         assert (await final_status(api, alone))["result"] == {"twice": 4}
+
+
+@pytest.mark.usefixtures("worker")
+async def test_the_examples_parent_runs_the_stored_child_per_order(api: httpx.AsyncClient) -> None:
+    """examples/orders_report.json (a loop calling the stored examples/order_total.json per
+    order) gives the result examples/README.md shows."""
+    child_definition = json.loads((EXAMPLES / "order_total.json").read_text())
+    stored = await api.post("/api/workflows", json={"definition": child_definition})
+    assert stored.status_code == 201, stored.text
+    report = json.loads((EXAMPLES / "orders_report.json").read_text())
+    final = await final_status(api, await execute(api, report))
+    assert final["context"]["status"] == "completed", final
+    assert final["result"] == {
+        "orders": [
+            {"order": "A-1", "lines": 2, "total": 10.0},
+            {"order": "A-2", "lines": 1, "total": 20},
+        ],
+        "grand_total": 30.0,
+        "currency": "EUR",
+    }
+    assert sorted(r["parentNodeId"] for r in await executions_of(api, "order_total")) == [
+        "each[0].order",
+        "each[1].order",
+    ]

@@ -10,6 +10,7 @@ from tests.engine.test_durable_runs import parking_executor
 from tests.engine.test_executor import Recorder, node, wf
 from tests.support.clock import FakeClock
 from tests.support.nodes import Probe
+from workflow_engine.definition.validate import Limits
 from workflow_engine.engine.executor import Executor
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
@@ -264,6 +265,37 @@ async def test_nested_loops_record_nested_ids(executor: Executor, probe: Probe) 
     ]
     assert plan.is_pure("outer[1].inner[0].c") is False
     assert plan.is_pure("outer[1].nope") is False
+
+
+async def test_all_loops_of_an_execution_share_one_bound_on_stored_results(
+    registry: NodeRegistry, probe: Probe
+) -> None:
+    """Nested loops multiply (each under its own max_items): the execution's loops together
+    record at most ``max_loop_results`` body results; a loop that would pass it fails before
+    its first iteration."""
+    inner = loop("{{ item }}", [node("c")], [], "c", node_id="inner")
+    definition = wf([loop([[1, 2], [3, 4], [5]], [inner], [], "inner", node_id="outer")], [])
+    # the outer loop takes 3 (one body node per item), its inner loops 2 + 2 + 1
+    enough = Executor(registry, limits=Limits(max_loop_results=8))
+    assert (await enough.run(enough.compile(definition))).status is ExecutionStatus.COMPLETED
+    probe.calls.clear()
+    short = Executor(registry, limits=Limits(max_loop_results=7))
+    outcome = await short.run(short.compile(definition))
+    assert outcome.status is ExecutionStatus.FAILED
+    error = outcome.nodes["outer"].error
+    assert error is not None
+    assert error["type"] == "limit"
+    assert "'outer[2].inner': its iterations would record 1 node results" in error["message"]
+    assert "WFE_MAX_LOOP_RESULTS" in error["message"]
+    assert "outer[2].inner[0].c" not in probe.calls  # nothing of the refused loop ran
+    lonely = Executor(registry, limits=Limits(max_loop_results=2))
+    outcome = await lonely.run(lonely.compile(definition))
+    assert outcome.nodes["outer"].error == {
+        "message": "node 'outer': its iterations would record 3 node results, more than the 2 "
+        "this execution may still record (all its loops together may record 2; "
+        "WFE_MAX_LOOP_RESULTS)",
+        "type": "limit",
+    }
 
 
 async def test_a_waiting_iteration_parks_the_execution_and_resumes_there(

@@ -667,6 +667,48 @@ async def test_usage_is_summed_into_the_execution_context(
     assert record.context()["usage"] == {key: used[0][key] + used[1][key] for key in keys}
 
 
+async def test_usage_of_llm_nodes_in_loop_bodies_is_summed_too(
+    services: Services, worker: WorkerService, models: ModelServer
+) -> None:
+    """One llm node before a loop over two items whose body asks once per item: the
+    execution's usage is all three answers'."""
+    models.script(Answer(["a "]), Answer(["b ", "c "]), Answer(["d ", "e ", "f "]))
+    looping = {
+        "id": "per_item",
+        "nodes": [
+            {"id": "ask", "type": "llm", "inputs": {"model": MODEL, "prompt": "first"}},
+            {
+                "id": "each",
+                "type": "loop",
+                "inputs": {
+                    "items": ["x", "y"],
+                    "body": {
+                        "nodes": [
+                            {
+                                "id": "q",
+                                "type": "llm",
+                                "inputs": {"model": MODEL, "prompt": "{{ item }}"},
+                            }
+                        ],
+                        "output": "q",
+                    },
+                },
+            },
+        ],
+        "edges": [{"source": "ask", "target": "each"}],
+    }
+    record = await run_in_worker(services, looping)
+    assert record.status is ExecutionStatus.COMPLETED
+    used = [
+        n.output["usage"]
+        for n in await services.store.node_results(record.execution_id)
+        if n.node_type == "llm"
+    ]
+    assert sorted(u["completionTokens"] for u in used) == [1, 2, 3]
+    keys = ("promptTokens", "completionTokens", "totalTokens")
+    assert record.context()["usage"] == {key: sum(u[key] for u in used) for key in keys}
+
+
 async def test_a_tenants_stored_connection_goes_before_the_server_wide_one(
     redis_server: RedisServer, tmp_path: Path, models: ModelServer
 ) -> None:

@@ -13,7 +13,7 @@ from workflow_engine.queue.submit import job_data
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.schema import executions
 from workflow_engine.store.sql import SqlStore
-from workflow_engine.vocabulary import ExecutionStatus, now_ms
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus, now_ms
 from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.worker import WorkerService
 
@@ -88,3 +88,53 @@ async def test_the_sweep_fails_given_up_jobs_and_requeues_lost_started_ones(
         await worker.stop()
         await worker.executor.aclose()
     assert record.status is ExecutionStatus.COMPLETED
+
+
+async def test_the_sweep_wakes_a_parent_whose_childs_outcome_was_lost(
+    services: Services,
+) -> None:
+    """A child ended while the store or Redis was down: its outcome never reached its parked
+    parent, whose job sits delayed with nothing to wake it. The sweep delivers the outcome and
+    promotes the parent's job; a parent whose child still runs is left alone."""
+    store, queue = services.store, services.queues["workflow"]
+    for parent_id, child_id, child_status in (
+        ("exec_parent", "exec_child", ExecutionStatus.COMPLETED),
+        ("exec_patient", "exec_running_child", ExecutionStatus.RUNNING),
+    ):
+        parent = ExecutionRecord(parent_id, "parent", "t", "workflow", definition={}, inputs={})
+        child = ExecutionRecord(child_id, "child", "t", "workflow")
+        for record in (parent, child):
+            await store.create(record)
+            await store.mark_running(record.execution_id, 1)
+        ticket = {"waitingFor": "child", "childExecutionId": child_id}
+        waiting = NodeResult("call", "workflow", None, NodeStatus.WAITING, output=ticket)
+        await store.save_node(parent_id, waiting)
+        assert await store.transition(parent_id, ExecutionStatus.WAITING)
+        if child_status is ExecutionStatus.COMPLETED:
+            assert await store.finish(child_id, child_status, result={"x": 1})
+        await queue.add(JOB_NAME, job_data(parent), {"jobId": parent_id, "delay": 86_400_000})
+        assert isinstance(store, SqlStore)
+        async with store.engine.begin() as conn:  # parked ten minutes ago
+            await conn.execute(
+                sa.update(executions)
+                .where(executions.c.execution_id == parent_id)
+                .values(updated_at=now_ms() - 600_000)
+            )
+    recovery = Recovery(
+        store,
+        services.queues,
+        services.redis,
+        services.redis_keys,
+        services.events,
+        interval_s=300,
+        stale_s=60,
+    )
+    found = await recovery.sweep()
+    assert found.woken == ["exec_parent"]
+    assert (found.failed, found.requeued) == ([], [])
+    [answered] = await store.node_results("exec_parent")
+    assert answered.output["answer"] == {"status": "completed", "result": {"x": 1}, "error": None}
+    assert await queue.getJobState("exec_parent") in ("waiting", "prioritized")
+    assert await queue.getJobState("exec_patient") == "delayed"
+    [untouched] = await store.node_results("exec_patient")
+    assert "answer" not in untouched.output

@@ -63,6 +63,9 @@ class NodeTypes(Protocol):
 class Limits:
     max_nodes: int = 1000
     max_expression_bytes: int = 64 * 1024
+    max_loop_results: int = 100_000
+    """Loop body node results one execution may record, over all its loops (nested ones
+    multiply: 1,000 items of a loop over 1,000 items would be a million stored results)."""
 
 
 @dataclass(frozen=True, slots=True)

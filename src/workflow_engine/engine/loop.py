@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from workflow_engine.definition.expressions import Scope
-from workflow_engine.engine.results import ExecutionOutcome
+from workflow_engine.engine.results import ExecutionOutcome, add_usage
 from workflow_engine.errors import NodeError
 from workflow_engine.nodes.base import Park
 from workflow_engine.plan import NodePlan, WorkflowPlan
@@ -54,6 +54,40 @@ def by_iteration(values: Mapping[str, V], loop_id: str) -> dict[int, dict[str, V
     return grouped
 
 
+def iteration_of(node_id: str) -> tuple[str, int] | None:
+    """The innermost loop and iteration of a body node's id ``<loopId>[<index>].<bodyNodeId>``
+    (``("outer[1].inner", 2)`` for ``outer[1].inner[2].fetch``); None for a node outside any
+    loop. Plain node ids hold no ``[``."""
+    head, dot, _ = node_id.rpartition("].")
+    if not dot:
+        return None
+    loop_id, bracket, index = head.rpartition("[")
+    if not bracket or not index.isdigit():
+        return None
+    return loop_id, int(index)
+
+
+class LoopBudget:
+    """The loop body node results an execution may still record (``Limits.max_loop_results``),
+    shared by all its loops: a loop takes ``items x body nodes`` before its first iteration,
+    so nested loops cannot multiply past the bound."""
+
+    def __init__(self, remaining: int) -> None:
+        self.limit = remaining
+        self.remaining = remaining
+
+    def take(self, count: int, loop_id: str) -> None:
+        if count > self.remaining:
+            raise NodeError(
+                f"node '{loop_id}': its iterations would record {count} node results, more "
+                f"than the {self.remaining} this execution may still record (all its loops "
+                f"together may record {self.limit}; WFE_MAX_LOOP_RESULTS)",
+                retryable=False,
+                error_type="limit",
+            )
+        self.remaining -= count
+
+
 class LoopRunner:
     """Runs a loop node's iterations, at most ``max_parallel`` at a time, on lanes that each
     take the next item; the first iteration to fail stops the others (they end ``cancelled``)
@@ -73,6 +107,7 @@ class LoopRunner:
         self.parked: dict[int, ExecutionOutcome] = {}
 
     async def __call__(self, items: list[Any], max_parallel: int) -> list[Any]:
+        self.run.loop_budget.take(len(items) * len(self.body.nodes), self.prefix)
         outputs: list[Any] = [None] * len(items)
         indices = iter(range(len(items)))
         lanes = [
@@ -97,6 +132,7 @@ class LoopRunner:
             if self.failure is not None:
                 return
             outcome = await self._iteration(index, items[index])
+            self.run.body_usage = add_usage(self.run.body_usage, outcome.usage)
             if outcome.status is ExecutionStatus.COMPLETED:
                 result = outcome.nodes[self.body.collect or ""]
                 if result.status in (NodeStatus.COMPLETED, NodeStatus.FAILED):

@@ -10,6 +10,17 @@ from workflow_engine.vocabulary import ExecutionError, ExecutionStatus, NodeResu
 USAGE_KEYS = ("promptTokens", "completionTokens", "totalTokens")
 
 
+def add_usage(total: dict[str, int] | None, used: dict[str, Any] | None) -> dict[str, int] | None:
+    """``total`` with the token counts of ``used`` added (None + None: None)."""
+    if used is None:
+        return total
+    total = total if total is not None else dict.fromkeys(USAGE_KEYS, 0)
+    for key in USAGE_KEYS:
+        value = used.get(key)
+        total[key] += value if isinstance(value, int) else 0
+    return total
+
+
 @dataclass(slots=True)
 class ExecutionOutcome:
     execution_id: str
@@ -28,6 +39,8 @@ class ExecutionOutcome:
     """Stopped by ``WorkflowRun.release``: the run is to be resumed elsewhere, not ended."""
     variables: dict[str, Any] | None = None
     """The execution variables at the end (SPEC section 9); None when none is declared."""
+    body_usage: dict[str, int] | None = None
+    """What the ``llm`` nodes of its loops' iterations used (``nodes`` holds this run's own)."""
 
     @property
     def ok(self) -> bool:
@@ -42,15 +55,11 @@ class ExecutionOutcome:
     @property
     def usage(self) -> dict[str, int] | None:
         """What the ``llm`` nodes used, summed (SPEC section 9); None when none reported any."""
-        total: dict[str, int] | None = None
+        total = add_usage(None, self.body_usage)
         for node in self.nodes.values():
             used = node.output.get("usage") if isinstance(node.output, dict) else None
-            if node.node_type != "llm" or not isinstance(used, dict):
-                continue
-            total = total or dict.fromkeys(USAGE_KEYS, 0)
-            for key in USAGE_KEYS:
-                value = used.get(key)
-                total[key] += value if isinstance(value, int) else 0
+            if node.node_type == "llm" and isinstance(used, dict):
+                total = add_usage(total, used)
         return total
 
     @property

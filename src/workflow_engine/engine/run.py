@@ -28,7 +28,7 @@ from workflow_engine.engine.hooks import (
     NodeStreamed,
     ProgressChanged,
 )
-from workflow_engine.engine.loop import Iteration, LoopRunner
+from workflow_engine.engine.loop import Iteration, LoopBudget, LoopRunner
 from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.engine.scheduler import GraphState
 from workflow_engine.errors import ExpressionError, NodeError, NodeInputError, NodeTimeoutError
@@ -81,8 +81,10 @@ class WorkflowRun:
         max_parallel: int,
         tenant_id: str = "anonymous",
         iteration: Iteration | None = None,
+        loop_budget: LoopBudget | None = None,
     ) -> None:
-        """``iteration``: this run is one iteration of a loop's body (``engine/loop.py``)."""
+        """``iteration``: this run is one iteration of a loop's body (``engine/loop.py``);
+        ``loop_budget``: the execution's, shared with its loops' iterations."""
         self.executor = executor
         self.plan = plan
         self.inputs = inputs
@@ -107,6 +109,11 @@ class WorkflowRun:
         self._parked: dict[str, float | None] = {}
         self._clock = executor.clock
         self._state = GraphState(plan)
+        self.loop_budget = (
+            loop_budget if loop_budget is not None else LoopBudget(executor.limits.max_loop_results)
+        )
+        self.body_usage: dict[str, int] | None = None
+        """What the ``llm`` nodes of this run's loop iterations used (``engine/loop.py``)."""
         self.prefix = iteration.prefix if iteration is not None else ""
         """Before the ids of this run's node results (an iteration's: ``loop[3].``)."""
         prefix = self.prefix
@@ -211,6 +218,7 @@ class WorkflowRun:
             max_parallel=body.definition.max_parallel,
             tenant_id=self.tenant_id,
             iteration=iteration,
+            loop_budget=self.loop_budget,
         )
 
     # -- the run --------------------------------------------------------------------------
@@ -689,6 +697,7 @@ class WorkflowRun:
             variables=self._variables(self.plan.setters)
             if self.plan.variables and not self.prefix
             else None,
+            body_usage=self.body_usage,
         )
         return self._outcome
 

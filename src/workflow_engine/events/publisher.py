@@ -24,6 +24,7 @@ log = get_logger(__name__)
 #   x value        XADD an event              f value        XADD, then expire the key
 #   h field value  HSET a checkpoint field    d              DEL (a checkpoint no longer needed)
 #   r member       ZREM (an execution leaves its tenant's in-flight set)
+#   m value        XADD if the stream exists (a child's event copied to an ancestor's stream)
 APPEND = f"""
 local maxlen, ttl, ckttl = ARGV[1], ARGV[2], ARGV[3]
 local a = 4
@@ -38,6 +39,11 @@ for i = 1, #KEYS do
     a = a + 1
   elseif kind == 'r' then
     redis.call('ZREM', KEYS[i], ARGV[a + 1])
+    a = a + 2
+  elseif kind == 'm' then
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', '{FIELD}', ARGV[a + 1])
+    end
     a = a + 2
   else
     redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', '{FIELD}', ARGV[a + 1])
@@ -95,6 +101,13 @@ class EventPublisher:
         if final or drop_checkpoint:
             self._queue(self.keys.checkpoint(execution_id), ("d",))
         return batch
+
+    def mirror(self, execution_id: str, event_type: str, data: Any) -> asyncio.Future[None]:
+        """Queue a copy of another execution's event (a child's node event) for this
+        execution's stream; written only while the stream exists, so a copy never makes a
+        stream without an expiry."""
+        entry = encode_entry(event_type, self._clock.now(), data)
+        return self._queue(self.keys.events(execution_id), ("m", entry))
 
     def checkpoint(self, execution_id: str, node_id: str, result: Any) -> asyncio.Future[None]:
         """Queue a node's checkpoint (its result as a dict, or a running marker)."""

@@ -43,11 +43,13 @@ __all__ = [
     "PARENT_KEY",
     "ChildLauncher",
     "ParentLink",
+    "ancestors_of",
     "deliver_finished_children",
     "notify_parent",
     "parent_link",
     "waiting_children",
     "wake",
+    "wake_if_children_ended",
 ]
 
 CHILD_KEY_PREFIX: Final = "wfe-child:"
@@ -58,6 +60,10 @@ class ParentLink:
     execution_id: str
     node_id: str
     depth: int
+    ancestors: tuple[tuple[str, str], ...]
+    """(execution id, node id) of the parent's node, then of the grandparent's node whose
+    child the parent is, and so on up to the top: the streams that get a copy of this
+    execution's node events."""
 
 
 def parent_link(metadata: Mapping[str, Any] | None) -> ParentLink | None:
@@ -68,7 +74,19 @@ def parent_link(metadata: Mapping[str, Any] | None) -> ParentLink | None:
     execution_id, node_id, depth = link.get("executionId"), link.get("nodeId"), link.get("depth")
     if not isinstance(execution_id, str) or not isinstance(node_id, str):
         return None
-    return ParentLink(execution_id, node_id, depth if isinstance(depth, int) else 1)
+    ancestors = tuple(
+        (pair[0], pair[1])
+        for pair in link.get("ancestors") or [[execution_id, node_id]]
+        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
+    )
+    return ParentLink(execution_id, node_id, depth if isinstance(depth, int) else 1, ancestors)
+
+
+def ancestors_of(metadata: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """The streams a child's node events are copied to (``ParentLink.ancestors``); none for
+    a top-level execution."""
+    link = parent_link(metadata)
+    return link.ancestors if link is not None else ()
 
 
 def waiting_children(results: Iterable[NodeResult]) -> dict[str, str]:
@@ -155,6 +173,28 @@ async def deliver_finished_children(
     return delivered
 
 
+async def wake_if_children_ended(
+    store: StateStore, queues: QueueSet, parent: ExecutionRecord
+) -> bool:
+    """A parked execution left waiting for a while (recovery's sweep): if a child it waits
+    for has ended and its outcome did not reach the parent (the store or Redis was down when
+    the child ended), or reached it but the wake-up did not, deliver it and wake the parent.
+    Whether it was woken."""
+    results = await store.node_results(parent.execution_id)
+    answered = any(
+        r.status is NodeStatus.WAITING
+        and isinstance(r.output, dict)
+        and r.output.get("waitingFor") == WAITING_FOR_CHILD
+        and "answer" in r.output
+        for r in results
+    )
+    if not (await deliver_finished_children(store, parent.execution_id, results) or answered):
+        return False
+    await wake(store, queues, parent.queue, parent.execution_id)
+    log.warning("a parent's wake-up was lost: woken again", executionId=parent.execution_id)
+    return True
+
+
 class ChildLauncher:
     """Starts the children of ``workflow`` nodes (``ctx.children``) through the same
     ``Submitter`` as the API: a child is admitted by its tenant's gate (counted in
@@ -185,8 +225,14 @@ class ChildLauncher:
                 error_type="depth_limit",
             )
         definition, version = await self._definition(request)
+        ancestors = [[parent.execution_id, node], *(above.ancestors if above else ())]
         metadata = {
-            PARENT_KEY: {"executionId": parent.execution_id, "nodeId": node, "depth": depth}
+            PARENT_KEY: {
+                "executionId": parent.execution_id,
+                "nodeId": node,
+                "depth": depth,
+                "ancestors": [list(pair) for pair in ancestors],
+            }
         }
         submission = Submission(
             definition=definition,

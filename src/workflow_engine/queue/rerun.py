@@ -10,6 +10,7 @@ from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.plan import PlanCache
 from workflow_engine.queue.submit import Conflict, NotFound, Submission, Submitted, Submitter
 from workflow_engine.store.base import StateStore
+from workflow_engine.store.records import PARENT_KEY
 from workflow_engine.vocabulary import ACTIVE_STATUSES, NodeResult, NodeStatus
 
 
@@ -65,7 +66,12 @@ class Rerunner:
             queue=record.queue,
             priority=record.priority,
             client_id=record.client_id,
-            metadata={**record.metadata, "rerunOf": execution_id, "fromNode": from_node},
+            # a rerun is an execution of its own: not a child of the first one's parent
+            metadata={
+                **{k: v for k, v in record.metadata.items() if k != PARENT_KEY},
+                "rerunOf": execution_id,
+                "fromNode": from_node,
+            },
             restored=tuple(results[n].to_dict() for n in upstream),
             workflow_version=record.workflow_version,  # the very version it ran, even deleted
         )

@@ -10,7 +10,7 @@ from workflow_engine.vocabulary import ExecutionStatus, iso_ms, now_ms
 
 PARENT_KEY = "_wfeParent"
 """The metadata key of a child execution's link to its parent (``workflow`` node, SPEC
-section 9): ``{executionId, nodeId, depth}``. Its context shows ``parentExecutionId`` and
+section 9): ``{executionId, nodeId, depth, ancestors}``. Its context shows ``parentExecutionId`` and
 ``parentNodeId`` instead."""
 
 

@@ -18,6 +18,7 @@ from workflow_engine.engine.hooks import (
     NodeStreamed,
     ProgressChanged,
 )
+from workflow_engine.engine.loop import iteration_of
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.monitor.logging import get_logger
@@ -31,6 +32,15 @@ NODE_EVENT = {
     NodeStatus.FAILED: ev.NODE_FAILED,
     NodeStatus.SKIPPED: ev.NODE_SKIPPED,
 }
+
+
+def node_event(data: dict[str, Any]) -> dict[str, Any]:
+    """A node event's data, with ``loopId`` and ``iteration`` for a loop body's node."""
+    node_id = data["nodeId"]
+    where = iteration_of(node_id) if "[" in node_id else None
+    if where is None:
+        return data
+    return {**data, "loopId": where[0], "iteration": where[1]}
 
 
 @dataclass
@@ -56,9 +66,19 @@ class RunHooks(ExecutionHooks):
     last_checkpoint: asyncio.Future[None] | None = None
     pure: Container[str] = frozenset()
     """Node ids (loop iterations' too) whose results need no checkpoint."""
+    ancestors: tuple[tuple[str, str], ...] = ()
+    """A child execution's: (execution id, node id) of each execution above it (the
+    ``workflow`` node it runs under). Its node events are copied to their streams."""
 
-    def _emit(self, event_type: str, data: Any) -> None:
+    def _emit(self, event_type: str, data: dict[str, Any]) -> None:
+        """A node event: to this execution's stream, and a copy to each ancestor's stream
+        with ``childExecutionId`` (this execution, for a UI to open) and ``parentNodeId`` (the
+        node of that ancestor it runs under)."""
+        data = node_event(data)
         self.events.publish(self.execution_id, event_type, data)
+        for execution_id, node_id in self.ancestors:
+            copy = {**data, "childExecutionId": self.execution_id, "parentNodeId": node_id}
+            self.events.mirror(execution_id, event_type, copy)
 
     async def on_node_start(self, event: NodeStarted) -> None:
         self._emit(
@@ -131,7 +151,7 @@ class RunHooks(ExecutionHooks):
 
     async def on_progress(self, event: ProgressChanged) -> None:
         progress = event.progress.to_dict()
-        self._emit(ev.EXECUTION_PROGRESS, progress)
+        self.events.publish(self.execution_id, ev.EXECUTION_PROGRESS, progress)
         now = time.monotonic()
         if now - self.last_progress >= self.progress_interval:
             self.last_progress = now

@@ -8,7 +8,10 @@ and asks BullMQ about their jobs:
 - the job is gone and the execution had started (running, waiting): the job is queued again
   and the next run resumes from the store's checkpoint;
 - the job is gone and the execution never started: it fails (it may have been a submit whose
-  caller was told it failed, so it is not run behind the caller's back).
+  caller was told it failed, so it is not run behind the caller's back);
+- the execution is parked on a child (``workflow`` node) that has ended, but the child's
+  outcome or the wake-up did not reach it (the store or Redis was down then): it is delivered
+  and the parent woken.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.queue.children import notify_parent
+from workflow_engine.queue.children import notify_parent, wake_if_children_ended
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.queue.submit import job_data
 from workflow_engine.store.base import StateStore
@@ -40,6 +43,7 @@ FINE = frozenset({"active", "waiting", "delayed", "prioritized", "waiting-childr
 class Recovered:
     failed: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    woken: list[str] = field(default_factory=list)
 
 
 class Recovery:
@@ -75,6 +79,12 @@ class Recovery:
             queue = self.queues[record.queue]
             state = await queue.getJobState(record.execution_id)
             if state in FINE:
+                if (
+                    state == "delayed"
+                    and record.status is ExecutionStatus.WAITING
+                    and await wake_if_children_ended(self.store, self.queues, record)
+                ):
+                    found.woken.append(record.execution_id)
                 continue
             if state == "failed":
                 await self._fail(

@@ -13,7 +13,7 @@ from workflow_engine.events.model import decode_entry, entry_type
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
-from workflow_engine.worker.hooks import NODE_EVENT
+from workflow_engine.worker.hooks import NODE_EVENT, node_event
 
 log = get_logger(__name__)
 
@@ -31,7 +31,7 @@ async def republish_node_events(
         event_type = entry_type(fields)
         if event_type in _NODE_FINAL_TYPES:
             data = decode_entry(execution_id, entry_id, fields).data
-            if isinstance(data, dict):
+            if isinstance(data, dict) and "childExecutionId" not in data:  # not a child's copy
                 seen.add((event_type, str(data.get("nodeId"))))
     missing = [
         (event_type, result)
@@ -41,7 +41,8 @@ async def republish_node_events(
     ]
     written = None
     for event_type, result in missing:
-        written = events.publish(execution_id, event_type, {**result.to_dict(), "recovered": True})
+        data = node_event({**result.to_dict(), "recovered": True})
+        written = events.publish(execution_id, event_type, data)
     if written is not None:
         await written
         log.info("lost node events written again", executionId=execution_id, events=len(missing))

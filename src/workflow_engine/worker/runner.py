@@ -20,7 +20,7 @@ from workflow_engine.events.publisher import EventPublisher, has_final_event
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
-from workflow_engine.queue.children import ChildLauncher
+from workflow_engine.queue.children import ChildLauncher, ancestors_of
 from workflow_engine.queue.schedules import TICK_KEY
 from workflow_engine.store.base import Start, StateStore
 from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
@@ -170,6 +170,7 @@ class JobRunner:
             seq=len(point.restored),
             progress_interval=self.settings.progress_interval_ms / 1000,
             pure=PureNodes(plan),
+            ancestors=ancestors_of(data.get("metadata")),
         )
         for result in point.unsaved:  # outputs reused from another run, or only in the checkpoint
             hooks.save(result, announce=not resumed)

@@ -62,7 +62,7 @@ def worker_executor(
     """The executor of a worker: its limits, budgets and sandbox from ``settings``; egress as
     ``settings`` says unless given; the tenant's stored connections, then the server-wide."""
     return Executor(
-        limits=Limits(max_nodes=settings.max_nodes),
+        limits=Limits(max_nodes=settings.max_nodes, max_loop_results=settings.max_loop_results),
         park_after=settings.park_after_s,
         egress=egress if egress is not None else policy_for(settings),
         expressions=ExpressionEngine.configured(settings),
