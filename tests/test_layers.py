@@ -30,17 +30,31 @@ EVERY_LAYER = (
     "store",
     "events",
     "sandbox",
+    "fastgpt",
 )
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     # the words every layer shares import nothing of ours
     "vocabulary": ("*",),
-    "definition": ("nodes", "plan", "engine", "worker", "queue", "api", "store", "events"),
-    "nodes": ("engine", "plan", "worker", "queue", "api", "store", "events"),
-    "plan": ("engine", "worker", "queue", "api", "store", "events"),
-    "engine": ("worker", "queue", "api", "store", "events"),
-    "store": ("engine", "plan", "nodes", "worker", "queue", "api", "events"),
-    "events": ("engine", "plan", "nodes", "worker", "queue", "api", "store"),
+    "definition": (
+        "nodes",
+        "plan",
+        "engine",
+        "worker",
+        "queue",
+        "api",
+        "store",
+        "events",
+        "fastgpt",
+    ),
+    "nodes": ("engine", "plan", "worker", "queue", "api", "store", "events", "fastgpt"),
+    "plan": ("engine", "worker", "queue", "api", "store", "events", "fastgpt"),
+    "engine": ("worker", "queue", "api", "store", "events", "fastgpt"),
+    "store": ("engine", "plan", "nodes", "worker", "queue", "api", "events", "fastgpt"),
+    "events": ("engine", "plan", "nodes", "worker", "queue", "api", "store", "fastgpt"),
+    # FastGPT's graphs: translated (definition), run as node types (nodes, a plugin the
+    # registry loads), streamed in its dialect (events); the API calls it
+    "fastgpt": ("engine", "plan", "worker", "queue", "api", "store"),
     "queue": ("engine", "worker", "api"),
     "api": ("engine", "worker"),
     "worker": ("api",),

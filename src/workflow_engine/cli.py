@@ -90,6 +90,22 @@ def _inputs(assignments: list[str] | None, inputs_file: Path | None) -> dict[str
     return inputs
 
 
+def _native(file: Path, raw: Any) -> tuple[Any, str]:
+    """Our definition of a loaded document: itself, or a FastGPT export translated (exit 1
+    with every problem when it cannot be); and what to say of its source."""
+    from workflow_engine.errors import DefinitionError
+    from workflow_engine.fastgpt.graph import is_fastgpt
+    from workflow_engine.fastgpt.translate import translate
+
+    if not is_fastgpt(raw):
+        return raw, ""
+    try:
+        return translate(raw).definition, ", translated from FastGPT"
+    except DefinitionError as exc:
+        _print_problems(f"{file} is invalid", exc.problems)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="Workflow definition (JSON or YAML).")],
@@ -99,7 +115,7 @@ def validate(
     from workflow_engine.definition.validate import inspect_definition
     from workflow_engine.nodes.registry import NodeRegistry
 
-    raw = _load(file)
+    raw, source = _native(file, _load(file))
     findings = inspect_definition(raw, NodeRegistry.default(), ExpressionEngine())
     for warning in findings.warnings:  # likely a typo, but it runs
         line = f"[yellow]warning[/] {warning.path}: {warning.message}"
@@ -108,7 +124,10 @@ def validate(
         _print_problems(f"{file} is invalid", findings.problems)
         raise typer.Exit(1)
     nodes, edges = len(raw.get("nodes", [])), len(raw.get("edges", []))
-    err.print(f"[green]✓[/] {file}: workflow '{raw['id']}' is valid ({nodes} nodes, {edges} edges)")
+    err.print(
+        f"[green]✓[/] {file}: workflow '{raw['id']}' is valid ({nodes} nodes, {edges} edges"
+        f"{source})"
+    )
 
 
 def _console_progress() -> ExecutionHooks:
@@ -174,7 +193,7 @@ def run(
     from workflow_engine.monitor.logging import configure_logging
 
     configure_logging("WARNING")
-    raw = _load(file)
+    raw, _ = _native(file, _load(file))
     inputs = _inputs(input, inputs_file)
     outcome = asyncio.run(_run(raw, inputs, None if quiet else _console_progress(), timeout))
     sys.stdout.write(_dump(outcome.to_dict() if json_output else outcome.result) + "\n")
@@ -508,6 +527,36 @@ def stats(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     """Queue counts and execution counts."""
     with _client(url, key) as client:
         sys.stdout.write(_wire(_call(client.stats)))
+
+
+import_app = typer.Typer(help="Translate another product's workflows.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("fastgpt")
+def import_fastgpt(
+    file: Annotated[Path, typer.Argument(help="A FastGPT workflow export (JSON).")],
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="The definition's id (default: from its name).")
+    ] = None,
+) -> None:
+    """Print our definition of a FastGPT workflow (exit 1 with every problem if it cannot
+    run here: each node whose type needs what this service does not have, by id and type)."""
+    from workflow_engine.errors import DefinitionError
+    from workflow_engine.fastgpt.translate import translate
+
+    try:
+        translation = translate(_load(file), workflow_id=workflow_id)
+    except DefinitionError as exc:
+        _print_problems(f"{file} cannot run here", exc.problems)
+        raise typer.Exit(1) from None
+    if translation.left_out:
+        err.print(
+            "left out (no run reaches them, or configuration only): "
+            + ", ".join(translation.left_out),
+            markup=False,
+        )
+    sys.stdout.write(_dump(translation.definition) + "\n")
 
 
 workflows_app = typer.Typer(help="Stored workflows (per tenant, versioned).", no_args_is_help=True)

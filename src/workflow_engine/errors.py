@@ -88,6 +88,9 @@ class NodeError(WorkflowEngineError):
     error_type = "node_error"
     retryable = True
     retry_after: float | None = None
+    output: Any = None
+    """What the node outputs although it failed (a FastGPT node's error outputs, which the
+    nodes on its catch edge read); None: nothing."""
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class NodeError(WorkflowEngineError):
         retryable: bool | None = None,
         error_type: str | None = None,
         retry_after: float | None = None,
+        output: Any = None,
     ) -> None:
         super().__init__(message)
         if retryable is not None:
@@ -104,6 +108,8 @@ class NodeError(WorkflowEngineError):
             self.error_type = error_type
         if retry_after is not None:
             self.retry_after = retry_after
+        if output is not None:
+            self.output = output
 
     def to_dict(self) -> dict[str, Any]:
         return {"message": str(self), "type": self.error_type}

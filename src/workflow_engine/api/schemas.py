@@ -78,6 +78,11 @@ class ExecuteRequest(Body):
     metadata: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     callback_url: str | None = None
+    format: Literal["native", "fastgpt"] | None = Field(
+        None,
+        description="`fastgpt`: workflowDefinition is a FastGPT export, run as FastGPT runs it "
+        "(SPEC section 13); default: detected.",
+    )
 
 
 class ResumeRequest(Body):

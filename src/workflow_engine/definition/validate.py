@@ -50,6 +50,8 @@ class NodeSpec(Protocol):
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None: ...
 
+    def variables_written(self, inputs: Mapping[str, Any]) -> frozenset[str]: ...
+
 
 class NodeTypes(Protocol):
     """The node types a definition may use, by name (``nodes.registry.NodeRegistry``)."""
@@ -248,7 +250,7 @@ class _Checker:
             type_name = raw.get("type")
             node_type = self.registry.get(type_name) if isinstance(type_name, str) else None
             if isinstance(type_name, str) and node_type is None:
-                known = ", ".join(self.registry.names())
+                known = _known_types(self.registry.names())
                 self.add(
                     f"nodes[{i}].type",
                     f"unknown node type '{type_name}' (known types: {known})",
@@ -353,9 +355,11 @@ class _Checker:
                 "templates; a template cannot choose the names)",
                 "invalid_inputs",
             )
-        if not isinstance(values, dict) or self.variables is None:
+        if self.variables is None or node.type is None:
             return
-        for name in values:
+        written = node.type.variables_written(inputs if isinstance(inputs, dict) else {})
+        in_order = [n for n in values if n in written] if isinstance(values, dict) else []
+        for name in in_order or sorted(written):
             if name not in self.variables:
                 self.add(
                     join_path(where, str(name)),
@@ -675,3 +679,10 @@ def _a_cycle(
                 parent[child] = (node, edge)
                 queue.append(child)
     raise AssertionError("a strongly connected component always holds a cycle")
+
+
+def _known_types(names: list[str]) -> str:
+    """The node types a message lists: a family of types under one prefix (FastGPT's
+    ``fastgpt.chatNode``, ...: the translation's, SPEC section 13) as ``fastgpt.*``."""
+    families = sorted({name.partition(".")[0] + ".*" for name in names if "." in name})
+    return ", ".join([*(name for name in names if "." not in name), *families])

@@ -54,11 +54,12 @@ class ExecutionOutcome:
 
     @property
     def usage(self) -> dict[str, int] | None:
-        """What the ``llm`` nodes used, summed (SPEC section 9); None when none reported any."""
+        """What the ``llm`` nodes (and FastGPT's model nodes) used, summed (SPEC section 9); None
+        when none reported any."""
         total = add_usage(None, self.body_usage)
         for node in self.nodes.values():
             used = node.output.get("usage") if isinstance(node.output, dict) else None
-            if node.node_type == "llm" and isinstance(used, dict):
+            if _uses_models(node.node_type) and isinstance(used, dict):
                 total = add_usage(total, used)
         return total
 
@@ -86,3 +87,9 @@ class ExecutionOutcome:
         if nodes:
             data["nodes"] = [n.to_dict() for n in self.nodes.values()]
         return data
+
+
+def _uses_models(node_type: str) -> bool:
+    """Whether a node type's output ``usage`` counts: ``llm``, and the FastGPT types that ask
+    a model (``fastgpt.chatNode``, ...), which report it the same way."""
+    return node_type == "llm" or node_type.startswith("fastgpt.")

@@ -550,7 +550,9 @@ class WorkflowRun:
         definition = plan_node.definition
         result.status = NodeStatus.FAILED
         result.error = exc.to_dict()
-        if definition.on_error == "continue":
+        if exc.output is not None:
+            result.output = exc.output
+        elif definition.on_error == "continue":
             result.output = definition.default_output
         log.info(
             "node failed",

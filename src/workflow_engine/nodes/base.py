@@ -215,3 +215,8 @@ class NodeType(ABC, Generic[InputsT]):
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:
         return None
+
+    def variables_written(self, inputs: Mapping[str, Any]) -> frozenset[str]:
+        """The variables a node that ``sets_variables`` writes: the keys of its ``values``."""
+        values = inputs.get("values")
+        return frozenset(values) if isinstance(values, dict) else frozenset()

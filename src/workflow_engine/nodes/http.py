@@ -87,7 +87,7 @@ class HttpNode(NodeType[HttpInputs]):
                     if inputs.stream and not failed:  # an error answer is not streamed
                         content, events = await _read_streaming(ctx, response)
                     else:
-                        content, events = await _read_capped(response), None
+                        content, events = await read_capped(response), None
                 finally:
                     await response.aclose()
         except TimeoutError as exc:
@@ -103,14 +103,14 @@ class HttpNode(NodeType[HttpInputs]):
         if failed:
             status = response.status_code
             raise NodeError(
-                f"{inputs.method} {inputs.url} answered HTTP {status}: {_excerpt(content)}",
+                f"{inputs.method} {inputs.url} answered HTTP {status}: {excerpt(content)}",
                 error_type="http_status",
                 retryable=status >= 500 or status in RETRYABLE_STATUSES,
             )
         return {
             "status": response.status_code,
             "headers": dict(response.headers.items()),
-            "body": events if events is not None else _decode_body(response, content),
+            "body": events if events is not None else decode_body(response, content),
         }
 
 
@@ -129,7 +129,7 @@ async def _read_streaming(
                 events.append(event)
                 await ctx.stream(event)
 
-        return await _read_capped(response, publish_events), events
+        return await read_capped(response, publish_events), events
 
     # incremental: a character split across two network chunks is decoded once both arrived
     decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
@@ -138,12 +138,12 @@ async def _read_streaming(
         if text := decoder.decode(data, final):
             await ctx.stream({"text": text})
 
-    content = await _read_capped(response, publish_text)
+    content = await read_capped(response, publish_text)
     await publish_text(b"", final=True)
     return content, None
 
 
-async def _read_capped(
+async def read_capped(
     response: httpx.Response, on_data: Callable[[bytes], Awaitable[None]] | None = None
 ) -> bytes:
     chunks: list[bytes] = []
@@ -162,7 +162,7 @@ async def _read_capped(
     return b"".join(chunks)
 
 
-def _decode_body(response: httpx.Response, content: bytes) -> Any:
+def decode_body(response: httpx.Response, content: bytes) -> Any:
     content_type = response.headers.get("content-type", "").lower()
     if "json" in content_type and content:
         try:
@@ -172,6 +172,6 @@ def _decode_body(response: httpx.Response, content: bytes) -> Any:
     return content.decode(response.encoding or "utf-8", errors="replace")
 
 
-def _excerpt(content: bytes, limit: int = 200) -> str:
+def excerpt(content: bytes, limit: int = 200) -> str:
     text = content[:limit].decode("utf-8", errors="replace")
     return text + ("…" if len(content) > limit else "")

@@ -58,13 +58,15 @@ class NodeRegistry:
         return sorted(self._types)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
-        """Register every class published under the entry-point ``group``."""
+        """Register every class published under the entry-point ``group`` (an entry point may
+        publish one class, or a tuple of them: a family, like FastGPT's node types)."""
         for ep in entry_points(group=group):
             try:
-                cls = ep.load()
+                published = ep.load()
             except Exception as exc:
                 raise PluginError(f"cannot load node type plugin {ep.value!r}: {exc}") from exc
-            self.register(cls)
+            for cls in published if isinstance(published, tuple | list) else (published,):
+                self.register(cls)
 
     @classmethod
     def with_builtins(cls) -> NodeRegistry:

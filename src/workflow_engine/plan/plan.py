@@ -161,7 +161,7 @@ def _build(
         validator = compile_schema(definition.input_schema)
     order = _topological(nodes)
     writes = {
-        n: frozenset(p.definition.inputs.get("values") or ())
+        n: p.node_type.variables_written(p.definition.inputs)
         for n, p in nodes.items()
         if p.node_type.sets_variables
     }

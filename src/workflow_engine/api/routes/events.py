@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import redis.exceptions
@@ -20,6 +20,7 @@ from workflow_engine.api.services import Services
 from workflow_engine.events.hub import Overflow, Subscriber
 from workflow_engine.events.model import Event, final_event, valid_stream_id
 from workflow_engine.events.publisher import has_final_event
+from workflow_engine.fastgpt.dialect import FastGptDialect
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.store.records import ExecutionRecord
@@ -88,11 +89,40 @@ async def execution_events(
     record: Annotated[ExecutionRecord, Depends(_execution)],
     position: Annotated[str | None, Depends(_position)],
     _: Annotated[None, Depends(_redis_answers)],
+    dialect: Annotated[Literal["native", "fastgpt"], Query(alias="format")] = "native",
+    detail: bool = True,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of one execution: replay after ``Last-Event-ID`` (header, or the
     ``lastEventId`` query parameter), then live; the stream ends after the final event.
-    The key: ``Authorization: Bearer`` or ``?token=`` (``EventSource`` cannot set headers)."""
+    The key: ``Authorization: Bearer`` or ``?token=`` (``EventSource`` cannot set headers).
+    ``format=fastgpt``: in FastGPT's dialect (SPEC section 13; ``detail=false``: the answer
+    chunks only, as FastGPT's plain stream)."""
     services: Services = request.app.state.services
+    if dialect == "fastgpt":
+        async for frame in _fastgpt_frames(services, record, position, detail):
+            yield frame
+        return
+    async for event in _events(services, record, position):
+        yield _sse(event)
+
+
+async def _fastgpt_frames(
+    services: Services, record: ExecutionRecord, position: str | None, detail: bool
+) -> AsyncIterator[ServerSentEvent]:
+    full = await services.store.get(record.execution_id, with_definition=True)
+    source = full if full is not None else record
+    frames = FastGptDialect.of(
+        source.definition, source.inputs, detail=detail, started_ms=source.created_at
+    )
+    async for event in _events(services, record, position):
+        for frame in frames.frames(event):
+            yield ServerSentEvent(raw_data=frame.data, event=frame.event, id=frame.id)
+
+
+async def _events(
+    services: Services, record: ExecutionRecord, position: str | None
+) -> AsyncIterator[Event]:
+    """The execution's events after ``position``, then live ones, up to its final event."""
     subscriber = services.hub.subscriber(services.settings.ws_queue_size)
     finished = record.status in FINAL_STATUSES
     # the replay runs beside this loop: it waits for room in the queue that this loop empties
@@ -105,7 +135,7 @@ async def execution_events(
                     # the replay is over without a final event: this client saw it already,
                     # or the stream expired; then say how it ended
                     if not await _stream_ended(services, record):
-                        yield _sse(_final_from_record(record))
+                        yield _final_from_record(record)
                     return
             getter = asyncio.ensure_future(subscriber.next())
             await asyncio.wait(
@@ -118,7 +148,7 @@ async def execution_events(
                 event = getter.result()
             except Overflow:
                 return  # the client reconnects with Last-Event-ID
-            yield _sse(event)
+            yield event
             if event.final:
                 return
     finally:

@@ -17,6 +17,7 @@ from workflow_engine.api.schemas import (
 )
 from workflow_engine.api.services import Services
 from workflow_engine.errors import InvalidRequest, Problem
+from workflow_engine.fastgpt.translate import as_definition
 from workflow_engine.queue.schedules import Repeat
 from workflow_engine.queue.submit import NotFound, Submission, Submitted
 from workflow_engine.store.records import PARENT_KEY
@@ -45,7 +46,7 @@ async def _to_run(
         if body.version is not None:
             message = "version goes with workflowId (a stored workflow)"
             raise InvalidRequest([Problem("version", message, "unexpected")])
-        return body.workflow_definition, None
+        return as_definition(body.workflow_definition, body.format), None
     if body.workflow_definition is not None:
         raise InvalidRequest([Problem("workflowId", one_of, "one_of")])
     return await svc.workflows.runnable(tenant, body.workflow_id, body.version)

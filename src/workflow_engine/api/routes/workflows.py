@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
@@ -13,6 +13,7 @@ from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import invalid_definition
 from workflow_engine.api.schemas import Body, bounded_body
 from workflow_engine.errors import DefinitionError
+from workflow_engine.fastgpt.translate import as_definition
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.queue.workflows import WORKFLOW_ID
 from workflow_engine.store.records import WorkflowRecord
@@ -31,6 +32,9 @@ class SaveWorkflowRequest(Body):
     )
     name: str | None = Field(None, max_length=500, description="Default: the definition's.")
     definition: dict[str, Any]
+    format: Literal["native", "fastgpt"] | None = Field(
+        None, description="`fastgpt`: a FastGPT export, stored translated; default: detected."
+    )
 
 
 def _summary(record: WorkflowRecord) -> dict[str, Any]:
@@ -47,8 +51,9 @@ async def save_workflow(body: SaveWorkflowRequest, who: Who, svc: Svc) -> dict[s
     """Validate the definition (422: every problem, its path under ``definition``) and save
     it as the next version of its id (1 for a new id)."""
     try:
+        definition = as_definition(body.definition, body.format, workflow_id=body.id)
         saved = await svc.workflows.save(
-            who.tenant, body.definition, workflow_id=body.id, name=body.name
+            who.tenant, definition, workflow_id=body.id, name=body.name
         )
     except DefinitionError as exc:
         raise invalid_definition(exc, "definition") from None

@@ -1,0 +1,1 @@
+"""FastGPT compatibility: its workflow semantics ported to Python (issue 17)."""

@@ -1,0 +1,217 @@
+"""Our events in FastGPT's SSE dialect (``GET /api/workflow/events/{id}?format=fastgpt``; SPEC
+section 13), as FastGPT's ``/api/v1/chat/completions`` streams them
+(``packages/global/core/workflow/runtime/constants.ts`` ``SseResponseEventEnum``,
+``getWorkflowResponseWrite``; ``docs/fastgpt-research.md`` section 4):
+
+- ``flowNodeStatus`` ``{status: "running", name}`` when a node starts;
+- ``answer``: a chat node's streamed text as an OpenAI ``chat.completion.chunk``-like object
+  (``textAdaptGptResponse``), ``fastAnswer`` the same for an answer node's text;
+- ``flowNodeResponse`` when a node ends (its FastGPT id, name, type, running time);
+- ``updateVariables`` after a ``variableUpdate``: the variables, system ones left out;
+- ``interactive`` when the run waits for the user;
+- at the end ``workflowDuration``, a last ``answer`` chunk with ``finish_reason: "stop"``,
+  ``[DONE]``, then ``flowResponses`` (every node's response); ``error`` instead when the
+  execution failed or was cancelled.
+
+With ``detail=false`` only the answer chunks and ``[DONE]`` are sent, without ``event:``
+lines (FastGPT's plain OpenAI-compatible stream). Each frame carries the id of the event it
+comes from, so a client resumes with ``Last-Event-ID`` as on our own stream."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from workflow_engine.events import model as ev
+from workflow_engine.events.model import Event
+from workflow_engine.fastgpt.translate import GLOBALS_VARIABLE, TYPE_PREFIX, WRITES_VARIABLE
+
+DONE: Final = "[DONE]"
+ANSWER_TYPES: Final = frozenset({"chatNode"})
+FAST_ANSWER_TYPES: Final = frozenset({"answerNode"})
+SYSTEM_VARIABLES: Final = frozenset(
+    {"userId", "appId", "chatId", "responseChatItemId", "histories", "cTime"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    event: str | None
+    data: str
+    id: str | None
+
+
+def chunk(
+    text: str | None = None, *, reasoning: str | None = None, finish_reason: str | None = None
+) -> dict[str, Any]:
+    """FastGPT's ``textAdaptGptResponse``."""
+    delta: dict[str, Any] = {"role": "assistant"}
+    if text is not None or reasoning is None:
+        delta["content"] = text
+    if reasoning is not None:
+        delta["reasoning_content"] = reasoning
+    return {
+        "id": "",
+        "object": "",
+        "created": 0,
+        "model": "",
+        "choices": [{"delta": delta, "index": 0, "finish_reason": finish_reason}],
+    }
+
+
+@dataclass
+class FastGptDialect:
+    """Turns one execution's events into FastGPT's frames. ``nodes``: our node id -> its
+    FastGPT id and type (from the translated definition's node metadata); ``variables``: the
+    translated definition's variables and the execution's inputs, for ``updateVariables``."""
+
+    nodes: Mapping[str, tuple[str, str, str]]
+    """Our node id -> (FastGPT node id, flowNodeType, name)."""
+    globals_spec: Mapping[str, Any] = field(default_factory=dict)
+    request_variables: Mapping[str, Any] = field(default_factory=dict)
+    detail: bool = True
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    _first_ms: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        definition: Mapping[str, Any] | None,
+        inputs: Mapping[str, Any] | None,
+        *,
+        detail: bool,
+        started_ms: float | None = None,
+    ) -> FastGptDialect:
+        """The dialect of an execution of ``definition`` (translated from FastGPT) with
+        ``inputs``; ``started_ms``: when it was created (``workflowDuration`` counts from it)."""
+        nodes: dict[str, tuple[str, str, str]] = {}
+        for node in (definition or {}).get("nodes") or []:
+            meta = (node.get("metadata") or {}).get("fastgpt") or {}
+            node_type = str(node.get("type", ""))
+            flow_type = meta.get("flowNodeType") or node_type.removeprefix(TYPE_PREFIX)
+            node_id = str(node.get("id"))
+            name = str(node.get("name") or flow_type)
+            nodes[node_id] = (str(meta.get("nodeId") or node_id), flow_type, name)
+        variables = (definition or {}).get("variables") or {}
+        request = (inputs or {}).get("variables")
+        return cls(
+            nodes=nodes,
+            globals_spec=variables.get(GLOBALS_VARIABLE) or {},
+            request_variables=request if isinstance(request, Mapping) else {},
+            detail=detail,
+            _first_ms=started_ms,
+        )
+
+    def frames(self, event: Event) -> list[Frame]:
+        data = event.data if isinstance(event.data, dict) else {}
+        if "childExecutionId" in data:  # a child's copy: FastGPT streams the app's own nodes
+            return []
+        if self._first_ms is None:
+            self._first_ms = _ms(event.timestamp)
+        out: list[tuple[str, Any]] = []
+        if event.type == ev.NODE_STARTED:
+            out.append(
+                (
+                    "flowNodeStatus",
+                    {"status": "running", "name": self._node(data)[2]},
+                )
+            )
+        elif event.type == ev.NODE_STREAM:
+            out += self._streamed(data)
+        elif event.type in (ev.NODE_COMPLETED, ev.NODE_FAILED) and "iteration" not in data:
+            out += self._finished(data)  # (a loop's own runs send no responses in FastGPT)
+        elif event.type == ev.EXECUTION_WAITING:
+            out += self._waiting(data)
+        elif event.type == ev.EXECUTION_COMPLETED:
+            seconds = round(max(0.0, (_ms(event.timestamp) - (self._first_ms or 0)) / 1000), 2)
+            out.append(("workflowDuration", {"durationSeconds": seconds}))
+            out.append(("answer", chunk(None, finish_reason="stop")))
+            out.append(("answer", DONE))
+            out.append(("flowResponses", self.responses))
+        elif event.type in (ev.EXECUTION_FAILED, ev.EXECUTION_CANCELLED):
+            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            message = (error or {}).get("message") or event.type.rpartition(".")[2]
+            out.append(("error", {"message": message}))
+        return [f for name, value in out if (f := self._frame(name, value, event.id)) is not None]
+
+    def _frame(self, name: str, value: Any, event_id: str) -> Frame | None:
+        if not self.detail and name not in ("answer", "fastAnswer"):
+            return None
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        return Frame(name if self.detail else None, text, event_id)
+
+    def _node(self, data: Mapping[str, Any]) -> tuple[str, str, str]:
+        node_id = str(data.get("nodeId", ""))
+        return self.nodes.get(_own_id(node_id), (node_id, "", node_id))
+
+    def _streamed(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        piece = data.get("chunk")
+        if not isinstance(piece, Mapping):
+            return []
+        name = "fastAnswer" if self._node(data)[1] in FAST_ANSWER_TYPES else "answer"
+        if isinstance(piece.get("reasoning"), str):
+            return [(name, chunk(reasoning=piece["reasoning"]))]
+        if isinstance(piece.get("text"), str):
+            return [(name, chunk(piece["text"]))]
+        return []
+
+    def _finished(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        node_id = str(data.get("nodeId", ""))
+        fastgpt_id, flow_type, name = self._node(data)
+        response: dict[str, Any] = {
+            "id": node_id,
+            "nodeId": fastgpt_id,
+            "moduleName": name,
+            "moduleType": flow_type,
+            "runningTime": round((data.get("durationMs") or 0) / 1000, 2),
+        }
+        error = data.get("error")
+        if isinstance(error, Mapping):
+            response["error"] = error.get("message")
+        output = data.get("output")
+        if flow_type == "loopEnd" and isinstance(output, Mapping):
+            response["loopOutputValue"] = output.get("loopOutputValue")
+        self.responses.append(response)
+        out: list[tuple[str, Any]] = [("flowNodeResponse", response)]
+        if flow_type == "variableUpdate" and isinstance(output, Mapping):
+            out.append(("updateVariables", self._variables(output.get(WRITES_VARIABLE))))
+        return out
+
+    def _waiting(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        frames: list[tuple[str, Any]] = []
+        for waiting in data.get("nodes") or []:
+            if isinstance(waiting, Mapping) and isinstance(waiting.get("interactive"), Mapping):
+                frames.append(("interactive", {"interactive": waiting["interactive"]}))
+        return frames
+
+    def _variables(self, written: Any) -> dict[str, Any]:
+        view: dict[str, Any] = dict(self.request_variables)
+        for key, item in self.globals_spec.items():
+            label = item.get("label") if isinstance(item, Mapping) else None
+            value = self.request_variables.get(label) if isinstance(label, str) else None
+            if value is None:
+                value = self.request_variables.get(key)
+            if value is None and isinstance(item, Mapping):
+                value = item.get("default")
+            view[key] = value
+            if isinstance(label, str) and label != key:
+                view.pop(label, None)
+        if isinstance(written, Mapping):
+            view.update(written)
+        return {k: v for k, v in view.items() if k not in SYSTEM_VARIABLES}
+
+
+def _own_id(node_id: str) -> str:
+    """A loop iteration's node (``loop[2].x``) is its body node ``x``."""
+    return node_id.rpartition(".")[2]
+
+
+def _ms(timestamp: str) -> float:
+    try:
+        return datetime.fromisoformat(timestamp).timestamp() * 1000
+    except ValueError:
+        return 0.0

@@ -1,0 +1,470 @@
+"""FastGPT graphs translated and run by our executor, against the rules FastGPT's dispatcher
+documents (``packages/service/core/workflow/dispatch/index.ts`` and the node files): references
+by output id, branch handles skip the losing branches, variables update for the nodes after."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.fastgpt.graphs import (
+    START,
+    answer,
+    edge,
+    given,
+    guide,
+    if_else,
+    node,
+    out,
+    start,
+    text_editor,
+    variable_update,
+    workflow,
+)
+from tests.support.http_server import LocalHttpServer
+from workflow_engine.engine.executor import Executor
+from workflow_engine.engine.hooks import ExecutionHooks, NodeStreamed
+from workflow_engine.engine.results import ExecutionOutcome
+from workflow_engine.errors import DefinitionError
+from workflow_engine.fastgpt.translate import translate
+from workflow_engine.vocabulary import ExecutionStatus, NodeStatus
+
+
+class Streams(ExecutionHooks):
+    def __init__(self) -> None:
+        self.chunks: list[tuple[str, Any]] = []
+
+    async def on_node_stream(self, event: NodeStreamed) -> None:
+        self.chunks.append((event.node_id, event.chunk))
+
+
+async def run(
+    executor: Executor, document: dict[str, Any], **inputs: Any
+) -> tuple[ExecutionOutcome, Streams]:
+    hooks = Streams()
+    plan = executor.compile(translate(document).definition)
+    return await executor.run(plan, inputs, hooks=hooks), hooks
+
+
+def greeting() -> dict[str, Any]:
+    """Start -> a text editor reading the question and a variable -> an if/else on the
+    question's length -> one answer per branch."""
+    branches = [
+        {
+            "condition": "AND",
+            "list": [
+                {
+                    "variable": [START, "userChatInput"],
+                    "condition": "lengthGreaterThan",
+                    "value": "5",
+                }
+            ],
+        },
+        {
+            "condition": "OR",
+            "list": [
+                {"variable": ["VARIABLE_NODE_ID", "lang"], "condition": "equalTo", "value": "fr"}
+            ],
+        },
+    ]
+    return workflow(
+        start(),
+        guide([{"key": "lang", "label": "Language", "valueType": "string", "defaultValue": "en"}]),
+        text_editor(
+            "fmt", "Q: {{$448745.userChatInput$}} ({{lang}}) [{{q}}]", q=[START, "userChatInput"]
+        ),
+        if_else("check", branches),
+        answer("long", "long: {{$fmt.system_text$}}"),
+        answer("french", "fr"),
+        answer("short", ["fmt", "system_text"]),
+        edges=[
+            edge(START, "fmt"),
+            edge("fmt", "check"),
+            edge("check", "long", "IF"),
+            edge("check", "french", "ELSE IF 1"),
+            edge("check", "short", "ELSE"),
+        ],
+    )
+
+
+async def test_references_text_templates_and_branches_run_as_in_fastgpt(executor: Executor) -> None:
+    outcome, hooks = await run(executor, greeting(), userChatInput="hello world")
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    nodes = outcome.nodes
+    assert nodes["fmt"].output == {"system_text": "Q: hello world (en) [hello world]"}
+    assert nodes["check"].output["ifElseResult"] == "IF"
+    assert nodes["long"].output == {"answerText": "\nlong: Q: hello world (en) [hello world]"}
+    assert (nodes["french"].status, nodes["short"].status) == (
+        NodeStatus.SKIPPED,
+        NodeStatus.SKIPPED,
+    )
+    assert hooks.chunks == [("long", {"text": "\nlong: Q: hello world (en) [hello world]"})]
+
+
+async def test_a_variable_given_by_label_wins_and_else_if_labels_hold_a_space(
+    executor: Executor,
+) -> None:
+    outcome, _ = await run(executor, greeting(), userChatInput="hi", variables={"Language": "fr"})
+    assert outcome.nodes["check"].output["ifElseResult"] == "ELSE IF 1"
+    assert outcome.nodes["french"].status is NodeStatus.COMPLETED
+    outcome, _ = await run(executor, greeting(), userChatInput="hi", variables={"lang": "de"})
+    assert outcome.nodes["check"].output["ifElseResult"] == "ELSE"
+    assert outcome.nodes["short"].output == {"answerText": "\nQ: hi (de) [hi]"}
+
+
+async def test_a_variable_update_is_seen_by_the_nodes_after_it(executor: Executor) -> None:
+    document = workflow(
+        start(),
+        variable_update(
+            "set",
+            [
+                {
+                    "variable": ["VARIABLE_NODE_ID", "count"],
+                    "value": ["", "41"],
+                    "valueType": "number",
+                    "renderType": "input",
+                },
+                {
+                    "variable": ["VARIABLE_NODE_ID", "echo"],
+                    "value": [START, "userChatInput"],
+                    "valueType": "string",
+                    "renderType": "reference",
+                },
+            ],
+        ),
+        answer("show", "{{count}} / {{$VARIABLE_NODE_ID.echo$}}"),
+        edges=[edge(START, "set"), edge("set", "show")],
+        variables=[{"key": "count", "label": "count", "valueType": "number", "defaultValue": 0}],
+    )
+    outcome, _ = await run(executor, document, userChatInput="ping")
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert outcome.nodes["show"].output == {"answerText": "\n41 / ping"}
+    assert outcome.variables is not None
+    assert outcome.variables["fastgpt"] == {"count": 41, "echo": "ping"}
+
+
+async def test_a_node_error_without_catch_stops_its_branch_not_the_workflow(
+    executor: Executor,
+) -> None:
+    """``variableUpdate`` of another node's output is refused: with ``catchError`` the catch
+    edge runs and reads the error text; without, the branch stops and the workflow ends well."""
+    bad = [{"variable": ["fmt", "system_text"], "value": ["", "x"], "valueType": "string"}]
+    caught = workflow(
+        start(),
+        text_editor("fmt", "t"),
+        {**variable_update("set", bad), "catchError": True},
+        answer("after", "ran"),
+        answer("oops", "caught: {{$set.system_error_text$}}"),
+        edges=[
+            edge(START, "fmt"),
+            edge("fmt", "set"),
+            edge("set", "after"),
+            edge("set", "oops", kind="source_catch"),
+        ],
+    )
+    outcome, _ = await run(executor, caught)
+    assert outcome.status is ExecutionStatus.COMPLETED
+    assert outcome.nodes["after"].status is NodeStatus.SKIPPED
+    assert outcome.nodes["oops"].output == {
+        "answerText": "\ncaught: only global variables can be updated"
+    }
+    uncaught = {**caught, "edges": caught["edges"][:3]}
+    uncaught["nodes"][2] = {**uncaught["nodes"][2], "catchError": False}
+    outcome, _ = await run(executor, uncaught)
+    assert outcome.status is ExecutionStatus.COMPLETED
+    assert outcome.nodes["set"].status is NodeStatus.FAILED
+    assert outcome.nodes["after"].status is NodeStatus.SKIPPED
+
+
+async def test_a_node_without_active_edges_is_skipped_and_a_join_runs_on_any_active_one(
+    executor: Executor,
+) -> None:
+    """FastGPT's rule: a node runs when all its incoming edges are decided and one is active."""
+    branches = [
+        {
+            "condition": "AND",
+            "list": [{"variable": [START, "userChatInput"], "condition": "isEmpty"}],
+        }
+    ]
+    document = workflow(
+        start(),
+        if_else("check", branches),
+        node("a", "emptyNode"),
+        node("b", "emptyNode"),
+        answer("join", "joined"),
+        edges=[
+            edge(START, "check"),
+            edge("check", "a", "IF"),
+            edge("check", "b", "ELSE"),
+            edge("a", "join"),
+            edge("b", "join"),
+        ],
+    )
+    outcome, _ = await run(executor, document, userChatInput="x")
+    assert outcome.nodes["a"].status is NodeStatus.SKIPPED
+    assert outcome.nodes["b"].status is NodeStatus.COMPLETED
+    assert outcome.nodes["join"].output == {"answerText": "\njoined"}
+
+
+def http_node(node_id: str, url: str, body: str, **extra: Any) -> dict[str, Any]:
+    """An httpRequest468 node as FastGPT's template makes it, with one dynamic input ``q``
+    and two custom outputs read by JSONPath."""
+    inputs = [
+        {
+            "key": "system_addInputParam",
+            "renderTypeList": ["addInputParam"],
+            "valueType": "dynamic",
+            "value": None,
+        },
+        {**given("q", [START, "userChatInput"], "string", "reference"), "canEdit": True},
+        given("system_httpMethod", "POST", "string", "custom"),
+        given("system_httpReqUrl", url, "string", "hidden"),
+        given(
+            "system_httpHeader",
+            [{"key": "X-Who", "type": "string", "value": "{{q}}-{{$VARIABLE_NODE_ID.appId$}}"}],
+            "any",
+            "custom",
+        ),
+        given(
+            "system_httpParams",
+            [{"key": "page", "type": "string", "value": "{{$448745.userChatInput$}}"}],
+            "any",
+            "hidden",
+        ),
+        given("system_httpJsonBody", body, "any", "hidden"),
+        given("system_httpContentType", "json", "string", "hidden"),
+    ]
+    outputs = [
+        out("system_addOutputParam", "dynamic"),
+        out("httpRawResponse", "any"),
+        out("error", "object"),
+        {**out("query.page", "string", output_id="qLUQfhG0ILRX"), "type": "dynamic"},
+        {**out("$.method", "string", output_id="Xm9"), "type": "dynamic"},
+    ]
+    return node(node_id, "httpRequest468", inputs, outputs, **extra)
+
+
+async def test_the_http_node_templates_its_request_and_reads_outputs_by_jsonpath(
+    executor: Executor,
+) -> None:
+
+    server = await LocalHttpServer().start()
+    try:
+        body = (
+            '{"question": "{{q}}", "quoted": "say \\"{{$448745.userChatInput$}}\\"", '
+            '"n": {{$448745.userChatInput$}}}'
+        )
+        document = workflow(
+            start(),
+            http_node("call", f"{server.base_url}/echo/x", body),
+            answer("show", "{{$call.qLUQfhG0ILRX$}} via {{$call.Xm9$}}"),
+            edges=[edge(START, "call"), edge("call", "show")],
+        )
+        outcome, _ = await run(executor, document, userChatInput="42")
+        assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+        [request] = server.requests
+        assert request.method == "POST"
+        assert request.query == {"page": ["42"]}
+        assert request.headers["x-who"] == "42-fastgpt"
+
+        assert json.loads(request.body) == {"question": "42", "quoted": 'say "42"', "n": 42}
+        output = outcome.nodes["call"].output
+        assert output["query.page"] == "42"
+        assert output["$.method"] == "POST"
+        assert output["httpRawResponse"]["method"] == "POST"
+        assert outcome.nodes["show"].output == {"answerText": "\n42 via POST"}
+        # an error status: caught (catchError), the catch edge reads the error text
+        failing = workflow(
+            start(),
+            http_node("call", f"{server.base_url}/status/500", "{}", catchError=True),
+            answer("ok", "fine"),
+            answer("oops", "failed: {{$call.system_error_text$}}"),
+            edges=[
+                edge(START, "call"),
+                edge("call", "ok"),
+                edge("call", "oops", kind="source_catch"),
+            ],
+        )
+        outcome, _ = await run(executor, failing, userChatInput="1")
+        assert outcome.nodes["ok"].status is NodeStatus.SKIPPED
+        assert outcome.nodes["oops"].output["answerText"].startswith("\nfailed: POST ")
+        assert "answered HTTP 500" in outcome.nodes["oops"].output["answerText"]
+    finally:
+        await server.stop()
+
+
+def looping() -> dict[str, Any]:
+    """A loop over a global array variable: each item's text from the loop's start node (the
+    item and its 1-based index) to its end node; then an answer quoting the collected array."""
+    loop = node(
+        "loop1",
+        "loop",
+        [
+            given("loopInputArray", ["VARIABLE_NODE_ID", "words"], "arrayAny", "reference"),
+            given("childrenNodeIdList", ["ls", "te", "le"], "arrayString", "hidden"),
+        ],
+        [out("loopArray", "arrayAny")],
+    )
+    body = [
+        node(
+            "ls",
+            "loopStart",
+            [],
+            [out("loopStartInput", "any"), out("loopStartIndex", "number")],
+            parentNodeId="loop1",
+        ),
+        {
+            **text_editor("te", "{{$ls.loopStartInput$}}-{{$ls.loopStartIndex$}}"),
+            "parentNodeId": "loop1",
+        },
+        node(
+            "le",
+            "loopEnd",
+            [given("loopEndInput", ["te", "system_text"], "any", "reference")],
+            [],
+            parentNodeId="loop1",
+        ),
+    ]
+    return workflow(
+        start(),
+        loop,
+        *body,
+        answer("show", "{{$loop1.loopArray$}}"),
+        edges=[edge(START, "loop1"), edge("ls", "te"), edge("te", "le"), edge("loop1", "show")],
+        variables=[
+            {
+                "key": "words",
+                "label": "words",
+                "valueType": "arrayString",
+                "defaultValue": ["a", "b", "c"],
+            }
+        ],
+    )
+
+
+async def test_a_loop_runs_its_children_per_item_and_collects_the_loop_end_values(
+    executor: Executor,
+) -> None:
+    outcome, _ = await run(executor, looping())
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert outcome.nodes["loop1"].output == {"loopArray": ["a-1", "b-2", "c-3"]}
+    assert outcome.nodes["show"].output == {"answerText": '\n["a-1","b-2","c-3"]'}
+    too_many = await run(executor, looping(), variables={"words": list(range(51))})
+    loop_result = too_many[0].nodes["loop1"]
+    assert loop_result.status is NodeStatus.FAILED
+    assert loop_result.error is not None
+    assert "Input array length cannot be greater than 50" in loop_result.error["message"]
+
+
+def test_the_translation_keeps_reachable_nodes_and_renames_ids_that_are_not_ours() -> None:
+    translation = translate(looping())
+    definition = translation.definition
+    assert [n["id"] for n in definition["nodes"]] == ["n_448745", "loop1", "show"]
+    assert translation.node_ids[START] == "n_448745"
+    loop = definition["nodes"][1]
+    assert loop["inputs"]["body"]["output"] == "le"
+    assert [n["type"] for n in loop["inputs"]["body"]["nodes"]] == [
+        "fastgpt.loopStart",
+        "fastgpt.textEditor",
+        "fastgpt.loopEnd",
+    ]
+    assert definition["edges"] == [
+        {"source": "n_448745", "target": "loop1"},
+        {"source": "loop1", "target": "show"},
+    ]
+    assert translation.left_out == []
+    caught = translate(
+        workflow(
+            start(),
+            if_else("check", []),
+            answer("a", "x"),
+            node("note", "comment"),
+            edges=[
+                edge(START, "check"),
+                edge("check", "a", "ELSE IF 2"),
+                edge("check", "a", "right", kind="source_catch"),
+            ],
+        )
+    )
+    assert [e.get("branch") for e in caught.definition["edges"]] == [None, "ELSE IF 2", "error"]
+    assert caught.left_out == ["note"]
+
+
+def test_recursive_edges_are_refused_for_now_naming_the_cycle() -> None:
+    cyclic = workflow(
+        start(),
+        answer("a", "x"),
+        answer("b", "y"),
+        edges=[edge(START, "a"), edge("a", "b"), edge("b", "a")],
+    )
+    with pytest.raises(DefinitionError) as refused:
+        translate(cyclic)
+    assert [(p.path, p.code) for p in refused.value.problems] == [("edges", "unsupported")]
+    assert "a -> b -> a" in refused.value.problems[0].message
+
+
+def test_a_hostile_graph_is_refused_without_walking_it_deep_or_long() -> None:
+    """A cycle through 1,500 nodes is found without recursion (Python's limit is 1,000); a
+    document of more than 2,000 nodes is refused before it is walked."""
+    chain = [answer(f"a{i}", "x") for i in range(1500)]
+    edges = [edge(START, "a0")] + [edge(f"a{i}", f"a{i + 1}") for i in range(1499)]
+    with pytest.raises(DefinitionError) as cyclic:
+        translate(workflow(start(), *chain, edges=[*edges, edge("a1499", "a0")]))
+    assert [p.code for p in cyclic.value.problems] == ["unsupported"]
+    assert cyclic.value.problems[0].message.endswith("a1499 -> a0) are not supported yet")
+    huge = workflow(start(), *[answer(f"b{i}", "x") for i in range(2001)], edges=[])
+    with pytest.raises(DefinitionError) as refused:
+        translate(huge)
+    assert [(p.path, p.code) for p in refused.value.problems] == [("nodes", "limit")]
+
+
+def code_node(node_id: str, code_type: str, code: str, **extra: Any) -> dict[str, Any]:
+    inputs = [
+        {
+            "key": "system_addInputParam",
+            "renderTypeList": ["addInputParam"],
+            "valueType": "dynamic",
+            "value": None,
+        },
+        {**given("a", [START, "userChatInput"], "string", "reference"), "canEdit": True},
+        given("codeType", code_type, "string", "hidden"),
+        given("code", code, "string", "custom"),
+    ]
+    outputs = [
+        out("system_rawResponse", "object"),
+        {**out("b64", "string", output_id="r4nd0m"), "type": "dynamic"},
+    ]
+    return node(node_id, "code", inputs, outputs, **extra)
+
+
+async def test_code_runs_with_fastgpts_calling_convention_and_helpers(executor: Executor) -> None:
+    js = "function main({a}) { return {b64: strToBase64(a, 'p:'), n: countToken('abcdefgh')} }"
+    py = "def main(a):\n    return {'b64': a.upper(), 'n': len(a)}"
+    document = workflow(
+        start(),
+        code_node("js", "js", js),
+        code_node("py", "py", py),
+        answer("show", "{{$js.r4nd0m$}} {{$py.r4nd0m$}}"),
+        edges=[edge(START, "js"), edge(START, "py"), edge("js", "show"), edge("py", "show")],
+    )
+    outcome, _ = await run(executor, document, userChatInput="héllo")
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert outcome.nodes["js"].output == {
+        "system_rawResponse": {"b64": "p:aMOpbGxv", "n": 2},
+        "b64": "p:aMOpbGxv",
+        "n": 2,
+    }
+    assert outcome.nodes["py"].output["b64"] == "HÉLLO"
+    assert outcome.nodes["show"].output == {"answerText": "\np:aMOpbGxv HÉLLO"}
+    # an old graph (no catchError): the code's error is an output and the branch goes on
+    broken = workflow(
+        start(),
+        code_node("js", "js", "function main() { throw new Error('boom') }"),
+        answer("show", "{{$js.error$}}"),
+        edges=[edge(START, "js"), edge("js", "show")],
+    )
+    outcome, _ = await run(executor, broken, userChatInput="x")
+    assert outcome.nodes["js"].status is NodeStatus.COMPLETED
+    assert "boom" in outcome.nodes["show"].output["answerText"]
