@@ -392,17 +392,79 @@ def test_the_translation_keeps_reachable_nodes_and_renames_ids_that_are_not_ours
     assert caught.left_out == ["note"]
 
 
-def test_recursive_edges_are_refused_for_now_naming_the_cycle() -> None:
-    cyclic = workflow(
-        start(),
-        answer("a", "x"),
-        answer("b", "y"),
-        edges=[edge(START, "a"), edge("a", "b"), edge("b", "a")],
+def counting(limit: str) -> dict[str, Any]:
+    """A recursive edge: add one to the variable n, store it, and go back while n < limit;
+    then answer with n."""
+    inc = code_node("inc", "js", "function main({a}) { return {b64: a + 1} }")
+    inc["inputs"][1]["value"] = ["VARIABLE_NODE_ID", "n"]
+    inc["inputs"][1]["valueType"] = "number"
+    store = variable_update(
+        "set",
+        [
+            {
+                "variable": ["VARIABLE_NODE_ID", "n"],
+                "value": ["inc", "r4nd0m"],
+                "valueType": "number",
+            }
+        ],
     )
-    with pytest.raises(DefinitionError) as refused:
-        translate(cyclic)
-    assert [(p.path, p.code) for p in refused.value.problems] == [("edges", "unsupported")]
-    assert "a -> b -> a" in refused.value.problems[0].message
+    branches = [
+        {
+            "condition": "AND",
+            "list": [
+                {"variable": ["VARIABLE_NODE_ID", "n"], "condition": "lessThan", "value": limit}
+            ],
+        }
+    ]
+    return workflow(
+        start(),
+        inc,
+        store,
+        if_else("check", branches),
+        answer("done", "n = {{n}}"),
+        edges=[
+            edge(START, "inc"),
+            edge("inc", "set"),
+            edge("set", "check"),
+            edge("check", "inc", "IF"),
+            edge("check", "done", "ELSE"),
+        ],
+        variables=[{"key": "n", "label": "n", "valueType": "number", "defaultValue": 0}],
+    )
+
+
+async def test_a_recursive_edge_runs_its_cycle_again_until_the_branch_leaves_it(
+    executor: Executor,
+) -> None:
+    translation = translate(counting("3"))
+    back = [e for e in translation.definition["edges"] if e.get("recursive")]
+    assert back == [{"source": "check", "target": "inc", "branch": "IF", "recursive": True}]
+    starts: list[str] = []
+
+    class Starts(Streams):
+        async def on_node_start(self, event: Any) -> None:
+            starts.append(event.node_id)
+
+    plan = executor.compile(translation.definition)
+    outcome = await executor.run(plan, {}, hooks=Starts())
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert starts.count("inc") == 3
+    assert starts.count("done") == 1
+    assert outcome.nodes["done"].output == {"answerText": "\nn = 3"}
+    assert outcome.variables is not None
+    assert outcome.variables["fastgpt"] == {"n": 3}
+
+
+async def test_max_run_times_ends_a_cycle_that_never_leaves(executor: Executor) -> None:
+    """FastGPT's maxRunTimes: each run takes one (a skip a tenth); at none left nothing more
+    runs and the workflow ends."""
+    definition = translate(counting("1000")).definition
+    definition["max_run_times"] = 10
+    outcome = await executor.run(executor.compile(definition), {})
+    assert outcome.status is ExecutionStatus.COMPLETED
+    runs = outcome.variables["fastgpt"]["n"] if outcome.variables else None
+    assert runs == 3  # start + 3 x (inc, set, check) = 10 runs
+    assert outcome.nodes["done"].status is not NodeStatus.COMPLETED
 
 
 def test_a_hostile_graph_is_refused_without_walking_it_deep_or_long() -> None:
@@ -410,10 +472,9 @@ def test_a_hostile_graph_is_refused_without_walking_it_deep_or_long() -> None:
     document of more than 2,000 nodes is refused before it is walked."""
     chain = [answer(f"a{i}", "x") for i in range(1500)]
     edges = [edge(START, "a0")] + [edge(f"a{i}", f"a{i + 1}") for i in range(1499)]
-    with pytest.raises(DefinitionError) as cyclic:
-        translate(workflow(start(), *chain, edges=[*edges, edge("a1499", "a0")]))
-    assert [p.code for p in cyclic.value.problems] == ["unsupported"]
-    assert cyclic.value.problems[0].message.endswith("a1499 -> a0) are not supported yet")
+    translated = translate(workflow(start(), *chain, edges=[*edges, edge("a1499", "a0")]))
+    back = [e for e in translated.definition["edges"] if e.get("recursive")]
+    assert back == [{"source": "a1499", "target": "a0", "recursive": True}]
     huge = workflow(start(), *[answer(f"b{i}", "x") for i in range(2001)], edges=[])
     with pytest.raises(DefinitionError) as refused:
         translate(huge)
@@ -468,3 +529,35 @@ async def test_code_runs_with_fastgpts_calling_convention_and_helpers(executor: 
     outcome, _ = await run(executor, broken, userChatInput="x")
     assert outcome.nodes["js"].status is NodeStatus.COMPLETED
     assert "boom" in outcome.nodes["show"].output["answerText"]
+
+
+async def test_a_plugins_inputs_come_from_the_request_variables_and_its_output_is_the_result(
+    executor: Executor,
+) -> None:
+    """A FastGPT plugin: ``pluginInput`` gives each declared input from the request's
+    ``variables`` (typed by its value type; its own value as default), ``pluginOutput`` the
+    values it is given; ``globalVariable`` is run as nothing."""
+    plugin_in = node(
+        "pin",
+        "pluginInput",
+        [given("city", "Paris", "string"), given("days", "3", "number")],
+        [out("city"), out("days", "number")],
+    )
+    plugin_out = node(
+        "pout",
+        "pluginOutput",
+        [
+            given("summary", "{{$pin.city$}} x{{$pin.days$}}", "string"),
+            given("days", ["pin", "days"], "number"),
+        ],
+    )
+    document = workflow(
+        plugin_in,
+        node("gv", "globalVariable"),
+        plugin_out,
+        edges=[edge("pin", "gv"), edge("gv", "pout")],
+    )
+    outcome, _ = await run(executor, document, variables={"days": "5"})
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert outcome.nodes["pin"].output == {"city": "Paris", "days": 5}
+    assert outcome.result == {"pout": {"summary": "Paris x5", "days": 5}}

@@ -318,3 +318,53 @@ async def test_classify_and_extract_ask_the_model_and_read_its_answer_as_fastgpt
     first = service.models.exchanges[0].body["messages"]
     assert first[-1] == {"role": "user", "content": "I live in Paris"}
     assert 'id "k1": a greeting' in first[0]["content"]
+
+
+async def test_a_form_input_pauses_the_run_and_its_values_become_outputs(service: Service) -> None:
+    forms = [
+        {"type": "input", "key": "name", "label": "Name", "valueType": "string", "required": True},
+        {
+            "type": "numberInput",
+            "key": "age",
+            "label": "Age",
+            "valueType": "number",
+            "required": False,
+        },
+    ]
+    form = node(
+        "form",
+        "formInput",
+        [
+            given("description", "Who are you?", "string", "textarea"),
+            given("userInputForms", forms, "any", "custom"),
+        ],
+        [out("formInputResult", "object"), out("name"), out("age", "number")],
+    )
+    document = workflow(
+        start(),
+        form,
+        answer("hi", "Hi {{$form.name$}} ({{$form.age$}})"),
+        edges=[edge(START, "form"), edge("form", "hi")],
+    )
+    submitted = await service.http.post(
+        "/api/workflow/execute", json={"workflowDefinition": document}
+    )
+    execution_id = submitted.json()["executionId"]
+    url = f"/api/workflow/events/{execution_id}?format=fastgpt"
+    so_far = await frames_until(service.http, url, "interactive")
+    interactive = json.loads(so_far[-1]["data"])["interactive"]
+    assert interactive["type"] == "userInput"
+    assert [f["key"] for f in interactive["params"]["inputForm"]] == ["name", "age"]
+    missing = await service.http.post(
+        f"/api/workflow/resume/{execution_id}", json={"input": {"age": 3}}
+    )
+    assert missing.status_code == 422
+    # FastGPT's chat sends the form as JSON text
+    answered = await service.http.post(
+        f"/api/workflow/resume/{execution_id}", json={"input": '{"name": "Ada", "age": 36}'}
+    )
+    assert answered.status_code == 202, answered.text
+    final = await service.final(execution_id)
+    nodes = {n["nodeId"]: n for n in final["nodes"]}
+    assert nodes["form"]["output"]["formInputResult"] == {"name": "Ada", "age": 36}
+    assert nodes["hi"]["output"] == {"answerText": "\nHi Ada (36)"}

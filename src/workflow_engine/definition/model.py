@@ -58,6 +58,11 @@ class EdgeDef(_Strict):
     source: str
     target: str
     branch: str | None = Field(None, min_length=1)
+    recursive: bool = Field(
+        False,
+        description="Closes a cycle (FastGPT's recursive edge): when it is active, its target "
+        "runs again, and the nodes after it; bounded by `max_run_times`.",
+    )
 
 
 class WorkflowDefinition(_Strict):
@@ -72,6 +77,13 @@ class WorkflowDefinition(_Strict):
         "`set_variables` nodes (SPEC section 9).",
     )
     max_parallel: int = Field(16, ge=1, le=1024)
+    max_run_times: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="With recursive edges: node runs in all (a skip counts a tenth); past it "
+        "nothing more runs (FastGPT's maxRunTimes).",
+    )
     nodes: list[NodeDef] = Field(min_length=1)
     edges: list[EdgeDef] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)

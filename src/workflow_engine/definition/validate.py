@@ -289,6 +289,8 @@ class _Checker:
             seen[edge_key] = j
             if isinstance(branch, str):
                 self._check_branch(j, self.nodes[source], branch)
+            if edge.get("recursive") is True:  # closes a cycle on purpose: not in the order
+                continue
             self.succ[source].append((target, j))
             self.pred[target].append(source)
 

@@ -109,6 +109,8 @@ class WorkflowRun:
         self._parked: dict[str, float | None] = {}
         self._clock = executor.clock
         self._state = GraphState(plan)
+        self._reopened: set[str] = set()
+        """Nodes a recursive edge runs again: a setter's last writes hold meanwhile."""
         self.loop_budget = (
             loop_budget if loop_budget is not None else LoopBudget(executor.limits.max_loop_results)
         )
@@ -278,6 +280,7 @@ class WorkflowRun:
             restored[node_id] = (result.status, self._chosen(node_id, result))
             self._finished_order.append(node_id)
         settled = self._state.start(restored)
+        self._reopen(settled.rearmed)
         await self._skip(settled.skipped)
         self._queue.extend(settled.ready)
         self._spawn(len(self._queue))
@@ -398,7 +401,8 @@ class WorkflowRun:
         for setter in setters:
             result = self.results[setter]
             output = result.output
-            if result.status is not NodeStatus.COMPLETED or not isinstance(output, dict):
+            ran = result.status is NodeStatus.COMPLETED or setter in self._reopened
+            if not ran or not isinstance(output, dict):
                 continue
             for name in self.plan.variable_writes[setter]:
                 if name in output:
@@ -624,6 +628,8 @@ class WorkflowRun:
         settled = self._state.settle(node_id, result.status, self._chosen(node_id, result))
         if self._reports_finish:
             await self._finished(result)
+        if settled.rearmed:
+            self._reopen(settled.rearmed)
         await self._skip(settled.skipped)
         if self._reports_progress:
             await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
@@ -633,6 +639,19 @@ class WorkflowRun:
             self._queue.extend(settled.ready)
             # this worker goes on with one of them itself
             self._spawn(len(self._queue) - 1)
+
+    def _reopen(self, node_ids: list[str]) -> None:
+        """Nodes a recursive edge runs again: pending, their next run a first attempt. Their
+        last outputs (a setter's writes too) stay visible until they run again, as in
+        FastGPT."""
+        self._reopened.update(node_ids)
+        for node_id in node_ids:
+            result = self.results[node_id]
+            result.status = NodeStatus.PENDING
+            result.started_at = result.completed_at = None
+            result.error = None
+            self._prior.pop(node_id, None)
+            self._tickets.pop(node_id, None)
 
     async def _skip(self, skipped: list[str]) -> None:
         now = self._clock.now()

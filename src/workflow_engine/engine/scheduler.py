@@ -19,6 +19,8 @@ from workflow_engine.vocabulary import NodeStatus
 class Settled:
     ready: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    rearmed: list[str] = field(default_factory=list)
+    """Nodes that ran (or were skipped) and are pending again: a recursive edge re-runs them."""
 
 
 def edge_active(branch: str | None, status: NodeStatus, on_error: str, chosen: str | None) -> bool:
@@ -34,32 +36,58 @@ def edge_active(branch: str | None, status: NodeStatus, on_error: str, chosen: s
     return False
 
 
+SKIP_COST = 0.1
+"""What a skip takes of ``max_run_times`` (a run takes 1), as FastGPT counts."""
+
+
 class GraphState:
     def __init__(self, plan: WorkflowPlan) -> None:
         self.plan = plan
         self.waiting_edges = {n: p.incoming for n, p in plan.nodes.items()}
         self.active_edges = dict.fromkeys(plan.nodes, 0)
         self.status = dict.fromkeys(plan.nodes, NodeStatus.PENDING)
+        self.recursive = any(p.loops_back for p in plan.nodes.values())
+        """With recursive edges: each forward edge's decision is kept (a re-run undoes the
+        decisions of the nodes it runs again) and the runs are counted."""
+        self.runs_left = float(plan.definition.max_run_times)
+        self.decided: dict[tuple[str, int], bool] = {}
 
     def start(self, restored: dict[str, tuple[NodeStatus, str | None]]) -> Settled:
         """Settle the ``restored`` nodes (node -> final status and chosen branch) and return
-        the nodes ready to run first: the roots, or where a resumed execution left off."""
+        the nodes ready to run first: the roots, or where a resumed execution left off. A
+        restored node whose recursive edge is active runs its cycle again from that edge's
+        target (which runs of the cycle were over is not recorded: at least once)."""
         out = Settled()
         for node, (status, _) in restored.items():
             self.status[node] = status
         for node in self.plan.order:
             if node in restored:
                 status, chosen = restored[node]
-                more = self.settle(node, status, chosen)
+                more = self._settle(node, status, chosen)
                 out.ready.extend(more.ready)
                 out.skipped.extend(more.skipped)
             elif self.plan.nodes[node].incoming == 0:
                 out.ready.append(node)
+        for node in self.plan.order if self.recursive else ():
+            if node in restored:
+                status, chosen = restored[node]
+                self._loop_back(node, status, chosen, out)
         return out
 
     def settle(self, node: str, status: NodeStatus, chosen: str | None = None) -> Settled:
         """Record that ``node`` ended with ``status``; decide its successors (recursively for
-        skips). ``chosen`` is the branch a choosing node picked."""
+        skips), and with an active recursive edge, run its target (and what follows it)
+        again. ``chosen`` is the branch a choosing node picked."""
+        out = self._settle(node, status, chosen)
+        if self.recursive:
+            self.runs_left -= 1 if status is not NodeStatus.SKIPPED else SKIP_COST
+            self.runs_left -= SKIP_COST * len(out.skipped)
+            self._loop_back(node, status, chosen, out)
+            if self.runs_left <= 0:  # FastGPT's maxRunTimes: nothing more runs
+                out.ready.clear()
+        return out
+
+    def _settle(self, node: str, status: NodeStatus, chosen: str | None) -> Settled:
         out = Settled()
         self.status[node] = status
         stack = [(node, status, chosen)]
@@ -69,11 +97,15 @@ class GraphState:
             self.status,
             self.plan.nodes,
         )
+        decided = self.decided if self.recursive else None
         while stack:
             source, source_status, source_chosen = stack.pop()
             on_error = nodes[source].definition.on_error
-            for target, branch in nodes[source].outgoing:
-                if edge_active(branch, source_status, on_error, source_chosen):
+            for index, (target, branch) in enumerate(nodes[source].outgoing):
+                is_active = edge_active(branch, source_status, on_error, source_chosen)
+                if decided is not None:
+                    decided[(source, index)] = is_active
+                if is_active:
                     active[target] += 1
                 waiting[target] -= 1
                 if waiting[target] == 0 and statuses[target] is NodeStatus.PENDING:
@@ -84,3 +116,42 @@ class GraphState:
                         out.skipped.append(target)
                         stack.append((target, NodeStatus.SKIPPED, None))
         return out
+
+    def _loop_back(self, node: str, status: NodeStatus, chosen: str | None, out: Settled) -> None:
+        plan_node = self.plan.nodes[node]
+        on_error = plan_node.definition.on_error
+        for target, branch in plan_node.loops_back:
+            if self.runs_left > 0 and edge_active(branch, status, on_error, chosen):
+                out.rearmed.extend(self._rearm(target))
+                if target not in out.ready:
+                    out.ready.append(target)
+
+    def _rearm(self, start: str) -> list[str]:
+        """Make ``start`` and every node after it (forward edges) pending again, their
+        edges from one another undecided; the decided edges from outside stay. The nodes
+        that had ended (to run again)."""
+        nodes = self.plan.nodes
+        region: list[str] = [start]
+        seen = {start}
+        for node in region:  # (grows while walked)
+            for target, _ in nodes[node].outgoing:
+                if target not in seen:
+                    seen.add(target)
+                    region.append(target)
+        ended = [n for n in region if self.status[n] is not NodeStatus.PENDING]
+        for node in region:
+            self.status[node] = NodeStatus.PENDING
+            self.waiting_edges[node] = 0
+            self.active_edges[node] = 0
+        for source, plan_node in nodes.items():
+            for index, (target, _) in enumerate(plan_node.outgoing):
+                if target not in seen:
+                    continue
+                if source in seen:
+                    self.decided.pop((source, index), None)
+                state = self.decided.get((source, index))
+                if state is None:
+                    self.waiting_edges[target] += 1
+                elif state:
+                    self.active_edges[target] += 1
+        return ended

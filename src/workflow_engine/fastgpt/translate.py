@@ -11,6 +11,9 @@ prints and what ``execute`` runs.
   ``{{$nodeId.outputId$}}`` -> ``{{$ourId.outputId$}}``; ``VARIABLE_NODE_ID`` stays), and each
   node's ``refs`` says which output *key* (and value type) an output id it refers to is: FastGPT
   reads an output by its id and writes it by its key.
+- An edge that closes a cycle (FastGPT's recursive edge) is marked ``recursive``: when it is
+  active its target runs again, and what follows it, within ``max_run_times`` (FastGPT's
+  ``maxRunTimes``, 500).
 - Edges keep their handle's meaning: a branch handle (``-source-IF``, ``-source-ELSE IF 1``, a
   question class's or an option's key) becomes the edge's ``branch``; ``-source_catch-right``
   the ``error`` branch. A FastGPT node error never fails the workflow (its branch stops, or its
@@ -44,7 +47,7 @@ WRITES_VARIABLE: Final = "fastgpt"
 """Our variable holding what ``variableUpdate`` nodes wrote (the whole FastGPT variables)."""
 GLOBALS_VARIABLE: Final = "fastgpt_globals"
 """Our variable holding the global variables' spec: ``{key: {label, valueType, default}}``."""
-NO_OP_TYPES: Final = frozenset({"userGuide", "pluginConfig", "comment", "globalVariable"})
+NO_OP_TYPES: Final = frozenset({"userGuide", "pluginConfig", "comment"})
 """Config and decoration: FastGPT runs them as nothing."""
 BRANCHING_TYPES: Final = frozenset({"ifElseNode", "classifyQuestion", "userSelect"})
 EDITOR_REFERENCE: Final = re.compile(r"\{\{\$([^.]+)\.([^$]+)\$\}\}")
@@ -109,13 +112,22 @@ def translate(document: Any, *, workflow_id: str | None = None) -> Translation:
             nodes.append(translated)
         members = {n.node_id for n in kept}
         own = [(i, e) for i, e in by_level.get(parent, ()) if e.target in members]
-        edges = [
-            edge
-            for i, e in own
-            if e.source in members
-            if (edge := _edge(e, i, graph, ids, problems)) is not None
-        ]
-        problems.extend(_cycles([e for _, e in own if e.source in members]))
+        own = [(i, e) for i, e in own if e.source in members]
+        starts = [n.node_id for n in kept if n.flow_node_type in (*ENTRY_TYPES, "loopStart")]
+        recursive = _recursive([e for _, e in own], starts)
+        edges: list[dict[str, Any]] = []
+        seen: set[tuple[str, str, Any]] = set()
+        for i, e in own:
+            edge = _edge(e, i, graph, ids, problems)
+            if edge is None:
+                continue
+            key = (edge["source"], edge["target"], edge.get("branch"))
+            if key in seen:  # FastGPT's editor may draw an edge twice
+                continue
+            seen.add(key)
+            if id(e) in recursive:
+                edge["recursive"] = True
+            edges.append(edge)
         return nodes, edges
 
     def body(loop: FastGptNode) -> dict[str, Any]:
@@ -359,46 +371,36 @@ def _unsupported_shapes(graph: FastGptGraph, kept: list[FastGptNode]) -> list[Pr
     return problems
 
 
-def _cycles(edges: list[FastGptEdge]) -> list[Problem]:
-    cycle = _cycle(edges)
-    if not cycle:
-        return []
-    return [
-        Problem(
-            "edges",
-            "recursive edges (a cycle: " + " -> ".join(cycle) + ") are not supported yet",
-            "unsupported",
-        )
-    ]
-
-
-def _cycle(edges: list[FastGptEdge]) -> list[str]:
-    """One cycle of ``edges`` (as node ids, first repeated last); [] for none. An iterative
-    depth-first search: a FastGPT chain may be longer than Python's recursion."""
-    following: dict[str, list[str]] = {}
-    for edge in edges:
-        following.setdefault(edge.source, []).append(edge.target)
+def _recursive(edges: list[FastGptEdge], starts: list[str]) -> set[int]:
+    """FastGPT's recursive edges among ``edges`` (by ``id``): the edges that close a cycle,
+    found depth-first from the entry nodes (an edge to a node on the current path). Iterative:
+    a FastGPT chain may be longer than Python's recursion."""
+    following: dict[str, list[FastGptEdge]] = {}
+    for each in edges:
+        following.setdefault(each.source, []).append(each)
+    back: set[int] = set()
     done: set[str] = set()
-    for root in sorted(following):
+    roots = [*starts, *sorted(following)]
+    for root in roots:
         if root in done:
             continue
         path, on_path = [root], {root}
         pending = [iter(following.get(root, ()))]
         while pending:
-            nxt = next(pending[-1], None)
-            if nxt is None:
+            edge: FastGptEdge | None = next(pending[-1], None)
+            if edge is None:
                 finished = path.pop()
                 on_path.discard(finished)
                 done.add(finished)
                 pending.pop()
                 continue
-            if nxt in on_path:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in done:
-                path.append(nxt)
-                on_path.add(nxt)
-                pending.append(iter(following.get(nxt, ())))
-    return []
+            if edge.target in on_path:
+                back.add(id(edge))
+            elif edge.target not in done:
+                path.append(edge.target)
+                on_path.add(edge.target)
+                pending.append(iter(following.get(edge.target, ())))
+    return back
 
 
 def _globals(graph: FastGptGraph) -> dict[str, Any]:

@@ -36,6 +36,8 @@ class NodePlan:
     body: WorkflowPlan | None = None
     """A ``loop``'s body, compiled once with the plan (its ``collect`` names the body node
     whose output each iteration gives)."""
+    loops_back: tuple[Edge, ...] = ()
+    """Its outgoing recursive edges: (target, branch) of each (``EdgeDef.recursive``)."""
 
     @property
     def type_name(self) -> str:
@@ -137,7 +139,11 @@ def _build(
     """The plan of a validated definition (or of a loop body, which names its ``collect``)."""
     outgoing: dict[str, list[Edge]] = {n.id: [] for n in definition.nodes}
     incoming: dict[str, int] = {n.id: 0 for n in definition.nodes}
+    back: dict[str, list[Edge]] = {n.id: [] for n in definition.nodes}
     for edge in definition.edges:
+        if edge.recursive:
+            back[edge.source].append((edge.target, edge.branch))
+            continue
         outgoing[edge.source].append((edge.target, edge.branch))
         incoming[edge.target] += 1
     nodes: dict[str, NodePlan] = {}
@@ -152,6 +158,7 @@ def _build(
             resolve=_inputs_resolver(node, node_type, expressions),
             outgoing=tuple(outgoing[node.id]),
             incoming=incoming[node.id],
+            loops_back=tuple(back[node.id]),
             body=None
             if subgraph is None
             else _body_plan(definition, node, node.inputs[subgraph], registry, expressions),
@@ -166,13 +173,17 @@ def _build(
         if p.node_type.sets_variables
     }
     setters = tuple(n for n in order if n in writes)
-    if setters:
+    if setters and any(p.loops_back for p in nodes.values()):
+        # a cycle runs setters again: every node sees the latest writes of all (FastGPT's
+        # variables are the run's, not a path's)
+        nodes = {n: replace(p, upstream_setters=setters) for n, p in nodes.items()}
+    elif setters:
         nodes = _with_upstream_setters(nodes, order, setters)
     return WorkflowPlan(
         definition=definition,
         nodes=nodes,
         order=order,
-        sinks=tuple(n for n, p in nodes.items() if not p.outgoing),
+        sinks=tuple(n for n, p in nodes.items() if not p.outgoing and not p.loops_back),
         output_nodes=tuple(n for n, p in nodes.items() if p.type_name == "output"),
         input_validator=validator,
         pure_nodes=frozenset(n for n, p in nodes.items() if p.node_type.pure),
