@@ -325,8 +325,7 @@ class ChatNode(FastGptNode):
     async def dispatch(
         self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
     ) -> dict[str, Any]:
-        from workflow_engine.nodes.coalesce import Coalescer
-        from workflow_engine.nodes.openai_chat import ChatRequest, complete
+        from workflow_engine.nodes.openai_chat import ChatRequest, complete_streaming
 
         if params.get("quoteQA"):
             raise fail(
@@ -340,15 +339,8 @@ class ChatNode(FastGptNode):
         request = ChatRequest(
             model, messages, _temperature(params.get("temperature")), _max_tokens(params)
         )
-        if params.get("isResponseAnswerText") is False:
-            answer = await complete(ctx.http, connection, request)
-        else:
-            coalescer = Coalescer(ctx.stream)
-            try:
-                answer = await complete(ctx.http, connection, request, coalescer.add)
-                await coalescer.flush()
-            finally:
-                await coalescer.aclose()
+        publish = None if params.get("isResponseAnswerText") is False else ctx.stream
+        answer = await complete_streaming(ctx.http, connection, request, publish)
         if not answer.text.strip() and not answer.reasoning:
             raise fail(ctx, inputs, "the model's answer is empty", "llm_output")
         history = [*_as_chat_items(messages), _chat_item("AI", answer.text)]

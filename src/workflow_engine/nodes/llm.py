@@ -87,8 +87,7 @@ class LlmNode(NodeType[LlmInputs]):
     Inputs = LlmInputs
 
     async def run(self, ctx: NodeContext, inputs: LlmInputs) -> Any:
-        from workflow_engine.nodes.coalesce import Coalescer
-        from workflow_engine.nodes.openai_chat import ChatRequest, complete
+        from workflow_engine.nodes.openai_chat import ChatRequest, complete_streaming
 
         connection = await ctx.connection(inputs.connection)
         model = inputs.model or connection.model
@@ -103,15 +102,8 @@ class LlmNode(NodeType[LlmInputs]):
         request = ChatRequest(
             model, inputs.message_list(), inputs.temperature, inputs.max_tokens, inputs.json_schema
         )
-        if not inputs.stream:
-            answer = await complete(ctx.http, connection, request)
-        else:
-            coalescer = Coalescer(ctx.stream)
-            try:
-                answer = await complete(ctx.http, connection, request, coalescer.add)
-                await coalescer.flush()
-            finally:
-                await coalescer.aclose()
+        publish = ctx.stream if inputs.stream else None
+        answer = await complete_streaming(ctx.http, connection, request, publish)
         return _output(ctx.node_id, answer, validator)
 
 

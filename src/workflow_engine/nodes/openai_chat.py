@@ -144,6 +144,27 @@ async def complete(
         ) from None
 
 
+async def complete_streaming(
+    http: httpx.AsyncClient,
+    connection: Connection,
+    request: ChatRequest,
+    publish: Callable[[Any], Awaitable[None]] | None,
+) -> ChatAnswer:
+    """One chat completion, its pieces published (``node.stream`` chunks ``{text}`` /
+    ``{reasoning}``, coalesced) when ``publish`` is given; the whole answer when not."""
+    if publish is None:
+        return await complete(http, connection, request)
+    from workflow_engine.nodes.coalesce import Coalescer
+
+    coalescer = Coalescer(publish)
+    try:
+        answer = await complete(http, connection, request, coalescer.add)
+        await coalescer.flush()
+    finally:
+        await coalescer.aclose()
+    return answer
+
+
 async def _import_off_the_loop(name: str) -> None:
     """Import ``name`` on a thread: ``openai`` takes about a second of CPU to import the first
     time, which on the event loop would stall the worker (its job locks go unrenewed, and
