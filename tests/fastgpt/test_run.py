@@ -561,3 +561,26 @@ async def test_a_plugins_inputs_come_from_the_request_variables_and_its_output_i
     assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
     assert outcome.nodes["pin"].output == {"city": "Paris", "days": 5}
     assert outcome.result == {"pout": {"summary": "Paris x5", "days": 5}}
+
+
+async def test_messages_as_fastgpts_chat_api_takes_them_give_the_question_and_history(
+    executor: Executor,
+) -> None:
+    document = workflow(
+        start(),
+        answer(
+            "echo", "{{$448745.userChatInput$}} | {{$VARIABLE_NODE_ID.chatId$}} | {{histories}}"
+        ),
+        edges=[edge(START, "echo")],
+    )
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": [{"type": "text", "text": "and now?"}]},
+    ]
+    outcome, _ = await run(executor, document, messages=messages, chatId="c-1")
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert outcome.nodes["echo"].output == {
+        "answerText": '\nand now? | c-1 | [{"role":"user","content":"hi"},'
+        '{"role":"assistant","content":"hello"}]'
+    }

@@ -25,6 +25,8 @@ from workflow_engine.fastgpt.runtime import (
     ScopeGraph,
     chat_history,
     defined,
+    request_history,
+    request_question,
     run_params,
     variables_of,
 )
@@ -126,8 +128,8 @@ class WorkflowStart(FastGptNode):
         self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
     ) -> dict[str, Any]:
         given = ctx.scope.get("inputs")
-        question = given.get("userChatInput") if isinstance(given, Mapping) else None
-        if not isinstance(question, str) or not question:
+        question = request_question(given) if isinstance(given, Mapping) else ""
+        if not question:
             question = js_string(params.get("userChatInput") or "")
         return {"userChatInput": question, "userFiles": []}
 
@@ -362,7 +364,7 @@ def chat_messages(ctx: NodeContext, params: Mapping[str, Any]) -> list[dict[str,
         messages += chat_history(rounds)
     else:
         given = ctx.scope.get("inputs")
-        earlier = chat_history(given.get("history") if isinstance(given, Mapping) else None)
+        earlier = request_history(given) if isinstance(given, Mapping) else []
         count = _whole(rounds, 1000)
         messages += earlier[-count * 2 :] if count else []
     question = params.get("userChatInput")

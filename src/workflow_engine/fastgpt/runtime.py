@@ -104,12 +104,15 @@ def system_variables(ctx: NodeContext) -> dict[str, Any]:
     inputs = ctx.scope.get("inputs")
     metadata = ctx.metadata if isinstance(ctx.metadata, Mapping) else {}
     chat_id = metadata.get("chatId")
+    given = inputs if isinstance(inputs, Mapping) else {}
+    if isinstance(given.get("chatId"), str):
+        chat_id = given["chatId"]
     return {
         "userId": ctx.tenant_id,
         "appId": ctx.workflow_id,
         "chatId": chat_id if isinstance(chat_id, str) else ctx.execution_id,
         "responseChatItemId": ctx.execution_id,
-        "histories": chat_history(inputs.get("history") if isinstance(inputs, Mapping) else None),
+        "histories": request_history(given),
         "cTime": time.strftime("%Y-%m-%d %H:%M:%S %A", time.gmtime(ctx.clock.now())),
     }
 
@@ -133,6 +136,28 @@ def run_params(ctx: NodeContext, inputs: FastGptInputs) -> dict[str, Any]:
     return params
 
 
+def request_question(inputs: Mapping[str, Any]) -> str:
+    """The user's question: ``userChatInput``, else the last ``messages`` item when it is the
+    user's (a FastGPT ``/v1/chat/completions`` body's ``messages`` posted as they are)."""
+    question = inputs.get("userChatInput")
+    if isinstance(question, str) and question:
+        return question
+    messages = chat_history(inputs.get("messages"))
+    if messages and messages[-1]["role"] == "user":
+        return _item_text(messages[-1]["content"]) or ""
+    return ""
+
+
+def request_history(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chat before the question: ``history``, else ``messages`` but its last user one."""
+    if inputs.get("history") is not None:
+        return chat_history(inputs.get("history"))
+    messages = chat_history(inputs.get("messages"))
+    if messages and messages[-1]["role"] == "user" and not inputs.get("userChatInput"):
+        return messages[:-1]
+    return messages
+
+
 def chat_history(raw: Any) -> list[dict[str, Any]]:
     """Earlier chat messages as OpenAI messages ``[{role, content}]``, from OpenAI-style
     messages or FastGPT chat items (``{obj: Human|AI|System, value: [{type: text, text:
@@ -150,12 +175,14 @@ def chat_history(raw: Any) -> list[dict[str, Any]]:
 
 
 def _item_text(value: Any) -> str:
+    """The text of a FastGPT chat item's value (``[{type: text, text: {content}}]``) or of
+    OpenAI content parts (``[{type: text, text}]``)."""
     if isinstance(value, str):
         return value
     parts = []
     for part in value if isinstance(value, list) else []:
         text = part.get("text") if isinstance(part, Mapping) else None
-        content = text.get("content") if isinstance(text, Mapping) else None
+        content = text.get("content") if isinstance(text, Mapping) else text
         if isinstance(content, str):
             parts.append(content)
     return "\n".join(parts)

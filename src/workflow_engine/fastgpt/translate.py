@@ -63,6 +63,12 @@ INPUT_SCHEMA: Final[dict[str, Any]] = {
             "description": "Earlier chat messages: [{role, content}] (OpenAI style) or "
             "FastGPT chat items [{obj: Human|AI|System, value}].",
         },
+        "messages": {
+            "type": "array",
+            "description": "As FastGPT's /v1/chat/completions takes them: the last user "
+            "message is the question (unless userChatInput), the others the history.",
+        },
+        "chatId": {"type": "string", "description": "The conversation (system variable)."},
     },
 }
 
