@@ -37,7 +37,7 @@ def chat_app() -> dict[str, Any]:
         "workflow": workflow(
             start(),
             chat,
-            answer("done", "({{$chat1.answerText$}})"),
+            {**answer("done", "({{$chat1.answerText$}})"), "showStatus": False},
             edges=[edge(START, "chat1"), edge("chat1", "done")],
             variables=[
                 {
@@ -107,10 +107,9 @@ async def test_a_fastgpt_export_runs_unchanged_and_streams_fastgpts_dialect(
         "flowNodeStatus",
         "flowNodeResponse",
         "flowNodeStatus",
-        *["answer"] * (len(names) - 11),
+        *["answer"] * (len(names) - 10),
         "flowNodeResponse",
-        "flowNodeStatus",
-        "fastAnswer",
+        "fastAnswer",  # (no flowNodeStatus: the reply node's showStatus is off)
         "flowNodeResponse",
         "workflowDuration",
         "answer",
@@ -118,7 +117,7 @@ async def test_a_fastgpt_export_runs_unchanged_and_streams_fastgpts_dialect(
         "flowResponses",
     ], names
     streamed = "".join(
-        json.loads(f["data"])["choices"][0]["delta"]["content"] for f in sent[3 : len(names) - 8]
+        json.loads(f["data"])["choices"][0]["delta"]["content"] for f in sent[3 : len(names) - 7]
     )
     assert streamed == "Bonjour!"
     assert json.loads(sent[2]["data"]) == {"status": "running", "name": "AI chat"}
@@ -138,9 +137,9 @@ async def test_a_fastgpt_export_runs_unchanged_and_streams_fastgpts_dialect(
         ("done", "answerNode"),
     ]
     # a client that lost the stream resumes after the last frame it saw, and gets the rest
-    resumed = await frames(service.http, url, **{"Last-Event-ID": sent[-8]["id"]})
-    assert [f["event"] for f in resumed] == names[-7:]
-    assert [f["data"] for f in resumed[:-1]] == [f["data"] for f in sent[-7:-1]]
+    resumed = await frames(service.http, url, **{"Last-Event-ID": sent[-7]["id"]})
+    assert [f["event"] for f in resumed] == names[-6:]
+    assert [f["data"] for f in resumed[:-1]] == [f["data"] for f in sent[-6:-1]]
     # detail=false: FastGPT's plain stream, answer chunks and [DONE] without event lines
     plain = await frames(service.http, url + "&detail=false")
     assert {f["event"] for f in plain} == {None}

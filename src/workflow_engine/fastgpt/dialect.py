@@ -3,7 +3,8 @@ section 13), as FastGPT's ``/api/v1/chat/completions`` streams them
 (``packages/global/core/workflow/runtime/constants.ts`` ``SseResponseEventEnum``,
 ``getWorkflowResponseWrite``; ``docs/fastgpt-research.md`` section 4):
 
-- ``flowNodeStatus`` ``{status: "running", name}`` when a node starts;
+- ``flowNodeStatus`` ``{status: "running", name}`` when a node whose ``showStatus`` is on
+  starts;
 - ``answer``: a chat node's streamed text as an OpenAI ``chat.completion.chunk``-like object
   (``textAdaptGptResponse``), ``fastAnswer`` the same for an answer node's text;
 - ``flowNodeResponse`` when a node ends (its FastGPT id, name, type, running time);
@@ -71,6 +72,8 @@ class FastGptDialect:
 
     nodes: Mapping[str, tuple[str, str, str]]
     """Our node id -> (FastGPT node id, flowNodeType, name)."""
+    shown: frozenset[str] = frozenset()
+    """Our ids of the nodes whose start FastGPT announces (``showStatus``)."""
     globals_spec: Mapping[str, Any] = field(default_factory=dict)
     request_variables: Mapping[str, Any] = field(default_factory=dict)
     detail: bool = True
@@ -89,8 +92,11 @@ class FastGptDialect:
         """The dialect of an execution of ``definition`` (translated from FastGPT) with
         ``inputs``; ``started_ms``: when it was created (``workflowDuration`` counts from it)."""
         nodes: dict[str, tuple[str, str, str]] = {}
-        for node in (definition or {}).get("nodes") or []:
+        shown: set[str] = set()
+        for node in _all_nodes((definition or {}).get("nodes") or []):
             meta = (node.get("metadata") or {}).get("fastgpt") or {}
+            if meta.get("showStatus", True):
+                shown.add(str(node.get("id")))
             node_type = str(node.get("type", ""))
             flow_type = meta.get("flowNodeType") or node_type.removeprefix(TYPE_PREFIX)
             node_id = str(node.get("id"))
@@ -100,6 +106,7 @@ class FastGptDialect:
         request = (inputs or {}).get("variables")
         return cls(
             nodes=nodes,
+            shown=frozenset(shown),
             globals_spec=variables.get(GLOBALS_VARIABLE) or {},
             request_variables=request if isinstance(request, Mapping) else {},
             detail=detail,
@@ -113,7 +120,7 @@ class FastGptDialect:
         if self._first_ms is None:
             self._first_ms = _ms(event.timestamp)
         out: list[tuple[str, Any]] = []
-        if event.type == ev.NODE_STARTED:
+        if event.type == ev.NODE_STARTED and _own_id(str(data.get("nodeId"))) in self.shown:
             out.append(
                 (
                     "flowNodeStatus",
@@ -203,6 +210,20 @@ class FastGptDialect:
         if isinstance(written, Mapping):
             view.update(written)
         return {k: v for k, v in view.items() if k not in SYSTEM_VARIABLES}
+
+
+def _all_nodes(nodes: list[Any]) -> list[dict[str, Any]]:
+    """The nodes of a definition, those of loop bodies too."""
+    found: list[dict[str, Any]] = []
+    pending = list(nodes)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            found.append(node)
+            body = (node.get("inputs") or {}).get("body")
+            if isinstance(body, dict):
+                pending.extend(body.get("nodes") or [])
+    return found
 
 
 def _own_id(node_id: str) -> str:

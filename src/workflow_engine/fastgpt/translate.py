@@ -327,7 +327,13 @@ def _node(node: FastGptNode, ids: Mapping[str, str], rewrite: _Rewriter) -> dict
         "name": node.name,
         "inputs": inputs,
         "on_error": "branch",
-        "metadata": {"fastgpt": {"nodeId": node.node_id, "flowNodeType": node.flow_node_type}},
+        "metadata": {
+            "fastgpt": {
+                "nodeId": node.node_id,
+                "flowNodeType": node.flow_node_type,
+                "showStatus": node.raw.get("showStatus") is True,
+            }
+        },
     }
 
 
