@@ -403,21 +403,27 @@ async def test_a_child_that_ended_before_its_parent_parked_is_delivered_on_parki
     assert not await notify_parent(store, services.queues, ended)  # one answer only
 
 
-async def test_a_child_counts_in_its_tenants_cap(redis_server: RedisServer, tmp_path: Path) -> None:
-    """Children pass their tenant's admission like any submit: with WFE_TENANT_MAX_ACTIVE=1
-    the running parent fills the tenant's one place, so its child is not admitted and the node
-    fails (retryable, `rate_limited`) instead of running beside it."""
-    async with service_with(redis_server, tmp_path, tenant_max_active=1) as (api, _):
-        parent_id = await execute(api, parent({"definition": child(), "inputs": {"n": 1}}))
+async def test_a_child_passes_its_tenants_rate_but_not_the_cap_its_parent_holds(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Children pass their tenant's admission: with WFE_TENANT_RATE=1 the parent's submit takes
+    the second's token, so its child is refused (`rate_limited`, with the wait) and admitted on
+    the node's retry. With WFE_TENANT_MAX_ACTIVE=1 the running parent holds the one place: its
+    child is not refused for it (it would wait for its own parent), and both complete."""
+    async with service_with(redis_server, tmp_path, tenant_rate=1) as (api, services):
+        call = {"definition": child(), "inputs": {"n": 1}}
+        parent_id = await execute(api, parent(call, retry={"attempts": 3, "backoff": 0.1}))
         final = await final_status(api, parent_id)
-        assert final["context"]["status"] == "failed", final
-        error = final["context"]["error"]
-        assert error["type"] == "rate_limited"
-        assert "(limit 1)" in error["message"]
-        assert await executions_of(api, "child") == []
-        # the parent left the tenant's set when it ended: the next one is admitted
-        alone = await execute(api, child(), inputs={"n": 2})
-        assert (await final_status(api, alone))["result"] == {"twice": 4}
+        assert final["context"]["status"] == "completed", final
+        assert final["result"] == {"twice": 2}
+        events = await events_of(services.settings, parent_id)
+        [retrying] = [e.data for e in events if e.type == "node.retrying"]
+        assert retrying["error"]["type"] == "rate_limited"
+        assert retrying["delay"] >= 1  # the gate's Retry-After, not the node's 0.1 s backoff
+        assert len(await executions_of(api, "child")) == 1
+    async with service_with(redis_server, tmp_path, tenant_max_active=1) as (api, _):
+        parent_id = await execute(api, parent({"definition": child(), "inputs": {"n": 2}}))
+        assert (await final_status(api, parent_id))["result"] == {"twice": 4}
 
 
 @pytest.mark.usefixtures("worker")

@@ -584,3 +584,96 @@ async def test_messages_as_fastgpts_chat_api_takes_them_give_the_question_and_hi
         "answerText": '\nand now? | c-1 | [{"role":"user","content":"hi"},'
         '{"role":"assistant","content":"hello"}]'
     }
+
+
+def test_fastgpts_placeholder_patterns_run_in_linear_time() -> None:
+    """The placeholder patterns meet tenants' text: on RE2 (linear time), not a backtracking
+    engine (``{{$`` repeated 40,000 times took 14 s of the API's event loop on ``re``)."""
+    import re2
+
+    from workflow_engine.fastgpt import http_body, values
+    from workflow_engine.fastgpt import translate as translate_module
+
+    for pattern in (
+        translate_module.EDITOR_REFERENCE,
+        values.NODE_VARIABLE_PATTERN,
+        values.VARIABLE_PLACEHOLDER_PATTERN,
+        http_body._UNDEFINED_MEMBER,
+    ):
+        assert isinstance(pattern, re2._Regexp), pattern
+    hostile = workflow(start(), answer("a", "{{$" * 40_000), edges=[edge(START, "a")])
+    assert translate(hostile).definition["nodes"][1]["inputs"]["params"]["text"].startswith("{{$")
+
+
+async def test_only_model_nodes_report_usage_and_odd_shapes_fail_the_node_not_the_worker(
+    executor: Executor,
+) -> None:
+    forged = node(
+        "pout",
+        "pluginOutput",
+        [given("usage", {"totalTokens": 2**63 - 1, "promptTokens": -5}, "object")],
+    )
+    branches_text = node(
+        "check", "ifElseNode", [given("ifElseList", [{"condition": "AND", "list": ["odd"]}], "any")]
+    )
+    document = workflow(
+        start(),
+        forged,
+        branches_text,
+        answer("after", "x"),
+        edges=[edge(START, "pout"), edge(START, "check"), edge("check", "after", "ELSE")],
+    )
+    outcome, _ = await run(executor, document)
+    assert outcome.usage is None  # a plugin's output says what it likes: not a model's usage
+    check = outcome.nodes["check"]
+    assert check.status is NodeStatus.FAILED
+    assert check.error is not None
+    assert check.error["type"] == "invalid_input"
+    assert outcome.status is ExecutionStatus.COMPLETED
+
+
+def test_malformed_documents_are_a_422_not_a_crash() -> None:
+    odd = workflow(
+        start(),
+        node("t", "textEditor", [{"key": "x", "canEdit": True, "renderTypeList": 5, "value": 1}]),
+        edges=[edge(START, "t")],
+    )
+    assert translate(odd).definition["nodes"][1]["inputs"]["dynamic"] == ["x"]
+    loops: list[dict[str, Any]] = []
+    parent = None
+    for depth in range(10):  # loops nested 10 deep
+        loop_id = f"l{depth}"
+        loops.append(
+            node(loop_id, "loop", [given("loopInputArray", [], "arrayAny")], parentNodeId=parent)
+        )
+        loops.append(node(f"s{depth}", "loopStart", parentNodeId=loop_id))
+        loops.append(node(f"e{depth}", "loopEnd", parentNodeId=loop_id))
+        parent = loop_id
+    edges = [edge(START, "l0")] + [edge(f"s{d}", f"l{d + 1}") for d in range(9)]
+    edges += [edge(f"l{d + 1}", f"e{d}") for d in range(9)]
+    with pytest.raises(DefinitionError) as deep:
+        translate(workflow(start(), *loops, edges=edges))
+    assert [p.code for p in deep.value.problems] == ["limit"]
+    assert "nest deeper than 8" in deep.value.problems[0].message
+
+
+def test_a_native_fastgpt_node_with_odd_params_is_a_definition_error() -> None:
+    from workflow_engine.definition.expressions import ExpressionEngine
+    from workflow_engine.definition.validate import find_problems
+    from workflow_engine.nodes.registry import NodeRegistry
+
+    raw = {
+        "id": "odd",
+        "nodes": [
+            {
+                "id": "cq",
+                "type": "fastgpt.classifyQuestion",
+                "inputs": {"params": [1]},
+                "on_error": "branch",
+            },
+            {"id": "x", "type": "fastgpt.emptyNode"},
+        ],
+        "edges": [{"source": "cq", "target": "x", "branch": "k1"}],
+    }
+    problems = find_problems(raw, NodeRegistry.default(), ExpressionEngine())
+    assert {p.code for p in problems} >= {"invalid_inputs"}

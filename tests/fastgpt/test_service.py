@@ -206,8 +206,11 @@ async def test_a_user_select_pauses_the_run_and_the_chosen_option_resumes_it(
 
     await wait_until(waiting, 30, "the run to wait for the user")
     url = f"/api/workflow/events/{execution_id}?format=fastgpt"
-    so_far = await frames_until(service.http, url, "interactive")
-    interactive = json.loads(so_far[-1]["data"])["interactive"]
+    # FastGPT's response ends with the question: interactive, the stop chunk, [DONE]
+    so_far = await frames(service.http, url)
+    assert [f["event"] for f in so_far[-3:]] == ["interactive", "answer", "answer"]
+    assert so_far[-1]["data"] == "[DONE]"
+    interactive = json.loads(so_far[-3]["data"])["interactive"]
     assert interactive["type"] == "userSelect"
     assert interactive["params"]["userSelectOptions"][1] == {"key": "opt-no", "value": "No thanks"}
     assert interactive["entryNodeIds"] == ["pick"]
@@ -221,6 +224,10 @@ async def test_a_user_select_pauses_the_run_and_the_chosen_option_resumes_it(
     assert final["context"]["status"] == "completed", final
     nodes = {n["nodeId"]: n for n in final["nodes"]}
     assert nodes["yes"]["output"] == {"answerText": "\ngoing on (Yes please)"}
+    # the client follows on from the last frame it saw: the rest of the run
+    rest = await frames(service.http, url, **{"Last-Event-ID": so_far[-1]["id"]})
+    assert "fastAnswer" in [f["event"] for f in rest]
+    assert rest[-2]["data"] == "[DONE]"
     assert nodes["no"]["status"] == "skipped"
 
 

@@ -290,6 +290,12 @@ class _Checker:
             if isinstance(branch, str):
                 self._check_branch(j, self.nodes[source], branch)
             if edge.get("recursive") is True:  # closes a cycle on purpose: not in the order
+                if self.body is not None:  # (each iteration would loop within the loop's budget)
+                    self.add(
+                        f"edges[{j}].recursive",
+                        "a recursive edge cannot be inside a loop body",
+                        "unsupported",
+                    )
                 continue
             self.succ[source].append((target, j))
             self.pred[target].append(source)

@@ -17,7 +17,8 @@ def add_usage(total: dict[str, int] | None, used: dict[str, Any] | None) -> dict
     total = total if total is not None else dict.fromkeys(USAGE_KEYS, 0)
     for key in USAGE_KEYS:
         value = used.get(key)
-        total[key] += value if isinstance(value, int) else 0
+        count = value if isinstance(value, int) and not isinstance(value, bool) else 0
+        total[key] = min(total[key] + max(count, 0), MAX_TOKENS)
     return total
 
 
@@ -89,7 +90,13 @@ class ExecutionOutcome:
         return data
 
 
+MODEL_NODE_TYPES: frozenset[str] = frozenset(
+    {"llm", "fastgpt.chatNode", "fastgpt.classifyQuestion", "fastgpt.contentExtract"}
+)
+"""The node types whose output ``usage`` is what a model server reported (no other node's
+output counts: a code node or a user's answer could say anything)."""
+MAX_TOKENS = 2**53
+
+
 def _uses_models(node_type: str) -> bool:
-    """Whether a node type's output ``usage`` counts: ``llm``, and the FastGPT types that ask
-    a model (``fastgpt.chatNode``, ...), which report it the same way."""
-    return node_type == "llm" or node_type.startswith("fastgpt.")
+    return node_type in MODEL_NODE_TYPES

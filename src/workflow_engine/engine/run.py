@@ -30,7 +30,7 @@ from workflow_engine.engine.hooks import (
 )
 from workflow_engine.engine.loop import Iteration, LoopBudget, LoopRunner
 from workflow_engine.engine.results import ExecutionOutcome
-from workflow_engine.engine.scheduler import GraphState
+from workflow_engine.engine.scheduler import GraphState, edge_active
 from workflow_engine.errors import ExpressionError, NodeError, NodeInputError, NodeTimeoutError
 from workflow_engine.jsonvalues import json_size_below
 from workflow_engine.monitor.logging import get_logger
@@ -148,7 +148,8 @@ class WorkflowRun:
         self._workers: set[asyncio.Task[None]] = set()
         self._in_work: set[asyncio.Task[Any]] = set()
         self._done: asyncio.Future[None] | None = None
-        self._finished_order: list[str] = []
+        self._finished_order: dict[str, None] = {}
+        """The ended nodes, in the order they ended (once each: a re-run moves it last)."""
         self._current: str | None = None
         self._stopping = False
         self._cancel_reason: str | None = None
@@ -278,11 +279,13 @@ class WorkflowRun:
             self.results[node_id] = result
             self._publish(node_id, result)
             restored[node_id] = (result.status, self._chosen(node_id, result))
-            self._finished_order.append(node_id)
+            self._finished_order[node_id] = None
         settled = self._state.start(restored)
-        self._reopen(settled.rearmed)
         await self._skip(settled.skipped)
         self._queue.extend(settled.ready)
+        if self._state.recursive:
+            self._resume_cycles(restored)
+            await self._run_due_cycles()
         self._spawn(len(self._queue))
 
     def _spawn(self, count: int) -> None:
@@ -301,6 +304,10 @@ class WorkflowRun:
                     self._internal_failure(node_id, exc)
                     return
                 node_id = self._queue.popleft() if self._queue and not self._stopping else None
+                if node_id is None and self._idle_with_cycles_due():
+                    await self._run_due_cycles()
+                    node_id = self._queue.popleft() if self._queue else None
+                    self._spawn(len(self._queue))
         finally:
             task = asyncio.current_task()
             if task is not None:
@@ -614,7 +621,7 @@ class WorkflowRun:
         if result.status is NodeStatus.WAITING:  # its successors wait with it
             await self._finished(result)
             return
-        self._finished_order.append(node_id)
+        self._finished_order[node_id] = None
         definition = self.plan.nodes[node_id].definition
         if result.status is NodeStatus.FAILED and definition.on_error == "fail":
             error = result.error or {}
@@ -628,8 +635,8 @@ class WorkflowRun:
         settled = self._state.settle(node_id, result.status, self._chosen(node_id, result))
         if self._reports_finish:
             await self._finished(result)
-        if settled.rearmed:
-            self._reopen(settled.rearmed)
+        if self._state.exhausted:  # max_run_times: nothing more starts
+            self._queue.clear()
         await self._skip(settled.skipped)
         if self._reports_progress:
             await self.hooks.on_progress(ProgressChanged(self.execution_id, self.progress))
@@ -640,10 +647,41 @@ class WorkflowRun:
             # this worker goes on with one of them itself
             self._spawn(len(self._queue) - 1)
 
-    def _reopen(self, node_ids: list[str]) -> None:
-        """Nodes a recursive edge runs again: pending, their next run a first attempt. Their
-        last outputs (a setter's writes too) stay visible until they run again, as in
-        FastGPT."""
+    # -- recursive edges (FastGPT's cycles) ----------------------------------------------------
+
+    def _idle_with_cycles_due(self) -> bool:
+        """This worker is the last one, nothing is queued, and a recursive edge is due: the
+        cycle runs again now, when none of its nodes can be running."""
+        return (
+            bool(self._state.loops_due)
+            and not self._stopping
+            and not self._queue
+            and len(self._workers) <= 1
+            and not self._parked
+        )
+
+    async def _run_due_cycles(self) -> None:
+        settled = self._state.drain()
+        await self._reopen(settled.rearmed)
+        self._queue.extend(settled.ready)
+
+    def _resume_cycles(self, restored: Mapping[str, tuple[NodeStatus, str | None]]) -> None:
+        """A resumed run: a restored node whose recursive edge is active, and whose target has
+        not run since it ended, makes the target due again (the run stopped in between)."""
+        for node_id, (status, chosen) in restored.items():
+            ended = self.results[node_id].completed_at or 0.0
+            for target, branch in self.plan.nodes[node_id].loops_back:
+                on_error = self.plan.nodes[node_id].definition.on_error
+                target_ended = self.results[target].completed_at
+                ran_since = target in restored and (target_ended or 0.0) > ended
+                due = edge_active(branch, status, on_error, chosen) and not ran_since
+                if due and target not in self._state.loops_due:
+                    self._state.loops_due.append(target)
+
+    async def _reopen(self, node_ids: list[str]) -> None:
+        """Nodes a recursive edge runs again: pending (recorded so: a resumed run runs them
+        again), their next run a first attempt. Their last outputs (a setter's writes too)
+        stay visible until they run again, as in FastGPT."""
         self._reopened.update(node_ids)
         for node_id in node_ids:
             result = self.results[node_id]
@@ -652,6 +690,8 @@ class WorkflowRun:
             result.error = None
             self._prior.pop(node_id, None)
             self._tickets.pop(node_id, None)
+            self._finished_order.pop(node_id, None)
+            await self._finished(result)
 
     async def _skip(self, skipped: list[str]) -> None:
         now = self._clock.now()
@@ -660,7 +700,7 @@ class WorkflowRun:
             result.status = NodeStatus.SKIPPED
             result.completed_at = now
             self._publish(node_id, result)
-            self._finished_order.append(node_id)
+            self._finished_order[node_id] = None
         for node_id in skipped:
             await self._finished(self.results[node_id])
 

@@ -51,12 +51,19 @@ class GraphState:
         decisions of the nodes it runs again) and the runs are counted."""
         self.runs_left = float(plan.definition.max_run_times)
         self.decided: dict[tuple[str, int], bool] = {}
+        self.loops_due: list[str] = []
+        """Targets of active recursive edges, re-run once the run is idle (no node running
+        or queued: a node never runs twice at once)."""
+        self._regions: dict[str, tuple[frozenset[str], tuple[tuple[str, int, str], ...]]] = {}
+
+    @property
+    def exhausted(self) -> bool:
+        """``max_run_times`` is spent: nothing more runs (FastGPT's ``maxRunTimes``)."""
+        return self.recursive and self.runs_left <= 0
 
     def start(self, restored: dict[str, tuple[NodeStatus, str | None]]) -> Settled:
         """Settle the ``restored`` nodes (node -> final status and chosen branch) and return
-        the nodes ready to run first: the roots, or where a resumed execution left off. A
-        restored node whose recursive edge is active runs its cycle again from that edge's
-        target (which runs of the cycle were over is not recorded: at least once)."""
+        the nodes ready to run first: the roots, or where a resumed execution left off."""
         out = Settled()
         for node, (status, _) in restored.items():
             self.status[node] = status
@@ -68,23 +75,39 @@ class GraphState:
                 out.skipped.extend(more.skipped)
             elif self.plan.nodes[node].incoming == 0:
                 out.ready.append(node)
-        for node in self.plan.order if self.recursive else ():
-            if node in restored:
-                status, chosen = restored[node]
-                self._loop_back(node, status, chosen, out)
         return out
 
     def settle(self, node: str, status: NodeStatus, chosen: str | None = None) -> Settled:
         """Record that ``node`` ended with ``status``; decide its successors (recursively for
-        skips), and with an active recursive edge, run its target (and what follows it)
-        again. ``chosen`` is the branch a choosing node picked."""
+        skips). An active recursive edge makes its target due (``loops_due``). ``chosen`` is
+        the branch a choosing node picked."""
         out = self._settle(node, status, chosen)
         if self.recursive:
             self.runs_left -= 1 if status is not NodeStatus.SKIPPED else SKIP_COST
             self.runs_left -= SKIP_COST * len(out.skipped)
-            self._loop_back(node, status, chosen, out)
-            if self.runs_left <= 0:  # FastGPT's maxRunTimes: nothing more runs
+            self.loop_back(node, status, chosen)
+            if self.exhausted:
                 out.ready.clear()
+        return out
+
+    def loop_back(self, node: str, status: NodeStatus, chosen: str | None) -> None:
+        """Make the targets of ``node``'s active recursive edges due."""
+        plan_node = self.plan.nodes[node]
+        on_error = plan_node.definition.on_error
+        for target, branch in plan_node.loops_back:
+            active = edge_active(branch, status, on_error, chosen)
+            if active and not self.exhausted and target not in self.loops_due:
+                self.loops_due.append(target)
+
+    def drain(self) -> Settled:
+        """Run the due cycles again (the run is idle): each target is ready, it and every
+        node after it pending again; ``rearmed``: those that had ended."""
+        out = Settled()
+        due, self.loops_due = self.loops_due, []
+        for target in due if not self.exhausted else ():
+            out.rearmed.extend(n for n in self._rearm(target) if n not in out.rearmed)
+            if target not in out.ready:
+                out.ready.append(target)
         return out
 
     def _settle(self, node: str, status: NodeStatus, chosen: str | None) -> Settled:
@@ -117,41 +140,46 @@ class GraphState:
                         stack.append((target, NodeStatus.SKIPPED, None))
         return out
 
-    def _loop_back(self, node: str, status: NodeStatus, chosen: str | None, out: Settled) -> None:
-        plan_node = self.plan.nodes[node]
-        on_error = plan_node.definition.on_error
-        for target, branch in plan_node.loops_back:
-            if self.runs_left > 0 and edge_active(branch, status, on_error, chosen):
-                out.rearmed.extend(self._rearm(target))
-                if target not in out.ready:
-                    out.ready.append(target)
-
     def _rearm(self, start: str) -> list[str]:
         """Make ``start`` and every node after it (forward edges) pending again, their
         edges from one another undecided; the decided edges from outside stay. The nodes
         that had ended (to run again)."""
-        nodes = self.plan.nodes
-        region: list[str] = [start]
-        seen = {start}
-        for node in region:  # (grows while walked)
-            for target, _ in nodes[node].outgoing:
-                if target not in seen:
-                    seen.add(target)
-                    region.append(target)
+        region, edges = self._region(start)
         ended = [n for n in region if self.status[n] is not NodeStatus.PENDING]
         for node in region:
             self.status[node] = NodeStatus.PENDING
             self.waiting_edges[node] = 0
             self.active_edges[node] = 0
-        for source, plan_node in nodes.items():
-            for index, (target, _) in enumerate(plan_node.outgoing):
-                if target not in seen:
-                    continue
-                if source in seen:
-                    self.decided.pop((source, index), None)
-                state = self.decided.get((source, index))
-                if state is None:
-                    self.waiting_edges[target] += 1
-                elif state:
-                    self.active_edges[target] += 1
+        for source, index, target in edges:
+            if source in region:
+                self.decided.pop((source, index), None)
+            state = self.decided.get((source, index))
+            if state is None:
+                self.waiting_edges[target] += 1
+            elif state:
+                self.active_edges[target] += 1
         return ended
+
+    def _region(self, start: str) -> tuple[frozenset[str], tuple[tuple[str, int, str], ...]]:
+        """``start`` and the nodes after it, and the forward edges into them
+        ``(source, index, target)``; computed once per target."""
+        found = self._regions.get(start)
+        if found is not None:
+            return found
+        nodes = self.plan.nodes
+        order: list[str] = [start]
+        seen = {start}
+        for node in order:  # (grows while walked)
+            for target, _ in nodes[node].outgoing:
+                if target not in seen:
+                    seen.add(target)
+                    order.append(target)
+        edges = tuple(
+            (source, index, target)
+            for source, plan_node in nodes.items()
+            for index, (target, _) in enumerate(plan_node.outgoing)
+            if target in seen
+        )
+        found = (frozenset(order), edges)
+        self._regions[start] = found
+        return found

@@ -78,6 +78,8 @@ class FastGptDialect:
     request_variables: Mapping[str, Any] = field(default_factory=dict)
     detail: bool = True
     responses: list[dict[str, Any]] = field(default_factory=list)
+    ended: bool = False
+    """FastGPT's response is over (it waits for the user): the stream closes."""
     _first_ms: float | None = None
 
     @classmethod
@@ -94,7 +96,7 @@ class FastGptDialect:
         nodes: dict[str, tuple[str, str, str]] = {}
         shown: set[str] = set()
         for node in _all_nodes((definition or {}).get("nodes") or []):
-            meta = (node.get("metadata") or {}).get("fastgpt") or {}
+            meta = _mapping(_mapping(node.get("metadata")).get("fastgpt"))
             if meta.get("showStatus", True):
                 shown.add(str(node.get("id")))
             node_type = str(node.get("type", ""))
@@ -102,12 +104,12 @@ class FastGptDialect:
             node_id = str(node.get("id"))
             name = str(node.get("name") or flow_type)
             nodes[node_id] = (str(meta.get("nodeId") or node_id), flow_type, name)
-        variables = (definition or {}).get("variables") or {}
+        variables = _mapping((definition or {}).get("variables"))
         request = (inputs or {}).get("variables")
         return cls(
             nodes=nodes,
             shown=frozenset(shown),
-            globals_spec=variables.get(GLOBALS_VARIABLE) or {},
+            globals_spec=_mapping(variables.get(GLOBALS_VARIABLE)),
             request_variables=request if isinstance(request, Mapping) else {},
             detail=detail,
             _first_ms=started_ms,
@@ -146,10 +148,12 @@ class FastGptDialect:
         return [f for name, value in out if (f := self._frame(name, value, event.id)) is not None]
 
     def _frame(self, name: str, value: Any, event_id: str) -> Frame | None:
-        if not self.detail and name not in ("answer", "fastAnswer"):
+        """One frame; without ``detail`` only the answers, without their event name, and an
+        error (FastGPT's ``sseErrRes`` names it whatever ``detail`` is)."""
+        if not self.detail and name not in ("answer", "fastAnswer", "error"):
             return None
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        return Frame(name if self.detail else None, text, event_id)
+        return Frame(name if self.detail or name == "error" else None, text, event_id)
 
     def _node(self, data: Mapping[str, Any]) -> tuple[str, str, str]:
         node_id = str(data.get("nodeId", ""))
@@ -189,10 +193,16 @@ class FastGptDialect:
         return out
 
     def _waiting(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """A run waiting for the user ends FastGPT's response: the interactive payload, the
+        stop chunk, ``[DONE]`` (the answer resumes it: follow the stream again from the last
+        id)."""
         frames: list[tuple[str, Any]] = []
         for waiting in data.get("nodes") or []:
             if isinstance(waiting, Mapping) and isinstance(waiting.get("interactive"), Mapping):
                 frames.append(("interactive", {"interactive": waiting["interactive"]}))
+        if frames:
+            frames += [("answer", chunk(None, finish_reason="stop")), ("answer", DONE)]
+            self.ended = True
         return frames
 
     def _variables(self, written: Any) -> dict[str, Any]:
@@ -212,6 +222,10 @@ class FastGptDialect:
         return {k: v for k, v in view.items() if k not in SYSTEM_VARIABLES}
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _all_nodes(nodes: list[Any]) -> list[dict[str, Any]]:
     """The nodes of a definition, those of loop bodies too."""
     found: list[dict[str, Any]] = []
@@ -220,7 +234,7 @@ def _all_nodes(nodes: list[Any]) -> list[dict[str, Any]]:
         node = pending.pop()
         if isinstance(node, dict):
             found.append(node)
-            body = (node.get("inputs") or {}).get("body")
+            body = _mapping(node.get("inputs")).get("body")
             if isinstance(body, dict):
                 pending.extend(body.get("nodes") or [])
     return found

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+import re2
 from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
@@ -35,9 +36,7 @@ from workflow_engine.fastgpt.values import (
     substitute_placeholders,
 )
 
-_UNDEFINED_MEMBER: Final = re.compile(
-    r"(\"[^\n\r\u2028\u2029]*?\")\s*:\s*undefined(?![A-Za-z0-9_])"
-)
+_UNDEFINED_MEMBER: Final = re2.compile(r"(\"[^\n\r\x{2028}\x{2029}]*?\")\s*:\s*undefined\b")
 """``"key": undefined`` left in the text, which FastGPT rewrites to ``"key":null``."""
 
 _ARRAY_RESULT: Final = re.compile(r"[*]|\[[:?]|\.\.|,")
@@ -91,7 +90,8 @@ def replace_json_body_text(body: str, graph: GraphView, variables: Mapping[str, 
             return result
         if not (nodes_changed or variables_changed):
             break
-    return _UNDEFINED_MEMBER.sub(r"\1:null", result)
+    replaced: str = _UNDEFINED_MEMBER.sub(r"\1:null", result)
+    return replaced
 
 
 def _replace_node_placeholders(

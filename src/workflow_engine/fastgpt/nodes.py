@@ -72,12 +72,23 @@ class FastGptNode(NodeType[FastGptInputs]):
             raise fail(
                 ctx, inputs, str(exc), "limit" if isinstance(exc, TextTooLong) else "invalid_input"
             ) from exc
+        except (TypeError, AttributeError, KeyError, RecursionError) as exc:
+            # an input of a shape FastGPT's editor does not make: the node's error, with its
+            # error outputs, not a crash
+            raise fail(ctx, inputs, f"malformed inputs ({exc!r})", "invalid_input") from exc
         return defined(with_required_outputs(inputs, data))
 
     async def dispatch(
         self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
     ) -> dict[str, Any]:
         return {}
+
+
+def _params_of(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A definition's ``params`` before its inputs are checked (validation asks a node for
+    its branches first): {} when they are not an object."""
+    params = inputs.get("params")
+    return params if isinstance(params, Mapping) else {}
 
 
 def with_required_outputs(inputs: FastGptInputs, data: dict[str, Any]) -> dict[str, Any]:
@@ -211,14 +222,17 @@ class VariableUpdate(FastGptNode):
     sets_variables = True
     pure = True
 
-    async def run(self, ctx: NodeContext, inputs: FastGptInputs) -> Any:
+    async def dispatch(
+        self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
+    ) -> dict[str, Any]:
         graph = ScopeGraph(ctx, inputs)
         variables = variables_of(ctx)
         scope_vars = ctx.scope.get("vars")
         written = dict((scope_vars or {}).get(WRITES_VARIABLE) or {})
-        for item in inputs.params.get("updateList") or []:
+        updates = inputs.params.get("updateList")
+        for item in updates if isinstance(updates, list) else []:
             target = item.get("variable") if isinstance(item, Mapping) else None
-            if not (isinstance(target, list) and len(target) == 2):
+            if not (isinstance(target, list) and len(target) == 2 and isinstance(target[1], str)):
                 continue
             if target[0] != VARIABLE_NODE_ID:
                 raise fail(ctx, inputs, "only global variables can be updated", "unsupported")
@@ -457,7 +471,7 @@ class ClassifyQuestion(FastGptNode):
         return {"cqResult": chosen.get("value"), "branch": str(chosen["key"]), "usage": usage}
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:
-        return {str(a["key"]) for a in _agents(inputs.get("params") or {})}
+        return {str(a["key"]) for a in _agents(_params_of(inputs))}
 
 
 class ContentExtract(FastGptNode):
@@ -635,7 +649,7 @@ class UserSelect(Interactive):
         return {"selectResult": answer, "branch": chosen.get("key")}
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:
-        raw = (inputs.get("params") or {}).get("userSelectOptions")
+        raw = _params_of(inputs).get("userSelectOptions")
         options = raw if isinstance(raw, list) else []
         return {str(o.get("key")) for o in options if isinstance(o, dict) and o.get("key")}
 

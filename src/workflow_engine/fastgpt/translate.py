@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import re2
+
 from workflow_engine.definition.model import ERROR_BRANCH, NODE_ID_PATTERN
 from workflow_engine.errors import DefinitionError, Problem
 from workflow_engine.fastgpt.graph import (
@@ -45,12 +47,14 @@ TYPE_PREFIX: Final = "fastgpt."
 VARIABLE_NODE_ID: Final = "VARIABLE_NODE_ID"
 WRITES_VARIABLE: Final = "fastgpt"
 """Our variable holding what ``variableUpdate`` nodes wrote (the whole FastGPT variables)."""
+MAX_LOOP_NESTING: Final = 8
+"""Loops in loops, at most (FastGPT's editor nests one or two)."""
 GLOBALS_VARIABLE: Final = "fastgpt_globals"
 """Our variable holding the global variables' spec: ``{key: {label, valueType, default}}``."""
 NO_OP_TYPES: Final = frozenset({"userGuide", "pluginConfig", "comment"})
 """Config and decoration: FastGPT runs them as nothing."""
 BRANCHING_TYPES: Final = frozenset({"ifElseNode", "classifyQuestion", "userSelect"})
-EDITOR_REFERENCE: Final = re.compile(r"\{\{\$([^.]+)\.([^$]+)\$\}\}")
+EDITOR_REFERENCE: Final = re2.compile(r"\{\{\$([^.]+)\.([^$]+)\$\}\}")
 _ID = re.compile(NODE_ID_PATTERN)
 
 INPUT_SCHEMA: Final[dict[str, Any]] = {
@@ -84,6 +88,15 @@ class Translation:
 
 def translate(document: Any, *, workflow_id: str | None = None) -> Translation:
     """Our definition of a FastGPT document; ``DefinitionError`` with every problem."""
+    try:
+        return _translate(document, workflow_id)
+    except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
+        # a shape FastGPT's editor does not make, missed by the checks: still a 422
+        problem = Problem("", f"cannot read this FastGPT workflow: {exc!r}", "invalid")
+        raise DefinitionError([problem]) from exc
+
+
+def _translate(document: Any, workflow_id: str | None) -> Translation:
     graph = parse(document)
     problems: list[Problem] = []
     entries = [n.node_id for n in graph.nodes if n.flow_node_type in ENTRY_TYPES]
@@ -93,16 +106,26 @@ def translate(document: Any, *, workflow_id: str | None = None) -> Translation:
         if e.source_handle != "selectedTools":
             by_level.setdefault(parent_of.get(e.source), []).append((i, e))
     levels: dict[str | None, list[FastGptNode]] = {None: _kept(graph, None, entries, by_level)}
-    pending = [n for n in levels[None] if n.flow_node_type == "loop"]
+    pending = [(n, 1) for n in levels[None] if n.flow_node_type == "loop"]
     while pending:  # each loop's children, nested loops' too
-        loop = pending.pop()
+        loop, depth = pending.pop()
+        if depth > MAX_LOOP_NESTING:
+            raise DefinitionError(
+                [
+                    Problem(
+                        f"nodes[{[n.node_id for n in graph.nodes].index(loop.node_id)}]",
+                        f"loops nest deeper than {MAX_LOOP_NESTING}",
+                        "limit",
+                    )
+                ]
+            )
         starts = [
             n.node_id
             for n in graph.nodes
             if n.parent_node_id == loop.node_id and n.flow_node_type == "loopStart"
         ]
         levels[loop.node_id] = _kept(graph, loop.node_id, starts, by_level)
-        pending += [n for n in levels[loop.node_id] if n.flow_node_type == "loop"]
+        pending += [(n, depth + 1) for n in levels[loop.node_id] if n.flow_node_type == "loop"]
     every = [n for kept in levels.values() for n in kept]
     ids = _our_ids(n.node_id for n in every)
     rewrite = _Rewriter(ids, {n.node_id: _output_keys(n) for n in every})
@@ -294,14 +317,14 @@ def _node(node: FastGptNode, ids: Mapping[str, str], rewrite: _Rewriter) -> dict
     dynamic = [
         i["key"]
         for i in node.inputs
-        if i.get("canEdit") and "addInputParam" not in (i.get("renderTypeList") or [])
+        if i.get("canEdit") and "addInputParam" not in _strings(i.get("renderTypeList"))
     ]
     outputs = [
         {
             k: v
             for k, v in (
                 ("key", o["key"]),
-                ("valueType", o.get("valueType")),
+                ("valueType", o.get("valueType") if isinstance(o.get("valueType"), str) else None),
                 ("type", o.get("type")),
                 ("required", o.get("required")),
                 ("defaultValue", o.get("defaultValue")),
@@ -427,8 +450,10 @@ def _globals(graph: FastGptGraph) -> dict[str, Any]:
     for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping) and isinstance(item.get("key"), str):
             spec[item["key"]] = {
-                "label": item.get("label"),
-                "valueType": item.get("valueType"),
+                "label": item.get("label") if isinstance(item.get("label"), str) else None,
+                "valueType": item.get("valueType")
+                if isinstance(item.get("valueType"), str)
+                else None,
                 "default": item.get("defaultValue"),
             }
     return spec
@@ -453,3 +478,7 @@ def as_definition(
     if fmt == "fastgpt" or (fmt is None and is_fastgpt(document)):
         return translate(document, workflow_id=workflow_id).definition
     return document
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

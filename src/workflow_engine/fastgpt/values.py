@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Final, Protocol
 
 import json5
 import orjson
+import re2
 
 VARIABLE_NODE_ID: Final = "VARIABLE_NODE_ID"
 """The pseudo node id of a reference to a global variable (``[VARIABLE_NODE_ID, key]``)."""
@@ -41,10 +42,10 @@ class TextTooLong(ValueError):
     """A replacement would make text longer than ``MAX_STRING_LENGTH``."""
 
 
-NODE_VARIABLE_PATTERN: Final = re.compile(r"\{\{\$([^.]+)\.([^$]+)\$\}\}")
+NODE_VARIABLE_PATTERN: Final = re2.compile(r"\{\{\$([^.]+)\.([^$]+)\$\}\}")
 """``{{$nodeId.outputId$}}``, FastGPT's editor reference."""
 
-VARIABLE_PLACEHOLDER_PATTERN: Final = re.compile(r"\{\{([^}]+)\}\}")
+VARIABLE_PLACEHOLDER_PATTERN: Final = re2.compile(r"\{\{([^}]+)\}\}")
 """``{{key}}``, FastGPT's legacy variable placeholder."""
 
 _JS_WHITESPACE: Final = (
@@ -391,7 +392,7 @@ def _parse_object_string(value: Any, fallback: Callable[[], Any]) -> Any:
     return fallback()
 
 
-MAX_JSON5_CHARS: Final = 256 * 1024
+MAX_JSON5_CHARS: Final = 16 * 1024
 """JSON5 is parsed in pure Python: longer text must be plain JSON (parsed by orjson), or a
 tenant's megabytes would hold the worker's event loop for seconds."""
 
@@ -404,7 +405,10 @@ def parse_json5(text: str) -> Any:
     except orjson.JSONDecodeError:
         if len(text) > MAX_JSON5_CHARS:
             raise ValueError(f"not JSON, and too long for JSON5 ({len(text)} characters)") from None
-    return json5.loads(text)
+    try:
+        return json5.loads(text)
+    except RecursionError:  # nested deeper than Python's stack
+        raise ValueError("nested too deep") from None
 
 
 def _is_object_string(value: Any) -> bool:

@@ -197,8 +197,9 @@ async def wake_if_children_ended(
 
 class ChildLauncher:
     """Starts the children of ``workflow`` nodes (``ctx.children``) through the same
-    ``Submitter`` as the API: a child is admitted by its tenant's gate (counted in
-    ``WFE_TENANT_MAX_ACTIVE``, rate-limited, ranked among its tenant's executions in flight),
+    ``Submitter`` as the API: a child is admitted by its tenant's gate (counted among its
+    tenant's executions in flight, rate-limited, ranked; not refused at the cap, which its
+    running parent would otherwise hold against it),
     recorded, announced and enqueued in the parent's queue. Its idempotency key is derived from
     the parent node's attempt, so a parent resumed before it parked gets the same child."""
 
@@ -243,6 +244,7 @@ class ChildLauncher:
             metadata=metadata,
             idempotency_key=_child_key(request),
             workflow_version=version,
+            capped=False,
         )
         try:
             submitted = await self.submitter.submit(submission)
@@ -255,18 +257,26 @@ class ChildLauncher:
                 if isinstance(exc, DefinitionError)
                 else "invalid_input",
             ) from exc
-        except TenantBusy as exc:  # the tenant's cap or rate counts children too
+        except TenantBusy as exc:  # the tenant's rate counts children too
             raise NodeError(
                 f"node '{node}': the child execution was not admitted: {exc}",
                 retryable=True,
                 error_type="rate_limited",
+                retry_after=exc.retry_after_s,
             ) from exc
-        except (QueueFull, Conflict) as exc:
+        except QueueFull as exc:
             raise NodeError(
                 f"node '{node}': the child execution was not started: {exc}",
                 retryable=True,
-                error_type="queue_full" if isinstance(exc, QueueFull) else "conflict",
+                error_type="queue_full",
             ) from exc
+        except Conflict as exc:
+            if exc.execution_id is None:
+                raise NodeError(f"node '{node}': {exc}", error_type="conflict") from exc
+            # the same node attempt asked before (the parent resumed before it parked) with
+            # inputs that render differently now: its child is the one started then
+            await self._enqueue_lost(exc.execution_id)
+            return exc.execution_id
         if not submitted.created:
             await self._enqueue_lost(submitted.execution_id)
         log.info(

@@ -35,15 +35,16 @@ CONFIRM_AFTER_MS = 30_000
 """Members older than this are looked up in the store when the tenant is at its cap."""
 
 # Admits a batch of submits, in order. ARGV: max active (0: none), rate per second (0: none),
-# bucket size, then one execution id per submit; KEYS: per submit, its tenant's in-flight set
-# and token bucket. Returns per submit {0, rank} | {1, in flight} | {2, wait ms}.
+# bucket size, then per submit its execution id and whether the cap applies ('1'/'0'); KEYS:
+# per submit, its tenant's in-flight set and token bucket. Returns per submit {0, rank} |
+# {1, in flight} | {2, wait ms}.
 ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cap, rate, size = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local function admit(active, bucket, id)
+local function admit(active, bucket, id, capped)
   local count = redis.call('ZCARD', active)
-  if cap > 0 and count >= cap then
+  if capped and cap > 0 and count >= cap then
     return {1, count}
   end
   if rate > 0 then
@@ -61,9 +62,9 @@ local function admit(active, bucket, id)
   return {0, count}
 end
 local replies = {}
-for i = 4, #ARGV do
-  local k = (i - 4) * 2
-  replies[#replies + 1] = admit(KEYS[k + 1], KEYS[k + 2], ARGV[i])
+for i = 4, #ARGV, 2 do
+  local k = (i - 4)
+  replies[#replies + 1] = admit(KEYS[k + 1], KEYS[k + 2], ARGV[i], ARGV[i + 1] == '1')
 end
 return replies
 """
@@ -105,15 +106,17 @@ class TenantGate:
         self.limits = limits
         self._final_among = final_among
         self._admit = redis.register_script(ADMIT)
-        self._waiting: list[tuple[str, str, asyncio.Future[tuple[int, int]]]] = []
+        self._waiting: list[tuple[str, str, bool, asyncio.Future[tuple[int, int]]]] = []
         self._sender: asyncio.Future[None] | None = None
 
-    async def admit(self, tenant: str, execution_id: str) -> int:
+    async def admit(self, tenant: str, execution_id: str, *, capped: bool = True) -> int:
         """Add the execution to its tenant's in-flight set; its rank there. Raises
-        ``TenantBusy`` (nothing added) when the tenant is at its cap or out of tokens."""
-        code, value = await self._call(tenant, execution_id)
+        ``TenantBusy`` (nothing added) when the tenant is at its cap or out of tokens.
+        ``capped=False``: the cap does not apply (a child of an execution that holds a place
+        already: it would otherwise wait for its own parent), the rate does."""
+        code, value = await self._call(tenant, execution_id, capped)
         if code == 1 and await self._drop_finished(tenant):
-            code, value = await self._call(tenant, execution_id)
+            code, value = await self._call(tenant, execution_id, capped)
         if code == 1:
             raise TenantBusy(
                 f"tenant {tenant!r} has {value} executions queued or running "
@@ -131,11 +134,13 @@ class TenantGate:
         """Take an execution out of the in-flight set (a submit that did not go through)."""
         await self.redis.zrem(self.keys.tenant_active(tenant), execution_id)
 
-    def _call(self, tenant: str, execution_id: str) -> asyncio.Future[tuple[int, int]]:
+    def _call(
+        self, tenant: str, execution_id: str, capped: bool
+    ) -> asyncio.Future[tuple[int, int]]:
         """Queue an admission; the submits that come while one call is in flight share the
         next (a Redis call per submit cost a third of the API's submit rate)."""
         answer: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((tenant, execution_id, answer))
+        self._waiting.append((tenant, execution_id, capped, answer))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send())
         return answer
@@ -146,17 +151,17 @@ class TenantGate:
             batch, self._waiting = self._waiting, []
             keys: list[str] = []
             args: list[Any] = [self.limits.max_active, self.limits.rate, max(1.0, self.limits.rate)]
-            for tenant, execution_id, _ in batch:
+            for tenant, execution_id, capped, _ in batch:
                 keys += [self.keys.tenant_active(tenant), self.keys.tenant_bucket(tenant)]
-                args.append(execution_id)
+                args += [execution_id, "1" if capped else "0"]
             try:
                 replies = cast(list[list[Any]], await self._admit(keys=keys, args=args))
             except Exception as exc:
-                for _, _, answer in batch:
+                for *_, answer in batch:
                     if not answer.done():
                         answer.set_exception(exc)
                 continue
-            for (_, _, answer), (code, value) in zip(batch, replies, strict=True):
+            for (*_, answer), (code, value) in zip(batch, replies, strict=True):
                 if not answer.done():
                     answer.set_result((int(code), int(value)))
 

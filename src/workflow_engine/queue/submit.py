@@ -45,6 +45,11 @@ class NotFound(WorkflowEngineError):
 class Conflict(WorkflowEngineError):
     """The execution is in a state that does not allow the request."""
 
+    def __init__(self, message: str, execution_id: str | None = None) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        """The execution the request conflicts with, when there is one."""
+
 
 @dataclass(frozen=True, slots=True)
 class Submission:
@@ -62,6 +67,9 @@ class Submission:
     workflow_version: int | None = None
     """The stored workflow's version ``definition`` is (SPEC section 10); None when the
     definition came with the request."""
+    capped: bool = True
+    """Whether ``WFE_TENANT_MAX_ACTIVE`` applies (not to a child: its running parent holds a
+    place already); the rate always does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,9 @@ class Submitter:
         # admission (Redis) and the record (the store) at once: the admission's round trip
         # costs nothing on the way of a submit; the rare refusal removes the record again
         admitted, created = await asyncio.gather(
-            self._admit(candidate), self.store.create(candidate), return_exceptions=True
+            self._admit(candidate, submission.capped),
+            self.store.create(candidate),
+            return_exceptions=True,
         )
         if isinstance(created, BaseException):
             if not isinstance(admitted, BaseException):
@@ -213,7 +223,8 @@ class Submitter:
         if differ:
             raise Conflict(
                 f"idempotencyKey {submission.idempotency_key!r} belongs to execution "
-                f"{first.execution_id}, started with a different {' and '.join(differ)}"
+                f"{first.execution_id}, started with a different {' and '.join(differ)}",
+                first.execution_id,
             )
 
     async def _check_room(self, queue: str) -> None:
@@ -227,11 +238,11 @@ class Submitter:
                 f"the {queue} queue holds {queued} jobs (limit {self.max_queued}); retry later"
             )
 
-    async def _admit(self, record: ExecutionRecord) -> int:
+    async def _admit(self, record: ExecutionRecord, capped: bool) -> int:
         """The tenant's cap and rate (``TenantBusy``); the execution's rank among the tenant's
         executions in flight."""
         try:
-            return await self.gate.admit(record.tenant_id, record.execution_id)
+            return await self.gate.admit(record.tenant_id, record.execution_id, capped=capped)
         except TenantBusy:
             raise
         except Exception as exc:

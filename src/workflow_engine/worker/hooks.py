@@ -27,6 +27,11 @@ from workflow_engine.vocabulary import NodeResult, NodeStatus, iso
 
 log = get_logger(__name__)
 
+UNCOPIED = frozenset({ev.NODE_STREAM, ev.NODE_LOG})
+"""A child's events its ancestors' streams do not get: its tokens and printed text are many
+and stay on its own stream (copied, they would push the ancestors' own events out of their
+capped streams)."""
+
 NODE_EVENT = {
     NodeStatus.COMPLETED: ev.NODE_COMPLETED,
     NodeStatus.FAILED: ev.NODE_FAILED,
@@ -71,11 +76,13 @@ class RunHooks(ExecutionHooks):
     ``workflow`` node it runs under). Its node events are copied to their streams."""
 
     def _emit(self, event_type: str, data: dict[str, Any]) -> None:
-        """A node event: to this execution's stream, and a copy to each ancestor's stream
-        with ``childExecutionId`` (this execution, for a UI to open) and ``parentNodeId`` (the
-        node of that ancestor it runs under)."""
+        """A node event: to this execution's stream, and (but ``UNCOPIED``) a copy to each
+        ancestor's stream with ``childExecutionId`` (this execution, for a UI to open) and
+        ``parentNodeId`` (the node of that ancestor it runs under)."""
         data = node_event(data)
         self.events.publish(self.execution_id, event_type, data)
+        if event_type in UNCOPIED:
+            return
         for execution_id, node_id in self.ancestors:
             copy = {**data, "childExecutionId": self.execution_id, "parentNodeId": node_id}
             self.events.mirror(execution_id, event_type, copy)

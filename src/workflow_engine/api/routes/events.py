@@ -117,6 +117,8 @@ async def _fastgpt_frames(
     async for event in _events(services, record, position):
         for frame in frames.frames(event):
             yield ServerSentEvent(raw_data=frame.data, event=frame.event, id=frame.id)
+        if frames.ended:
+            return
 
 
 async def _events(
