@@ -677,3 +677,25 @@ def test_a_native_fastgpt_node_with_odd_params_is_a_definition_error() -> None:
     }
     problems = find_problems(raw, NodeRegistry.default(), ExpressionEngine())
     assert {p.code for p in problems} >= {"invalid_inputs"}
+
+
+async def test_files_are_ignored_with_a_warning(executor: Executor) -> None:
+    class Logs(Streams):
+        def __init__(self) -> None:
+            super().__init__()
+            self.logs: list[str] = []
+
+        async def on_node_log(self, event: Any) -> None:
+            self.logs.append(event.text)
+
+    hooks = Logs()
+    document = workflow(
+        start(), answer("a", "{{$448745.userChatInput$}}"), edges=[edge(START, "a")]
+    )
+    plan = executor.compile(translate(document).definition)
+    outcome = await executor.run(
+        plan, {"userChatInput": "look", "files": [{"url": "https://x/y.png"}]}, hooks=hooks
+    )
+    assert outcome.status is ExecutionStatus.COMPLETED
+    assert outcome.nodes["a"].output == {"answerText": "\nlook"}
+    assert hooks.logs == ["warning: files sent with the question are ignored (not supported)"]

@@ -142,7 +142,20 @@ class WorkflowStart(FastGptNode):
         question = request_question(given) if isinstance(given, Mapping) else ""
         if not question:
             question = js_string(params.get("userChatInput") or "")
+        if isinstance(given, Mapping) and (given.get("files") or _has_file_parts(given)):
+            await ctx.log("warning: files sent with the question are ignored (not supported)")
         return {"userChatInput": question, "userFiles": []}
+
+
+def _has_file_parts(inputs: Mapping[str, Any]) -> bool:
+    """Whether the request's ``messages`` carry files (``image_url``/``file_url`` parts)."""
+    messages = inputs.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, Mapping) and part.get("type") in ("image_url", "file_url"):
+                return True
+    return False
 
 
 class AnswerNode(FastGptNode):

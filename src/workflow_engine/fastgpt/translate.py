@@ -73,6 +73,10 @@ INPUT_SCHEMA: Final[dict[str, Any]] = {
             "message is the question (unless userChatInput), the others the history.",
         },
         "chatId": {"type": "string", "description": "The conversation (system variable)."},
+        "files": {
+            "type": "array",
+            "description": "Files sent with the question: ignored (a node.log warning says so).",
+        },
     },
 }
 
