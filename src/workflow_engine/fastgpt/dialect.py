@@ -170,7 +170,29 @@ class FastGptDialect:
             return [(name, chunk(piece["text"]))]
         return []
 
+    def seed(self, results: list[dict[str, Any]], before_ms: float) -> None:
+        """A client resuming after ``Last-Event-ID``: the nodes that ended before it (node
+        results, wire form) are in ``flowResponses`` too, as on an unbroken stream."""
+        ended = [
+            r
+            for r in results
+            if r.get("status") in ("completed", "failed")
+            and "[" not in str(r.get("nodeId"))
+            and _ms(str(r.get("completedAt") or "")) <= before_ms
+        ]
+        for result in sorted(ended, key=lambda r: str(r.get("completedAt"))):
+            self._response(result)
+
     def _finished(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        response = self._response(data)
+        output = data.get("output")
+        out: list[tuple[str, Any]] = [("flowNodeResponse", response)]
+        if response["moduleType"] == "variableUpdate" and isinstance(output, Mapping):
+            out.append(("updateVariables", self._variables(output.get(WRITES_VARIABLE))))
+        return out
+
+    def _response(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A node's FastGPT response (``flowNodeResponse``), kept for ``flowResponses``."""
         node_id = str(data.get("nodeId", ""))
         fastgpt_id, flow_type, name = self._node(data)
         response: dict[str, Any] = {
@@ -187,10 +209,7 @@ class FastGptDialect:
         if flow_type == "loopEnd" and isinstance(output, Mapping):
             response["loopOutputValue"] = output.get("loopOutputValue")
         self.responses.append(response)
-        out: list[tuple[str, Any]] = [("flowNodeResponse", response)]
-        if flow_type == "variableUpdate" and isinstance(output, Mapping):
-            out.append(("updateVariables", self._variables(output.get(WRITES_VARIABLE))))
-        return out
+        return response
 
     def _waiting(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
         """A run waiting for the user ends FastGPT's response: the interactive payload, the

@@ -114,6 +114,9 @@ async def _fastgpt_frames(
     frames = FastGptDialect.of(
         source.definition, source.inputs, detail=detail, started_ms=source.created_at
     )
+    if position is not None:  # what ended before it belongs in flowResponses too
+        results = await services.store.node_results(record.execution_id)
+        frames.seed([r.to_dict() for r in results], float(position.partition("-")[0]))
     async for event in _events(services, record, position):
         for frame in frames.frames(event):
             yield ServerSentEvent(raw_data=frame.data, event=frame.event, id=frame.id)
