@@ -17,6 +17,7 @@ from tests.api.test_api import final_status
 from tests.conftest import make_settings
 from tests.support.processes import wait_until
 from tests.support.services import RedisServer
+from tests.worker.test_durable import reaches, status
 from tests.worker.test_durable_processes import events_of
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
@@ -74,18 +75,15 @@ async def executions_of(api: httpx.AsyncClient, workflow_id: str) -> list[dict[s
     return items
 
 
-async def status(api: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = (await api.get(f"/api/workflow/status/{execution_id}?nodes=true")).json()
-    return body
+async def waiting_child(api: httpx.AsyncClient) -> str:
+    """The id of the `child` execution once it waits for input."""
 
+    async def found() -> str | None:
+        runs = await executions_of(api, "child")
+        return runs[0]["executionId"] if runs and runs[0]["status"] == "waiting" else None
 
-async def reaches(api: httpx.AsyncClient, execution_id: str, wanted: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        body = await status(api, execution_id)
-        return body if body["context"]["status"] == wanted else None
-
-    found: dict[str, Any] = await wait_until(check, 20, f"{execution_id} to be {wanted}")
-    return found
+    child_id: str = await wait_until(found, 20, "the child to wait for input")
+    return child_id
 
 
 @pytest.mark.usefixtures("worker")
@@ -171,12 +169,7 @@ async def test_cancelling_the_parent_cancels_the_waiting_child(api: httpx.AsyncC
 async def test_a_cancelled_child_fails_its_parent_node(api: httpx.AsyncClient) -> None:
     asking = {"id": "child", "nodes": [{"id": "ask", "type": "wait_input", "inputs": {}}]}
     parent_id = await execute(api, parent({"definition": asking}))
-
-    async def waiting_child() -> str | None:
-        runs = await executions_of(api, "child")
-        return runs[0]["executionId"] if runs and runs[0]["status"] == "waiting" else None
-
-    child_id = await wait_until(waiting_child, 20, "the child to wait for input")
+    child_id = await waiting_child(api)
     await reaches(api, parent_id, "waiting")
     assert (await api.post(f"/api/workflow/cancel/{child_id}")).status_code == 200
     final = await final_status(api, parent_id)
@@ -189,12 +182,7 @@ async def test_a_cancelled_child_fails_its_parent_node(api: httpx.AsyncClient) -
 async def test_a_child_answered_later_resumes_its_parent(api: httpx.AsyncClient) -> None:
     asking = {"id": "child", "nodes": [{"id": "ask", "type": "wait_input", "inputs": {}}]}
     parent_id = await execute(api, parent({"definition": asking}))
-
-    async def waiting_child() -> str | None:
-        runs = await executions_of(api, "child")
-        return runs[0]["executionId"] if runs and runs[0]["status"] == "waiting" else None
-
-    child_id = await wait_until(waiting_child, 20, "the child to wait for input")
+    child_id = await waiting_child(api)
     await reaches(api, parent_id, "waiting")
     answered = await api.post(f"/api/workflow/resume/{child_id}", json={"input": {"ok": 1}})
     assert answered.status_code == 202

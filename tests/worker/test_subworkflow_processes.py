@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_subworkflow import executions_of, reaches, status
+from tests.api.test_subworkflow import executions_of
 from tests.support.http_server import LocalHttpServer
 from tests.support.processes import Process, start_worker, wait_until
+from tests.worker.test_durable import reaches, status
 from tests.worker.test_durable_processes import events_of
 from workflow_engine.api.services import Services
 from workflow_engine.events.model import Event

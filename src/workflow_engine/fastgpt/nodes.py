@@ -220,8 +220,7 @@ class IfElseNode(FastGptNode):
         return {"ifElseResult": label, "branch": label}
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:
-        params = inputs.get("params")
-        raw = params.get("ifElseList") if isinstance(params, Mapping) else None
+        raw = _params_of(inputs).get("ifElseList")
         count = len(raw) if isinstance(raw, list) else 0
         return {if_else_label(i) for i in range(count)} | {ELSE}
 
