@@ -112,3 +112,48 @@ def variable_update(node_id: str, updates: list[dict[str, Any]]) -> dict[str, An
 
 def workflow(*nodes: dict[str, Any], edges: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
     return {"nodes": list(nodes), "edges": edges, "chatConfig": config}
+
+
+def tools(node_id: str, model: str, system: str = "", **extra: Any) -> dict[str, Any]:
+    """A tool-call node (``tools``) as FastGPT's template (v4.8-4.12) writes it: model,
+    temperature, maxToken, systemPrompt, history, userChatInput; one output, ``answerText``."""
+    return node(
+        node_id,
+        "tools",
+        [
+            given("model", model, "string", "settingLLMModel"),
+            given("temperature", 0, "number", "hidden"),
+            given("maxToken", 2000, "number", "hidden"),
+            given("systemPrompt", system, "string", "textarea"),
+            given("history", 6, "chatHistory", "numberInput"),
+            given("userChatInput", [START, "userChatInput"], "string", "reference"),
+        ],
+        [out("answerText")],
+        name="Tool call",
+        **extra,
+    )
+
+
+def tool_param(
+    key: str, description: str, value_type: str = "string", **extra: Any
+) -> dict[str, Any]:
+    """An input the model sets when it calls the node (it has a ``toolDescription``)."""
+    return {
+        "key": key,
+        "renderTypeList": ["reference"],
+        "valueType": value_type,
+        "label": key,
+        "toolDescription": description,
+        "canEdit": True,
+        **extra,
+    }
+
+
+def tool_edge(source: str, target: str) -> dict[str, Any]:
+    """A tools node's edge to one of its tools."""
+    return {
+        "source": source,
+        "sourceHandle": "selectedTools",
+        "target": target,
+        "targetHandle": "selectedTools",
+    }

@@ -10,7 +10,19 @@ from typing import Any
 import httpx
 
 from tests.api.test_ai_service import MODEL, Service, service
-from tests.fastgpt.graphs import START, answer, edge, given, node, out, start, workflow
+from tests.fastgpt.graphs import (
+    START,
+    answer,
+    edge,
+    given,
+    node,
+    out,
+    start,
+    tool_edge,
+    tool_param,
+    tools,
+    workflow,
+)
 from tests.support.model_server import Answer
 
 __all__ = ["service"]  # the fixture
@@ -382,3 +394,107 @@ async def test_a_form_input_pauses_the_run_and_its_values_become_outputs(service
     nodes = {n["nodeId"]: n for n in final["nodes"]}
     assert nodes["form"]["output"]["formInputResult"] == {"name": "Ada", "age": 36}
     assert nodes["hi"]["output"] == {"answerText": "\nHi Ada (36)"}
+
+
+def tools_app() -> dict[str, Any]:
+    """Start -> a tools node whose one tool (``topic``, a toolParams node) is followed by an AI
+    chat writing about the topic the model called it with -> a reply quoting the answer."""
+    topic = node(
+        "topic",
+        "toolParams",
+        [tool_param("subject", "What to write about", required=True)],
+        [out("subject")],
+        name="Write",
+        intro="Writes a line about a subject",
+    )
+    writer = node(
+        "writer",
+        "chatNode",
+        [
+            given("model", MODEL, "string", "settingLLMModel"),
+            given("userChatInput", "One line on {{$topic.subject$}}", "string", "textarea"),
+        ],
+        [out("answerText")],
+        name="Writer",
+    )
+    return workflow(
+        start(),
+        tools("agent", MODEL),
+        topic,
+        writer,
+        answer("reply", "[{{$agent.answerText$}}]"),
+        edges=[
+            edge(START, "agent"),
+            tool_edge("agent", "topic"),
+            edge("topic", "writer"),
+            edge("agent", "reply"),
+        ],
+    )
+
+
+async def test_a_tool_call_streams_fastgpts_tool_events_and_hides_the_tools_own_nodes(
+    service: Service,
+) -> None:
+    service.models.script(
+        Answer.calls(("topic", {"subject": "cats"})),
+        Answer.text("Cats purr."),
+        Answer.text("Here you go."),
+    )
+    submitted = await service.http.post(
+        "/api/workflow/execute",
+        json={"workflowDefinition": tools_app(), "inputs": {"userChatInput": "A cat line"}},
+    )
+    assert submitted.status_code == 202, submitted.text
+    execution_id = submitted.json()["executionId"]
+    final = await service.final(execution_id)
+    assert final["context"]["status"] == "completed", final
+    assert service.models.exchanges[1].body["messages"][-1] == {
+        "role": "user",
+        "content": "One line on cats",
+    }
+    sent = await frames(service.http, f"/api/workflow/events/{execution_id}?format=fastgpt")
+    names = [f["event"] for f in sent]
+    squeezed = [n for i, n in enumerate(names) if not (n == "answer" == names[i - 1] and i)]
+    assert squeezed[:14] == [
+        "flowNodeStatus",  # Start
+        "flowNodeResponse",
+        "flowNodeStatus",  # the tools node (its tool's nodes announce nothing)
+        "toolCall",
+        "toolParams",
+        "answer",  # the writer's answer, streamed from inside the tool's run
+        "toolResponse",
+        "answer",  # the model's last answer
+        "flowNodeResponse",  # the tools node
+        "flowNodeStatus",
+        "fastAnswer",
+        "flowNodeResponse",
+        "workflowDuration",
+        "answer",
+    ], names
+    data = {f["event"]: json.loads(f["data"]) for f in sent if f["event"] != "answer"}
+    call_id = data["toolCall"]["tool"]["id"]
+    assert data["toolCall"] == {
+        "tool": {
+            "id": call_id,
+            "toolName": "Write",
+            "toolAvatar": "",
+            "functionName": "topic",
+            "params": "",
+            "response": "",
+        }
+    }
+    assert data["toolParams"]["tool"]["params"] == '{"subject": "cats"}'
+    assert data["toolResponse"]["tool"] == {
+        "id": call_id,
+        "toolName": "",
+        "toolAvatar": "",
+        "params": "",
+        "response": "Cats purr.",
+    }
+    # FastGPT merges the tool run's answers into the tools node's answer
+    assert data["fastAnswer"]["choices"][0]["delta"]["content"] == "\n[Cats purr.Here you go.]"
+    assert [(r["nodeId"], r["moduleType"]) for r in data["flowResponses"]] == [
+        (START, "workflowStart"),
+        ("agent", "tools"),
+        ("reply", "answerNode"),
+    ]

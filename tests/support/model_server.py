@@ -43,6 +43,18 @@ class Answer:
     delay: float = 0.0
     finish_reason: str = "stop"
     stall_after: int | None = None
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)
+    """``(function name, JSON arguments)``: the answer calls these (streamed as OpenAI does:
+    the call's id and name first, then its arguments in two pieces)."""
+
+    @classmethod
+    def calls(cls, *calls: tuple[str, Any], text: str = "") -> Answer:
+        """An answer calling functions (``(name, arguments)``), with ``text`` before them."""
+        return cls(
+            [text] if text else [],
+            finish_reason="tool_calls",
+            tool_calls=[(name, json.dumps(args)) for name, args in calls],
+        )
 
     @classmethod
     def text(cls, text: str, pieces: int = 1, **options: Any) -> Answer:
@@ -176,6 +188,12 @@ class ModelServer:
         deltas = [{"role": "assistant", "content": "", "refusal": None}]
         deltas += [{"content": None, "reasoning_content": r} for r in answer.reasoning]
         deltas += [{"content": p} for p in answer.pieces]
+        for index, (name, arguments) in enumerate(answer.tool_calls):
+            half = len(arguments) // 2
+            call = {"index": index, "id": f"{chunk_id}-call{index}", "type": "function"}
+            deltas.append({"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]})
+            for piece in (arguments[:half], arguments[half:]):
+                deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         for index, delta in enumerate(deltas):
             if answer.stall_after is not None and exchange.deltas_sent >= answer.stall_after:
                 await exchange.closed.wait()
@@ -217,6 +235,16 @@ class ModelServer:
         message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
         if answer.reasoning:
             message["reasoning_content"] = "".join(answer.reasoning)
+        if answer.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+                for i, (name, arguments) in enumerate(answer.tool_calls)
+            ]
+            message["content"] = answer.content or None
         return {
             "id": f"chatcmpl-{next(self._ids)}",
             "object": "chat.completion",
@@ -238,7 +266,9 @@ class ModelServer:
 def _usage(body: dict[str, Any], answer: Answer) -> dict[str, int]:
     """Tokens counted as words (prompt) and deltas (completion): predictable for the tests."""
     prompt = sum(
-        len(m["content"].split()) for m in body.get("messages", []) if isinstance(m["content"], str)
+        len(m["content"].split())
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), str)
     )
     completion = len(answer.pieces) + len(answer.reasoning)
     return {

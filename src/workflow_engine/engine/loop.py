@@ -16,7 +16,7 @@ from workflow_engine.engine.results import ExecutionOutcome, add_usage
 from workflow_engine.errors import NodeError
 from workflow_engine.nodes.base import Park
 from workflow_engine.plan import NodePlan, WorkflowPlan
-from workflow_engine.vocabulary import ExecutionStatus, NodeStatus
+from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
 if TYPE_CHECKING:
     from workflow_engine.engine.run import WorkflowRun
@@ -127,6 +127,25 @@ class LoopRunner:
             raise self._park()
         return outputs
 
+    async def once(self, index: int, item: Any) -> list[NodeResult]:
+        """One more run of the body, as run ``index``, from scratch (what an earlier attempt
+        recorded under that index is not restored: the caller, a model choosing tools, may
+        not ask for the same run again); its nodes' results in the order they ended. A run
+        that fails or waits fails the node: a call's run cannot park."""
+        self.run.loop_budget.take(len(self.body.nodes), self.prefix)
+        outcome = await self._iteration(index, item, fresh=True)
+        self.run.body_usage = add_usage(self.run.body_usage, outcome.usage)
+        if outcome.status is ExecutionStatus.WAITING:
+            raise NodeError(
+                f"node '{self.loop_id}': run {index} of its body waits "
+                f"({', '.join(outcome.parked)}), which it cannot do",
+                retryable=False,
+                error_type="unsupported",
+            )
+        if outcome.status is not ExecutionStatus.COMPLETED:
+            raise self._failed(index, outcome)
+        return [outcome.nodes[n] for n in outcome.progress.completed_nodes if n in outcome.nodes]
+
     async def _lane(self, indices: Iterator[int], items: list[Any], outputs: list[Any]) -> None:
         for index in indices:
             if self.failure is not None:
@@ -144,13 +163,13 @@ class LoopRunner:
                 for run in list(self.active):
                     run.cancel(ITERATION_CANCELLED)
 
-    async def _iteration(self, index: int, item: Any) -> ExecutionOutcome:
+    async def _iteration(self, index: int, item: Any, *, fresh: bool = False) -> ExecutionOutcome:
         parent = self.run
         run = parent.iteration(
             self.body,
             Iteration(f"{self.prefix}[{index}].", self.scope, item, index),
-            restored=self.restored.get(index, {}),
-            prior_attempts=self.prior.get(index, {}),
+            restored={} if fresh else self.restored.get(index, {}),
+            prior_attempts={} if fresh else self.prior.get(index, {}),
         )
         self.active.add(run)
         try:

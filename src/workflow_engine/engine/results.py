@@ -91,7 +91,13 @@ class ExecutionOutcome:
 
 
 MODEL_NODE_TYPES: frozenset[str] = frozenset(
-    {"llm", "fastgpt.chatNode", "fastgpt.classifyQuestion", "fastgpt.contentExtract"}
+    {
+        "llm",
+        "fastgpt.chatNode",
+        "fastgpt.classifyQuestion",
+        "fastgpt.contentExtract",
+        "fastgpt.tools",
+    }
 )
 """The node types whose output ``usage`` is what a model server reported (no other node's
 output counts: a code node or a user's answer could say anything)."""

@@ -494,7 +494,8 @@ class WorkflowRun:
             children=self.executor.children,
         )
         if plan_node.body is not None:
-            ctx.run_body = LoopRunner(self, plan_node, scope)
+            runner = LoopRunner(self, plan_node, scope)
+            ctx.run_body, ctx.run_body_once = runner, runner.once
         timeout = plan_node.definition.timeout
         if timeout is None:
             output = await plan_node.node_type.run(ctx, inputs)

@@ -9,6 +9,9 @@ section 13), as FastGPT's ``/api/v1/chat/completions`` streams them
   (``textAdaptGptResponse``), ``fastAnswer`` the same for an answer node's text;
 - ``flowNodeResponse`` when a node ends (its FastGPT id, name, type, running time);
 - ``updateVariables`` after a ``variableUpdate``: the variables, system ones left out;
+- ``toolCall``, ``toolParams``, ``toolResponse`` (``{tool: {id, toolName, toolAvatar,
+  params, response}}``) as a ``tools`` node calls its tools; the nodes of a tool's run
+  announce neither their start nor their response, as in FastGPT;
 - ``interactive`` when the run waits for the user;
 - at the end ``workflowDuration``, a last ``answer`` chunk with ``finish_reason: "stop"``,
   ``[DONE]``, then ``flowResponses`` (every node's response); ``error`` instead when the
@@ -20,6 +23,7 @@ comes from, so a client resumes with ``Last-Event-ID`` as on our own stream."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +38,9 @@ from workflow_engine.fastgpt.translate import GLOBALS_VARIABLE, TYPE_PREFIX, WRI
 DONE: Final = "[DONE]"
 ANSWER_TYPES: Final = frozenset({"chatNode"})
 FAST_ANSWER_TYPES: Final = frozenset({"answerNode"})
+TOOL_EVENTS: Final = ("toolCall", "toolParams", "toolResponse")
+"""A tools node's ``node.stream`` chunks ``{<event>: {id, toolName, ...}}``."""
+RUN_INDEX: Final = re.compile(r"\[\d+\]\.")
 SYSTEM_VARIABLES: Final = frozenset(
     {"userId", "appId", "chatId", "responseChatItemId", "histories", "cTime"}
 )
@@ -122,7 +129,12 @@ class FastGptDialect:
         if self._first_ms is None:
             self._first_ms = _ms(event.timestamp)
         out: list[tuple[str, Any]] = []
-        if event.type == ev.NODE_STARTED and _own_id(str(data.get("nodeId"))) in self.shown:
+        node_id = str(data.get("nodeId"))
+        if (
+            event.type == ev.NODE_STARTED
+            and _own_id(node_id) in self.shown
+            and not self._in_tool_run(node_id)
+        ):
             out.append(
                 (
                     "flowNodeStatus",
@@ -159,10 +171,19 @@ class FastGptDialect:
         node_id = str(data.get("nodeId", ""))
         return self.nodes.get(_own_id(node_id), (node_id, "", node_id))
 
+    def _in_tool_run(self, node_id: str) -> bool:
+        """A node of a tool's run (``<toolsId>[<n>].<node>``): FastGPT announces neither its
+        start nor its response (``isToolCall``)."""
+        holders = RUN_INDEX.split(node_id)[:-1]
+        return any(self.nodes.get(_own_id(h), ("", "", ""))[1] == "tools" for h in holders)
+
     def _streamed(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
         piece = data.get("chunk")
         if not isinstance(piece, Mapping):
             return []
+        for name in TOOL_EVENTS:
+            if isinstance(piece.get(name), Mapping):
+                return [(name, {"tool": piece[name]})]
         name = "fastAnswer" if self._node(data)[1] in FAST_ANSWER_TYPES else "answer"
         if isinstance(piece.get("reasoning"), str):
             return [(name, chunk(reasoning=piece["reasoning"]))]

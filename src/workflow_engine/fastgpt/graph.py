@@ -39,6 +39,9 @@ SUPPORTED_TYPES: Final = frozenset(
         "pluginOutput",
         "emptyNode",
         "comment",
+        "tools",
+        "toolParams",
+        "stopTool",
     }
 )
 """The node types we run; any other (knowledge-base search, system plugins, apps we do not
@@ -54,9 +57,8 @@ WHY_NOT: Final[Mapping[str, str]] = {
     "lafModule": "calls a Laf cloud function account",
     "readFiles": "reads files uploaded to FastGPT's chat",
     "customFeedback": "writes feedback into FastGPT's chat records",
-    "tools": "tool calling is not supported yet",
-    "stopTool": "belongs to tool calling, which is not supported yet",
-    "toolParams": "belongs to tool calling, which is not supported yet",
+    "tool": "runs a FastGPT system or MCP tool, which this service does not host",
+    "toolSet": "holds FastGPT system or MCP tools, which this service does not host",
 }
 
 ENTRY_TYPES: Final = frozenset({"workflowStart", "userGuide", "pluginInput"})
@@ -83,12 +85,21 @@ class FastGptNode:
         return next((i for i in self.inputs if i.get("key") == key), None)
 
 
+TOOL_HANDLE: Final = "selectedTools"
+"""The handle of a ``tools`` node's edges to its tools (``filterWorkflowEdges``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FastGptEdge:
     source: str
     source_handle: str
     target: str
     target_handle: str
+
+    @property
+    def to_tool(self) -> bool:
+        """An edge from a ``tools`` node to one of its tools: not a run edge."""
+        return TOOL_HANDLE in (self.source_handle, self.target_handle)
 
 
 @dataclass(frozen=True, slots=True)

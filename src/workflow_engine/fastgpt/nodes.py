@@ -365,7 +365,7 @@ class ChatNode(FastGptNode):
             raise fail(ctx, inputs, "no model", "config")
         messages = chat_messages(ctx, params)
         request = ChatRequest(
-            model, messages, _temperature(params.get("temperature")), _max_tokens(params)
+            model, messages, model_temperature(params.get("temperature")), model_max_tokens(params)
         )
         publish = None if params.get("isResponseAnswerText") is False else ctx.stream
         answer = await complete_streaming(ctx.http, connection, request, publish)
@@ -413,13 +413,13 @@ def _as_chat_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _temperature(value: Any) -> float | None:
+def model_temperature(value: Any) -> float | None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
     return round(max(0.0, min(float(value), 10.0)) / 10 * MAX_TEMPERATURE, 2)
 
 
-def _max_tokens(params: Mapping[str, Any]) -> int | None:
+def model_max_tokens(params: Mapping[str, Any]) -> int | None:
     return _whole(params.get("maxToken"), 1_000_000) or None
 
 

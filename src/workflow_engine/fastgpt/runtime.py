@@ -117,6 +117,21 @@ def system_variables(ctx: NodeContext) -> dict[str, Any]:
     }
 
 
+TOOL_CALL: Final = "fastgptToolCall"
+"""The key of a tool call's run item: ``{tool: <our id of the tool node>, params: {...}}``."""
+
+
+def tool_arguments(ctx: NodeContext) -> Mapping[str, Any] | None:
+    """The arguments a model called this node with, when it is the tool of this run of a
+    ``tools`` node's body (they replace its inputs' values by key); None otherwise."""
+    item = ctx.scope.get("item")
+    call = item.get(TOOL_CALL) if isinstance(item, Mapping) else None
+    if not isinstance(call, Mapping) or call.get("tool") != ctx.node_id.rpartition(".")[2]:
+        return None
+    params = call.get("params")
+    return params if isinstance(params, Mapping) else {}
+
+
 def run_params(ctx: NodeContext, inputs: FastGptInputs) -> dict[str, Any]:
     """The node's parameters as FastGPT computes them: each input through
     ``replaceEditorVariable`` and ``getReferenceVariableValue``, then typed by its
@@ -124,7 +139,10 @@ def run_params(ctx: NodeContext, inputs: FastGptInputs) -> dict[str, Any]:
     graph = ScopeGraph(ctx, inputs)
     variables = variables_of(ctx)
     params: dict[str, Any] = {}
-    for key, raw in inputs.params.items():
+    given = inputs.params
+    if (arguments := tool_arguments(ctx)) is not None:  # FastGPT's updateToolInputValue
+        given = {k: v if arguments.get(k) is None else arguments[k] for k, v in given.items()}
+    for key, raw in given.items():
         if key in RAW_PARAMS:
             params[key] = raw
             continue

@@ -54,6 +54,20 @@ GLOBALS_VARIABLE: Final = "fastgpt_globals"
 NO_OP_TYPES: Final = frozenset({"userGuide", "pluginConfig", "comment"})
 """Config and decoration: FastGPT runs them as nothing."""
 BRANCHING_TYPES: Final = frozenset({"ifElseNode", "classifyQuestion", "userSelect"})
+BODY_TYPES: Final = frozenset({"loop", "tools"})
+"""The nodes holding a sub-graph: a loop's children, a tools node's tools and what follows
+them."""
+MAX_TOOL_DESCRIPTION: Final = 8192
+TOOL_VALUE_TYPES: Final[Mapping[str, dict[str, Any]]] = {
+    "string": {"type": "string"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "arrayString": {"type": "array", "items": {"type": "string"}},
+    "arrayNumber": {"type": "array", "items": {"type": "number"}},
+    "arrayBoolean": {"type": "array", "items": {"type": "boolean"}},
+}
+"""A tool parameter's JSON schema by its ``valueType`` (FastGPT's ``toolValueTypeList``);
+any other type is a string."""
 EDITOR_REFERENCE: Final = re2.compile(r"\{\{\$([^.]+)\.([^$]+)\$\}\}")
 _ID = re.compile(NODE_ID_PATTERN)
 
@@ -105,48 +119,79 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
     problems: list[Problem] = []
     entries = [n.node_id for n in graph.nodes if n.flow_node_type in ENTRY_TYPES]
     parent_of = {n.node_id: n.parent_node_id for n in graph.nodes}
+    index = {n.node_id: i for i, n in enumerate(graph.nodes)}
     by_level: dict[str | None, list[tuple[int, FastGptEdge]]] = {}
+    tools_of: dict[str, list[str]] = {}
     for i, e in enumerate(graph.edges):  # each level's edges, found once
-        if e.source_handle != "selectedTools":
+        if not e.to_tool:
             by_level.setdefault(parent_of.get(e.source), []).append((i, e))
+        elif e.target not in tools_of.setdefault(e.source, []):
+            tools_of[e.source].append(e.target)
     levels: dict[str | None, list[FastGptNode]] = {None: _kept(graph, None, entries, by_level)}
-    pending = [(n, 1) for n in levels[None] if n.flow_node_type == "loop"]
-    while pending:  # each loop's children, nested loops' too
-        loop, depth = pending.pop()
+    edges_in: dict[str | None, str | None] = {}
+    """A ``tools`` node's body (its tools' runs) -> the level its edges are in."""
+    pending = [(n, 1) for n in levels[None] if n.flow_node_type in BODY_TYPES]
+    while pending:  # each loop's children and each tools node's tools, nested ones' too
+        holder, depth = pending.pop()
         if depth > MAX_LOOP_NESTING:
             raise DefinitionError(
                 [
                     Problem(
-                        f"nodes[{[n.node_id for n in graph.nodes].index(loop.node_id)}]",
-                        f"loops nest deeper than {MAX_LOOP_NESTING}",
+                        f"nodes[{index[holder.node_id]}]",
+                        f"loops and tool calls nest deeper than {MAX_LOOP_NESTING}",
                         "limit",
                     )
                 ]
             )
-        starts = [
-            n.node_id
-            for n in graph.nodes
-            if n.parent_node_id == loop.node_id and n.flow_node_type == "loopStart"
-        ]
-        levels[loop.node_id] = _kept(graph, loop.node_id, starts, by_level)
-        pending += [(n, depth + 1) for n in levels[loop.node_id] if n.flow_node_type == "loop"]
-    every = [n for kept in levels.values() for n in kept]
+        if holder.node_id in levels:
+            continue
+        if holder.flow_node_type == "loop":
+            starts = [
+                n.node_id
+                for n in graph.nodes
+                if n.parent_node_id == holder.node_id and n.flow_node_type == "loopStart"
+            ]
+            levels[holder.node_id] = _kept(graph, holder.node_id, starts, by_level)
+        else:
+            level_of = holder.parent_node_id
+            tools = [t for t in tools_of.get(holder.node_id, ()) if parent_of.get(t) == level_of]
+            edges_in[holder.node_id] = level_of
+            kept = _kept(graph, level_of, tools, by_level)
+            if any(n.node_id == holder.node_id for n in kept):
+                problems.append(
+                    Problem(
+                        f"nodes[{index[holder.node_id]}]",
+                        f"tools node {holder.node_id!r} ({holder.name}): one of its tools "
+                        "leads back to it",
+                        "invalid_edge",
+                    )
+                )
+                kept = [n for n in kept if n.node_id != holder.node_id]
+            levels[holder.node_id] = kept
+        inner = levels[holder.node_id]
+        pending += [(n, depth + 1) for n in inner if n.flow_node_type in BODY_TYPES]
+    every = list({n.node_id: n for kept in levels.values() for n in kept}.values())
     ids = _our_ids(n.node_id for n in every)
     rewrite = _Rewriter(ids, {n.node_id: _output_keys(n) for n in every})
-    index = {n.node_id: i for i, n in enumerate(graph.nodes)}
+    in_tool_runs = {n.node_id for key in edges_in for n in levels[key]}
+    choices: set[str] = set()  # the ids given to the toolChoice nodes
 
-    def level(parent: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        kept = levels[parent]
+    def level(key: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        kept = levels[key]
         nodes = []
         for node in kept:
             translated = _node(node, ids, rewrite)
             if node.flow_node_type == "loop":
                 translated["inputs"]["body"] = body(node)
+            elif node.flow_node_type == "tools":
+                translated["inputs"].update(tool_calls(node))
             nodes.append(translated)
         members = {n.node_id for n in kept}
-        own = [(i, e) for i, e in by_level.get(parent, ()) if e.target in members]
+        own = [(i, e) for i, e in by_level.get(edges_in.get(key, key), ()) if e.target in members]
         own = [(i, e) for i, e in own if e.source in members]
         starts = [n.node_id for n in kept if n.flow_node_type in (*ENTRY_TYPES, "loopStart")]
+        if key in edges_in:
+            starts += [t for t in tools_of.get(str(key), ()) if t in members]
         recursive = _recursive([e for _, e in own], starts)
         edges: list[dict[str, Any]] = []
         seen: set[tuple[str, str, Any]] = set()
@@ -154,10 +199,10 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
             edge = _edge(e, i, graph, ids, problems)
             if edge is None:
                 continue
-            key = (edge["source"], edge["target"], edge.get("branch"))
-            if key in seen:  # FastGPT's editor may draw an edge twice
+            key_of = (edge["source"], edge["target"], edge.get("branch"))
+            if key_of in seen:  # FastGPT's editor may draw an edge twice
                 continue
-            seen.add(key)
+            seen.add(key_of)
             if id(e) in recursive:
                 edge["recursive"] = True
             edges.append(edge)
@@ -178,8 +223,37 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
             )
         return {"nodes": nodes, "edges": edges, "output": ids[ends[0].node_id] if ends else ""}
 
+    def tool_calls(holder: FastGptNode) -> dict[str, Any]:
+        """A tools node's tools (the model's functions) and their runs as its ``body``: a
+        ``toolChoice`` node starts each run on the branch of the tool the model called."""
+        nodes, edges = level(holder.node_id)
+        members = {n.node_id: n for n in levels[holder.node_id]}
+        tools = [members[t] for t in tools_of.get(holder.node_id, ()) if t in members]
+        taken = {*ids.values(), *choices}
+        choice = next(
+            c for c in (f"toolChoice_{i}" for i in range(len(taken) + 1)) if c not in taken
+        )
+        choices.add(choice)
+        nodes.insert(
+            0,
+            {
+                "id": choice,
+                "type": TYPE_PREFIX + "toolChoice",
+                "name": "tool choice",
+                "inputs": {"params": {"tools": [ids[t.node_id] for t in tools]}},
+                "metadata": {"fastgpt": {"nodeId": choice, "flowNodeType": "toolChoice"}},
+            },
+        )
+        edges += [
+            {"source": choice, "target": ids[t.node_id], "branch": ids[t.node_id]} for t in tools
+        ]
+        return {
+            "body": {"nodes": nodes, "edges": edges, "output": choice},
+            "tools": [_tool_spec(t, ids[t.node_id]) for t in tools],
+        }
+
     nodes, edges = level(None)
-    problems += _unsupported_shapes(graph, every)
+    problems += _unsupported_shapes(graph, every, in_tool_runs)
     if not entries:
         problems.append(
             Problem(
@@ -364,6 +438,45 @@ def _node(node: FastGptNode, ids: Mapping[str, str], rewrite: _Rewriter) -> dict
     }
 
 
+def _tool_spec(node: FastGptNode, our_id: str) -> dict[str, Any]:
+    """A tool as the model sees it (``name``: the FastGPT node id): its parameters are the
+    node's inputs that have a ``toolDescription`` (or a system tool's own JSON schema), its
+    description the node's ``toolDescription``, ``intro`` or name."""
+    schema = node.raw.get("jsonSchema")
+    for item in node.inputs:
+        value = item.get("value")
+        if item.get("key") in ("system_toolData", "toolData") and isinstance(value, Mapping):
+            schema = value.get("inputSchema", schema)
+    if not isinstance(schema, Mapping):
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for item in node.inputs:
+            described = item.get("toolDescription")
+            if not described or not isinstance(item.get("key"), str):
+                continue
+            value_type = item.get("valueType")
+            kind = value_type if isinstance(value_type, str) else ""
+            spec = dict(TOOL_VALUE_TYPES.get(kind) or {"type": "string"})
+            spec["description"] = str(described)[:MAX_TOOL_DESCRIPTION]
+            enum = item.get("enum")
+            if isinstance(enum, str) and (choices := [c for c in enum.split("\n") if c]):
+                spec["enum"] = choices
+            properties[item["key"]] = spec
+            if item.get("required"):
+                required.append(item["key"])
+        schema = {"type": "object", "properties": properties, "required": required}
+    described = node.raw.get("toolDescription") or node.raw.get("intro") or node.name
+    avatar = node.raw.get("avatar")
+    return {
+        "id": our_id,
+        "nodeId": node.node_id,
+        "name": node.name,
+        "avatar": avatar if isinstance(avatar, str) else "",
+        "description": str(described)[:MAX_TOOL_DESCRIPTION],
+        "parameters": dict(schema),
+    }
+
+
 def _edge(
     edge: FastGptEdge,
     index: int,
@@ -371,7 +484,7 @@ def _edge(
     ids: Mapping[str, str],
     problems: list[Problem],
 ) -> dict[str, Any] | None:
-    if edge.source_handle == "selectedTools":
+    if edge.to_tool:
         return None
     source_type = graph.types[edge.source]
     out: dict[str, Any] = {"source": ids[edge.source], "target": ids[edge.target]}
@@ -393,12 +506,24 @@ def _edge(
     return out
 
 
-def _unsupported_shapes(graph: FastGptGraph, kept: list[FastGptNode]) -> list[Problem]:
+def _unsupported_shapes(
+    graph: FastGptGraph, kept: list[FastGptNode], in_tool_runs: set[str]
+) -> list[Problem]:
     """What this version does not run yet, each located."""
     index = {n.node_id: i for i, n in enumerate(graph.nodes)}
     problems: list[Problem] = []
     for node in kept:
-        if node.flow_node_type == "variableUpdate" and node.parent_node_id is not None:
+        in_tool = node.node_id in in_tool_runs
+        if in_tool and node.flow_node_type in ("variableUpdate", "userSelect", "formInput"):
+            problems.append(
+                Problem(
+                    f"nodes[{index[node.node_id]}].flowNodeType",
+                    f"node {node.node_id!r} ({node.name}): a {node.flow_node_type} in a tool's "
+                    "run is not supported yet",
+                    "unsupported_node",
+                )
+            )
+        elif node.flow_node_type == "variableUpdate" and node.parent_node_id is not None:
             problems.append(
                 Problem(
                     f"nodes[{index[node.node_id]}].flowNodeType",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from workflow_engine.connections import Connection, ConnectionResolver, NoConnections
 from workflow_engine.errors import ExpressionError, NodeError
+from workflow_engine.vocabulary import NodeResult
 
 if TYPE_CHECKING:
     import httpx
@@ -40,6 +41,10 @@ def _no_sandbox() -> SandboxPools:
 
 
 async def _no_body(_items: list[Any], _max_parallel: int) -> list[Any]:
+    raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
+
+
+async def _no_call(_index: int, _item: Any) -> list[NodeResult]:
     raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
 
 
@@ -118,6 +123,10 @@ class NodeContext:
     run_body: Callable[[list[Any], int], Awaitable[list[Any]]] = field(default=_no_body)
     """For a node with a sub-graph (``subgraph_field``): run it once per item, at most
     ``max_parallel`` at a time, and return the outputs in item order (the executor's)."""
+    run_body_once: Callable[[int, Any], Awaitable[list[NodeResult]]] = field(default=_no_call)
+    """For a node with a sub-graph: run it once more, as run ``index`` (its nodes recorded as
+    ``<nodeId>[<index>].<bodyNodeId>``) with ``item``, whatever an earlier attempt did (a
+    model's tool call); the results of its nodes that ran, in the order they ended."""
     children: ChildWorkflows = field(default_factory=NoChildWorkflows)
     """Starts child executions (the ``workflow`` node); the worker's, else none."""
 

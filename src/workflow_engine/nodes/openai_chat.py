@@ -55,6 +55,8 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     json_schema: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    """OpenAI ``tools`` (``{type: function, function: {name, description, parameters}}``)."""
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"model": self.model, "messages": self.messages}
@@ -67,6 +69,8 @@ class ChatRequest:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": self.json_schema},
             }
+        if self.tools:
+            params["tools"] = self.tools
         return params
 
 
@@ -85,12 +89,29 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ToolCall:
+    """A function the model calls: its call id, name and JSON arguments (as text)."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(slots=True)
 class ChatAnswer:
     model: str
     text: str = ""
     reasoning: str = ""
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 async def complete(
@@ -182,6 +203,11 @@ async def _whole(client: openai.AsyncOpenAI, request: ChatRequest) -> ChatAnswer
         answer.text = choice.message.content or ""
         answer.reasoning = _reasoning(choice.message)
         answer.finish_reason = choice.finish_reason
+        answer.tool_calls = [
+            ToolCall(call.id, call.function.name, call.function.arguments or "")
+            for call in choice.message.tool_calls or ()
+            if getattr(call, "function", None) is not None
+        ]
     if completion.usage is not None:
         answer.usage = _usage(completion.usage)
     return answer
@@ -196,6 +222,7 @@ async def _streamed(
     answer = ChatAnswer(request.model)
     text: list[str] = []
     reasoning: list[str] = []
+    calls: dict[int, ToolCall] = {}
     try:
         async for chunk in stream:
             answer.model = chunk.model or answer.model
@@ -208,11 +235,33 @@ async def _streamed(
                 if piece := choice.delta.content:
                     text.append(piece)
                     await on_delta("text", piece)
+                for delta in choice.delta.tool_calls or ():
+                    _add_tool_call(calls, delta)
                 answer.finish_reason = choice.finish_reason or answer.finish_reason
     finally:  # cancelled or failed mid-answer: the connection is closed, not drained
         await stream.close()
     answer.text, answer.reasoning = "".join(text), "".join(reasoning)
+    answer.tool_calls = [calls[i] for i in sorted(calls) if calls[i].name]
     return answer
+
+
+MAX_TOOL_CALLS = 64
+"""Tool calls one answer may make (a longer list is cut: a model does not make more)."""
+
+
+def _add_tool_call(calls: dict[int, ToolCall], delta: Any) -> None:
+    """A streamed tool call's piece: the first names the call (id, function name), the
+    others add to its arguments."""
+    index = delta.index if isinstance(delta.index, int) else len(calls)
+    call = calls.get(index)
+    if call is None:
+        if len(calls) >= MAX_TOOL_CALLS:
+            return
+        call = calls[index] = ToolCall(delta.id or f"call_{index}", "")
+    function = delta.function
+    if function is not None:
+        call.name = call.name or function.name or ""  # (some servers repeat it)
+        call.arguments += function.arguments or ""
 
 
 def _reasoning(message: Any) -> str:
