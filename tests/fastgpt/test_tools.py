@@ -373,3 +373,18 @@ async def test_a_search_tool_shaped_as_fastgpts_google_template_runs_http_then_c
         assert outcome.nodes["NOgbnBzUwDgT"].output["answerText"] == "Cats."
     finally:
         await server.stop()
+
+
+async def test_with_answer_text_off_the_model_is_asked_whole_and_nothing_streams(
+    executor: Executor, models: ModelServer
+) -> None:
+    document = weather_app()
+    agent = next(n for n in document["nodes"] if n["nodeId"] == "agent")
+    agent["inputs"].append(given("isResponseAnswerText", False, "boolean", "hidden"))
+    models.script(Answer.calls(("lookup", {"city": "Rome"}), text="Hm. "), Answer.text("Warm."))
+    outcome, seen = await run(executor, document, userChatInput="Rome?")
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert [bool(e.streamed) for e in models.exchanges] == [False, False]
+    assert seen.finished["agent[0].forecast"].output["weather"] == "sunny in Rome"
+    assert outcome.nodes["agent"].output["answerText"] == "Hm. Warm."
+    assert not [c for n, c in seen.chunks if n == "agent" and "text" in c]
