@@ -358,6 +358,44 @@ async def test_a_loop_runs_its_children_per_item_and_collects_the_loop_end_value
     assert "Input array length cannot be greater than 50" in loop_result.error["message"]
 
 
+async def test_a_variable_update_in_a_loop_is_seen_by_the_next_iterations_and_after_the_loop(
+    executor: Executor,
+) -> None:
+    """FastGPT's "official document" template's pattern: each iteration appends to a global
+    variable (``variableUpdate`` among the loop's children); the iterations after it and the
+    nodes after the loop read the accumulated value."""
+    document = looping()
+    document["chatConfig"]["variables"].append(
+        {"key": "acc", "label": "acc", "valueType": "string", "defaultValue": ">"}
+    )
+    append = {
+        **variable_update(
+            "vu",
+            [
+                {
+                    "variable": ["VARIABLE_NODE_ID", "acc"],
+                    "value": ["", "{{$VARIABLE_NODE_ID.acc$}}{{$te.system_text$}};"],
+                    "valueType": "string",
+                    "renderType": "input",
+                }
+            ],
+        ),
+        "parentNodeId": "loop1",
+    }
+    document["nodes"].append(append)
+    document["nodes"].append(answer("total", "{{acc}}"))
+    end = next(n for n in document["nodes"] if n["nodeId"] == "le")
+    end["inputs"][0]["value"] = ["VARIABLE_NODE_ID", "acc"]
+    document["edges"] = [e for e in document["edges"] if (e["source"], e["target"]) != ("te", "le")]
+    document["edges"] += [edge("te", "vu"), edge("vu", "le"), edge("show", "total")]
+    outcome, _ = await run(executor, document)
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    assert outcome.nodes["loop1"].output["loopArray"] == [">a-1;", ">a-1;b-2;", ">a-1;b-2;c-3;"]
+    assert outcome.nodes["total"].output == {"answerText": "\n>a-1;b-2;c-3;"}
+    assert outcome.variables is not None
+    assert outcome.variables["fastgpt"]["acc"] == ">a-1;b-2;c-3;"
+
+
 def test_the_translation_keeps_reachable_nodes_and_renames_ids_that_are_not_ours() -> None:
     translation = translate(looping())
     definition = translation.definition

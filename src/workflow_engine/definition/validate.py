@@ -48,6 +48,10 @@ class NodeSpec(Protocol):
     def subgraph_field(self) -> str | None:
         """The input holding a sub-graph (``loop``'s ``body``), validated as a workflow."""
 
+    @property
+    def body_carries_variables(self) -> bool:
+        """Its body's runs go one after another, so setters may run in it."""
+
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None: ...
 
     def variables_written(self, inputs: Mapping[str, Any]) -> frozenset[str]: ...
@@ -150,6 +154,8 @@ class _Body:
     """The nodes outside the body upstream of its loop (of the enclosing loops too)."""
     outside: frozenset[str]
     """Every node outside the body (a reference to one not upstream gets a clear message)."""
+    setters: bool = False
+    """Setters may run in it (its runs go one after another, ``body_carries_variables``)."""
 
 
 @dataclass(slots=True)
@@ -344,11 +350,16 @@ class _Checker:
 
     def _check_setter(self, node: _Node) -> None:
         """A ``set_variables`` node: ``values`` an object (its keys are the variables it sets,
-        known before the run) naming declared variables only; not inside a loop body."""
+        known before the run) naming declared variables only; not inside a loop body (but in
+        the body of a node whose runs carry the variables, or when it writes none)."""
         inputs = node.raw.get("inputs")
         values = inputs.get("values") if isinstance(inputs, dict) else None
         where = f"nodes[{node.index}].inputs.values"
-        if self.body is not None:
+        writes = values is not None or (
+            node.type is not None
+            and node.type.variables_written(inputs if isinstance(inputs, dict) else {})
+        )
+        if self.body is not None and not self.body.setters and writes:
             self.add(
                 f"nodes[{node.index}].type",
                 "set_variables cannot run inside a loop body (iterations would race on the "
@@ -561,6 +572,7 @@ class _Checker:
             node.id,
             frozenset(upstream) | (outer.visible if outer is not None else frozenset()),
             frozenset(self.nodes) | (outer.outside if outer is not None else frozenset()),
+            node.type is not None and node.type.body_carries_variables,
         )
         checker = _Checker(body, self.registry, self.expressions, self.limits, scope, self)
         checker.run()

@@ -127,14 +127,29 @@ class LoopRunner:
             raise self._park()
         return outputs
 
-    async def once(self, index: int, item: Any) -> list[NodeResult]:
-        """One more run of the body, as run ``index``, from scratch (what an earlier attempt
-        recorded under that index is not restored: the caller, a model choosing tools, may
-        not ask for the same run again); its nodes' results in the order they ended. A run
-        that fails or waits fails the node: a call's run cannot park."""
+    async def once(
+        self,
+        index: int,
+        item: Any,
+        *,
+        restore: bool = False,
+        variables: Mapping[str, Any] | None = None,
+    ) -> list[NodeResult]:
+        """One run of the body, as run ``index``; its nodes' results in the order they ended.
+        ``restore``: what an earlier attempt finished of run ``index`` is restored, and a run
+        that waits parks the node (as an iteration of ``__call__``); without it the run starts
+        from scratch (the caller, a model choosing tools, may not ask for the same run again)
+        and one that waits fails the node. ``variables`` replace the loop's view of those
+        variables in the run's scope. A run that fails fails the node."""
         self.run.loop_budget.take(len(self.body.nodes), self.prefix)
-        outcome = await self._iteration(index, item, fresh=True)
+        scope = self.scope
+        if variables is not None:
+            scope = {**scope, "vars": {**(scope.get("vars") or {}), **variables}}
+        outcome = await self._iteration(index, item, fresh=not restore, scope=scope)
         self.run.body_usage = add_usage(self.run.body_usage, outcome.usage)
+        if outcome.status is ExecutionStatus.WAITING and restore:
+            self.parked[index] = outcome
+            raise self._park()
         if outcome.status is ExecutionStatus.WAITING:
             raise NodeError(
                 f"node '{self.loop_id}': run {index} of its body waits "
@@ -163,11 +178,13 @@ class LoopRunner:
                 for run in list(self.active):
                     run.cancel(ITERATION_CANCELLED)
 
-    async def _iteration(self, index: int, item: Any, *, fresh: bool = False) -> ExecutionOutcome:
+    async def _iteration(
+        self, index: int, item: Any, *, fresh: bool = False, scope: Scope | None = None
+    ) -> ExecutionOutcome:
         parent = self.run
         run = parent.iteration(
             self.body,
-            Iteration(f"{self.prefix}[{index}].", self.scope, item, index),
+            Iteration(f"{self.prefix}[{index}].", scope or self.scope, item, index),
             restored={} if fresh else self.restored.get(index, {}),
             prior_attempts={} if fresh else self.prior.get(index, {}),
         )

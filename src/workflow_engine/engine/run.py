@@ -404,7 +404,7 @@ class WorkflowRun:
         """The defaults, then the writes of each of ``setters`` that completed, in plan order
         (the later one wins a variable two parallel setters write). Read from the setters'
         outputs, so a resumed run, whose restored setters carry theirs, sees the same."""
-        values = dict(self.plan.variables)
+        values = dict(self._scope["vars"])  # (an iteration's: what its loop gave it)
         for setter in setters:
             result = self.results[setter]
             output = result.output

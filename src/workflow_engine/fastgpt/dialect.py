@@ -145,6 +145,8 @@ class FastGptDialect:
             out += self._streamed(data)
         elif event.type in (ev.NODE_COMPLETED, ev.NODE_FAILED) and "iteration" not in data:
             out += self._finished(data)  # (a loop's own runs send no responses in FastGPT)
+        elif event.type == ev.NODE_COMPLETED and self._node(data)[1] == "variableUpdate":
+            out += self._updated(data.get("output"))  # (in a loop's run: no response, but this)
         elif event.type == ev.EXECUTION_WAITING:
             out += self._waiting(data)
         elif event.type == ev.EXECUTION_COMPLETED:
@@ -208,9 +210,15 @@ class FastGptDialect:
         response = self._response(data)
         output = data.get("output")
         out: list[tuple[str, Any]] = [("flowNodeResponse", response)]
-        if response["moduleType"] == "variableUpdate" and isinstance(output, Mapping):
-            out.append(("updateVariables", self._variables(output.get(WRITES_VARIABLE))))
+        if response["moduleType"] == "variableUpdate":
+            out += self._updated(output)
         return out
+
+    def _updated(self, output: Any) -> list[tuple[str, Any]]:
+        """``updateVariables`` after a ``variableUpdate``: the variables it left."""
+        if not isinstance(output, Mapping):
+            return []
+        return [("updateVariables", self._variables(output.get(WRITES_VARIABLE)))]
 
     def _response(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """A node's FastGPT response (``flowNodeResponse``), kept for ``flowResponses``."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from workflow_engine.errors import DefinitionError, Problem
+from workflow_engine.fastgpt.simple import form_graph, is_simple_form
 
 SUPPORTED_TYPES: Final = frozenset(
     {
@@ -42,6 +43,7 @@ SUPPORTED_TYPES: Final = frozenset(
         "tools",
         "toolParams",
         "stopTool",
+        "readFiles",
     }
 )
 """The node types we run; any other (knowledge-base search, system plugins, apps we do not
@@ -55,7 +57,6 @@ WHY_NOT: Final[Mapping[str, str]] = {
     "pluginModule": "runs a FastGPT plugin, which this service does not host",
     "cfr": "query extension needs FastGPT's dataset search",
     "lafModule": "calls a Laf cloud function account",
-    "readFiles": "reads files uploaded to FastGPT's chat",
     "customFeedback": "writes feedback into FastGPT's chat records",
     "tool": "runs a FastGPT system or MCP tool, which this service does not host",
     "toolSet": "holds FastGPT system or MCP tools, which this service does not host",
@@ -114,11 +115,14 @@ class FastGptGraph:
 
 def workflow_of(document: Any) -> tuple[Mapping[str, Any], str] | None:
     """The ``{nodes, edges, chatConfig}`` object inside a FastGPT document and its JSON path
-    ("" for the document itself); None when the document is not FastGPT's."""
+    ("" for the document itself); None when the document is not FastGPT's. A simple app's
+    form (``{aiSettings, ...}``) gives the graph FastGPT builds for it (``fastgpt/simple.py``)."""
     if not isinstance(document, Mapping):
         return None
     for key, path in (("workflow", "workflow."), ("", "")):
         inner = document.get(key) if key else document
+        if isinstance(inner, Mapping) and is_simple_form(inner):  # a "simple" app's form:
+            return form_graph(inner), path  # the graph FastGPT builds for it
         if isinstance(inner, Mapping):
             nodes = inner.get("nodes", inner.get("modules"))
             if isinstance(nodes, list) and any(

@@ -44,6 +44,7 @@ from workflow_engine.fastgpt.values import (
 )
 from workflow_engine.nodes.base import NodeContext, NodeType
 from workflow_engine.nodes.wait_input import WAITING_FOR_INPUT
+from workflow_engine.vocabulary import NodeStatus
 
 ERROR_TEXT: Final = "system_error_text"
 MAX_TEMPERATURE: Final = 1.2
@@ -156,6 +157,20 @@ def _has_file_parts(inputs: Mapping[str, Any]) -> bool:
             if isinstance(part, Mapping) and part.get("type") in ("image_url", "file_url"):
                 return True
     return False
+
+
+class ReadFiles(FastGptNode):
+    """FastGPT's file reading: files are not taken here (they are ignored, with a warning),
+    so it reads what FastGPT reads when none were sent: nothing (``system_text`` empty)."""
+
+    flow_node_type = "readFiles"
+    pure = True
+
+    async def dispatch(
+        self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        await ctx.log("warning: files are not supported: this file reading node read none")
+        return {"system_text": ""}
 
 
 class AnswerNode(FastGptNode):
@@ -549,11 +564,15 @@ class LoopNode(FastGptNode):
     """FastGPT's loop: its children (``parentNodeId``) run once per item of
     ``loopInputArray``, in order, from ``loopStart`` (which outputs the item and its 1-based
     index) to ``loopEnd`` (whose ``loopEndInput`` is collected); the output ``loopArray``
-    holds each item's. On our ``loop`` machinery: each iteration recorded and resumable."""
+    holds each item's. On our loop machinery: each iteration recorded and resumable. What a
+    ``variableUpdate`` in an iteration writes is seen by the iterations after it and, as the
+    loop's own write, by the nodes after the loop (FastGPT's ``newVariables``)."""
 
     flow_node_type = "loop"
     Inputs = LoopInputs
     subgraph_field = "body"
+    sets_variables = True
+    body_carries_variables = True
 
     async def dispatch(
         self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
@@ -568,12 +587,37 @@ class LoopNode(FastGptNode):
                 f"Input array length cannot be greater than {MAX_LOOP_ITEMS}",
                 "limit",
             )
-        outputs = await ctx.run_body([defined(i) for i in items], 1)
-        return {
-            "loopArray": [
-                o.get("loopOutputValue") if isinstance(o, Mapping) else None for o in outputs
-            ]
-        }
+        carries = bool(self.variables_written(inputs.model_dump()))
+        scope_vars = ctx.scope.get("vars")
+        written = dict((scope_vars or {}).get(WRITES_VARIABLE) or {})
+        collected: list[Any] = []
+        for index, item in enumerate(items):
+            given = {WRITES_VARIABLE: written} if carries else None
+            results = await ctx.run_body_once(index, defined(item), restore=True, variables=given)
+            ended = None
+            for result in results:
+                output = result.output if isinstance(result.output, Mapping) else {}
+                if result.status is not NodeStatus.COMPLETED:
+                    continue
+                if result.node_type == TYPE_PREFIX + "variableUpdate":
+                    written = dict(output.get(WRITES_VARIABLE) or {})
+                elif result.node_type == TYPE_PREFIX + "loopEnd":
+                    ended = output.get("loopOutputValue")
+            collected.append(ended)
+        data: dict[str, Any] = {"loopArray": collected}
+        if carries:
+            data[WRITES_VARIABLE] = written
+        return data
+
+    def variables_written(self, inputs: Mapping[str, Any]) -> frozenset[str]:
+        """FastGPT's variables (``fastgpt``) when a ``variableUpdate`` is among its children."""
+        body = inputs.get("body")
+        nodes = body.get("nodes") if isinstance(body, Mapping) else None
+        updates = any(
+            isinstance(n, Mapping) and n.get("type") == TYPE_PREFIX + "variableUpdate"
+            for n in (nodes if isinstance(nodes, list) else ())
+        )
+        return frozenset({WRITES_VARIABLE}) if updates else frozenset()
 
 
 class LoopStart(FastGptNode):
@@ -866,6 +910,7 @@ async def _send(ctx: NodeContext, request: dict[str, Any], deadline_s: float) ->
 
 FASTGPT_TYPES: tuple[type[FastGptNode], ...] = (
     WorkflowStart,
+    ReadFiles,
     EmptyNode,
     GlobalVariableNode,
     AnswerNode,

@@ -523,15 +523,6 @@ def _unsupported_shapes(
                     "unsupported_node",
                 )
             )
-        elif node.flow_node_type == "variableUpdate" and node.parent_node_id is not None:
-            problems.append(
-                Problem(
-                    f"nodes[{index[node.node_id]}].flowNodeType",
-                    f"node {node.node_id!r} ({node.name}): a variableUpdate inside a loop is "
-                    "not supported yet (update the variables before or after the loop)",
-                    "unsupported_node",
-                )
-            )
     return problems
 
 

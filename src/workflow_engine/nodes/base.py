@@ -44,8 +44,27 @@ async def _no_body(_items: list[Any], _max_parallel: int) -> list[Any]:
     raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
 
 
-async def _no_call(_index: int, _item: Any) -> list[NodeResult]:
-    raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
+class BodyRun(Protocol):
+    async def __call__(
+        self,
+        index: int,
+        item: Any,
+        *,
+        restore: bool = False,
+        variables: Mapping[str, Any] | None = None,
+    ) -> list[NodeResult]: ...
+
+
+async def _no_call(
+    index: int,
+    item: Any,
+    *,
+    restore: bool = False,
+    variables: Mapping[str, Any] | None = None,
+) -> list[NodeResult]:
+    raise NodeError(
+        f"this node has no body to run (run {index})", retryable=False, error_type="invalid_node"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +142,13 @@ class NodeContext:
     run_body: Callable[[list[Any], int], Awaitable[list[Any]]] = field(default=_no_body)
     """For a node with a sub-graph (``subgraph_field``): run it once per item, at most
     ``max_parallel`` at a time, and return the outputs in item order (the executor's)."""
-    run_body_once: Callable[[int, Any], Awaitable[list[NodeResult]]] = field(default=_no_call)
-    """For a node with a sub-graph: run it once more, as run ``index`` (its nodes recorded as
-    ``<nodeId>[<index>].<bodyNodeId>``) with ``item``, whatever an earlier attempt did (a
-    model's tool call); the results of its nodes that ran, in the order they ended."""
+    run_body_once: BodyRun = field(default=_no_call)
+    """For a node with a sub-graph: run it once, as run ``index`` (its nodes recorded as
+    ``<nodeId>[<index>].<bodyNodeId>``) with ``item``; the results of its nodes that ran, in
+    the order they ended. ``restore``: what an earlier attempt finished of run ``index`` is
+    restored, and a run that waits parks the node (as a loop's iteration); without it the
+    run starts afresh (a model's tool call) and cannot wait. ``variables``: the run sees these
+    execution variables (over the node's own view of them)."""
     children: ChildWorkflows = field(default_factory=NoChildWorkflows)
     """Starts child executions (the ``workflow`` node); the worker's, else none."""
 
@@ -203,6 +225,9 @@ class NodeType(ABC, Generic[InputsT]):
       variables after the update. The nodes downstream of it see its writes in ``vars``;
     - ``subgraph_field``: the input holding a sub-graph (``loop``'s ``body``): validated and
       compiled as a workflow of its own, run by the executor through ``ctx.run_body``;
+    - ``body_carries_variables``: the node runs its body one run after another
+      (``ctx.run_body_once(..., variables=...)``), each seeing the variables the run before
+      wrote, so setters may run in the body (in another body, runs in parallel would race);
     - ``verbatim_fields``: top-level inputs passed to the node as written, their templates not
       rendered nor checked (``workflow``'s inline ``definition``: its templates are the child's).
     """
@@ -216,6 +241,7 @@ class NodeType(ABC, Generic[InputsT]):
     pure: ClassVar[bool] = False
     sets_variables: ClassVar[bool] = False
     subgraph_field: ClassVar[str | None] = None
+    body_carries_variables: ClassVar[bool] = False
     verbatim_fields: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
