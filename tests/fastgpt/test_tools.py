@@ -244,6 +244,8 @@ async def test_a_call_to_no_tool_or_with_unreadable_arguments_is_answered_not_fa
     # unreadable arguments are none: the tool's inputs keep their own values
     assert json.loads(replies[1]["content"]) == {"weather": "sunny in None"}
     assert seen.finished["agent[0].lookup"].output == {"city": None, "days": None}
+    named = [c["toolCall"]["functionName"] for n, c in seen.chunks if "toolCall" in c]
+    assert named == ["lookup"]  # (FastGPT announces no call to a tool it does not have)
     assert outcome.nodes["agent"].output["answerText"] == "Sorry."
 
 
@@ -307,10 +309,33 @@ def test_what_a_tools_run_cannot_do_is_refused_before_anything_runs() -> None:
     document["edges"].append(edge("halt", "agent"))  # (a tool leading back to its tools node)
     with pytest.raises(DefinitionError) as refused:
         translate(document)
-    assert sorted((p.path, p.code) for p in refused.value.problems) == [
+    problems = refused.value.problems
+    assert {(p.path, p.code) for p in problems} == {
         ("nodes[1]", "invalid_edge"),
         ("nodes[7].flowNodeType", "unsupported_node"),
-    ]
+    }
+    assert any("'agent' (Tool call) runs in one of its tool calls" in p.message for p in problems)
+
+
+def test_a_node_shared_by_two_tools_nodes_or_by_a_tool_and_the_workflow_is_refused() -> None:
+    """A node runs in one place: the translation copies no node into two tool runs (a graph
+    sharing them could grow the translation exponentially) and nests no deeper than 8."""
+    document = weather_app()
+    document["nodes"].append(tools("agent2", MODEL))
+    document["edges"] += [edge(START, "agent2"), tool_edge("agent2", "lookup")]
+    with pytest.raises(DefinitionError) as refused:
+        translate(document)
+    messages = [p.message for p in refused.value.problems]
+    assert "node 'lookup' (Weather lookup) runs in one of its tool calls" in messages[0]
+    assert "'forecast' (code)" in messages[1]  # (what follows the tool, too)
+    chain = workflow(
+        start(),
+        *[tools(f"t{i}", MODEL) for i in range(12)],
+        edges=[edge(START, "t0"), *[tool_edge(f"t{i}", f"t{i + 1}") for i in range(11)]],
+    )
+    with pytest.raises(DefinitionError) as deep:
+        translate(chain)
+    assert [p.code for p in deep.value.problems] == ["limit"]
 
 
 async def test_a_search_tool_shaped_as_fastgpts_google_template_runs_http_then_code(

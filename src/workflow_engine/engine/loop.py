@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from workflow_engine.definition.expressions import Scope
 from workflow_engine.engine.results import ExecutionOutcome, add_usage
 from workflow_engine.errors import NodeError
-from workflow_engine.nodes.base import Park
+from workflow_engine.nodes.base import BODY_CALL, Park
 from workflow_engine.plan import NodePlan, WorkflowPlan
 from workflow_engine.vocabulary import ExecutionStatus, NodeResult, NodeStatus
 
@@ -134,17 +134,21 @@ class LoopRunner:
         *,
         restore: bool = False,
         variables: Mapping[str, Any] | None = None,
+        call: Mapping[str, Any] | None = None,
     ) -> list[NodeResult]:
         """One run of the body, as run ``index``; its nodes' results in the order they ended.
         ``restore``: what an earlier attempt finished of run ``index`` is restored, and a run
         that waits parks the node (as an iteration of ``__call__``); without it the run starts
         from scratch (the caller, a model choosing tools, may not ask for the same run again)
         and one that waits fails the node. ``variables`` replace the loop's view of those
-        variables in the run's scope. A run that fails fails the node."""
+        variables in the run's scope; ``call`` is what its nodes find under ``BODY_CALL``.
+        A run that fails fails the node."""
         self.run.loop_budget.take(len(self.body.nodes), self.prefix)
         scope = self.scope
         if variables is not None:
             scope = {**scope, "vars": {**(scope.get("vars") or {}), **variables}}
+        if call is not None:
+            scope = {**scope, BODY_CALL: call}
         outcome = await self._iteration(index, item, fresh=not restore, scope=scope)
         self.run.body_usage = add_usage(self.run.body_usage, outcome.usage)
         if outcome.status is ExecutionStatus.WAITING and restore:

@@ -552,6 +552,8 @@ def _json_object(text: str) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+SETTER_TYPES: Final = frozenset({TYPE_PREFIX + "variableUpdate", TYPE_PREFIX + "loop"})
+"""The FastGPT nodes whose output ``fastgpt`` is the variables after their writes."""
 MAX_LOOP_ITEMS: Final = 50
 """FastGPT's ``WORKFLOW_MAX_LOOP_TIMES`` default: a longer array fails the loop."""
 
@@ -595,14 +597,19 @@ class LoopNode(FastGptNode):
             given = {WRITES_VARIABLE: written} if carries else None
             results = await ctx.run_body_once(index, defined(item), restore=True, variables=given)
             ended = None
+            writes: list[tuple[float, Mapping[str, Any]]] = []
             for result in results:
                 output = result.output if isinstance(result.output, Mapping) else {}
                 if result.status is not NodeStatus.COMPLETED:
                     continue
-                if result.node_type == TYPE_PREFIX + "variableUpdate":
-                    written = dict(output.get(WRITES_VARIABLE) or {})
+                if result.node_type in SETTER_TYPES and isinstance(
+                    output.get(WRITES_VARIABLE), Mapping
+                ):
+                    writes.append((result.completed_at or 0.0, output[WRITES_VARIABLE]))
                 elif result.node_type == TYPE_PREFIX + "loopEnd":
                     ended = output.get("loopOutputValue")
+            if writes:  # the last to end (restored results come in no particular order)
+                written = dict(max(writes, key=lambda w: w[0])[1])
             collected.append(ended)
         data: dict[str, Any] = {"loopArray": collected}
         if carries:
@@ -610,14 +617,19 @@ class LoopNode(FastGptNode):
         return data
 
     def variables_written(self, inputs: Mapping[str, Any]) -> frozenset[str]:
-        """FastGPT's variables (``fastgpt``) when a ``variableUpdate`` is among its children."""
-        body = inputs.get("body")
-        nodes = body.get("nodes") if isinstance(body, Mapping) else None
-        updates = any(
-            isinstance(n, Mapping) and n.get("type") == TYPE_PREFIX + "variableUpdate"
-            for n in (nodes if isinstance(nodes, list) else ())
-        )
-        return frozenset({WRITES_VARIABLE}) if updates else frozenset()
+        """FastGPT's variables (``fastgpt``) when a ``variableUpdate`` is among its children
+        (or among a nested loop's)."""
+        pending = [inputs.get("body")]
+        while pending:
+            body = pending.pop()
+            nodes = body.get("nodes") if isinstance(body, Mapping) else None
+            for node in nodes if isinstance(nodes, list) else ():
+                kind = node.get("type") if isinstance(node, Mapping) else None
+                if kind == TYPE_PREFIX + "variableUpdate":
+                    return frozenset({WRITES_VARIABLE})
+                if kind == TYPE_PREFIX + "loop" and isinstance(node.get("inputs"), Mapping):
+                    pending.append(node["inputs"].get("body"))
+        return frozenset()
 
 
 class LoopStart(FastGptNode):

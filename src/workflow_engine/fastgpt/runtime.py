@@ -17,7 +17,7 @@ from workflow_engine.fastgpt.values import (
     resolve_reference,
     value_type_format,
 )
-from workflow_engine.nodes.base import NodeContext, NodeInputs
+from workflow_engine.nodes.base import BODY_CALL, NodeContext, NodeInputs
 
 RAW_PARAMS: Final = frozenset({"childrenNodeIdList", "system_httpJsonBody"})
 """Inputs FastGPT hands to the node as written (the node resolves them itself)."""
@@ -117,16 +117,18 @@ def system_variables(ctx: NodeContext) -> dict[str, Any]:
     }
 
 
-TOOL_CALL: Final = "fastgptToolCall"
-"""The key of a tool call's run item: ``{tool: <our id of the tool node>, params: {...}}``."""
+def tool_call(ctx: NodeContext) -> Mapping[str, Any] | None:
+    """The model's call this run of a ``tools`` node's body is for: ``{tool: <our id of the
+    tool node>, params}`` (given by the tools node, out of the data's reach); None outside."""
+    call = ctx.scope.get(BODY_CALL)
+    return call if isinstance(call, Mapping) else None
 
 
 def tool_arguments(ctx: NodeContext) -> Mapping[str, Any] | None:
     """The arguments a model called this node with, when it is the tool of this run of a
     ``tools`` node's body (they replace its inputs' values by key); None otherwise."""
-    item = ctx.scope.get("item")
-    call = item.get(TOOL_CALL) if isinstance(item, Mapping) else None
-    if not isinstance(call, Mapping) or call.get("tool") != ctx.node_id.rpartition(".")[2]:
+    call = tool_call(ctx)
+    if call is None or call.get("tool") != ctx.node_id.rpartition(".")[2]:
         return None
     params = call.get("params")
     return params if isinstance(params, Mapping) else {}

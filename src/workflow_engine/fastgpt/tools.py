@@ -33,7 +33,7 @@ from workflow_engine.fastgpt.nodes import (
     model_max_tokens,
     model_temperature,
 )
-from workflow_engine.fastgpt.runtime import ADD_INPUT_PARAM, TOOL_CALL, FastGptInputs
+from workflow_engine.fastgpt.runtime import ADD_INPUT_PARAM, FastGptInputs, tool_call
 from workflow_engine.fastgpt.translate import TYPE_PREFIX
 from workflow_engine.fastgpt.values import js_string, parse_json5
 from workflow_engine.nodes.base import NodeContext
@@ -116,33 +116,40 @@ class ToolsNode(FastGptNode):
             stop = False
             for call in answer.tool_calls:
                 tool = tools.get(call.name)
+                if tool is None:  # (FastGPT announces no call to a tool it does not have)
+                    content = f"there is no tool named {call.name!r}"
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+                    continue
                 await _event(ctx, "toolCall", call.id, params="", functionName=call.name, tool=tool)
                 if call.arguments:
                     await _event(ctx, "toolParams", call.id, params=call.arguments)
-                if tool is None:
-                    content = f"there is no tool named {call.name!r}"
-                else:
-                    item = {TOOL_CALL: {"tool": tool.get("id"), "params": _arguments(call)}}
-                    try:
-                        results = await ctx.run_body_once(runs, item)
-                    except NodeError as exc:
-                        if exc.error_type == "limit":
-                            raise
-                        results, content = [], str(exc)
-                    else:
-                        content = format_tool_response(tool_response(results))
-                    runs += 1
-                    stop = stop or any(
-                        r.node_type == STOP_TOOL and r.status is NodeStatus.COMPLETED
-                        for r in results
-                    )
-                    answers += _answers(results)
+                content, results = await _run_tool(ctx, runs, tool, call)
+                runs += 1
+                stop = stop or any(
+                    r.node_type == STOP_TOOL and r.status is NodeStatus.COMPLETED for r in results
+                )
+                answers += _answers(results)
                 shown = slice_start_end(content, RESPONSE_SHOWN, RESPONSE_SHOWN)
                 await _event(ctx, "toolResponse", call.id, response=shown)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
             if stop:
                 break
         return {"answerText": "".join(answers), "usage": usage}
+
+
+async def _run_tool(
+    ctx: NodeContext, run: int, tool: Mapping[str, Any], call: Any
+) -> tuple[str, list[NodeResult]]:
+    """Run ``tool`` for ``call`` (run ``run`` of the body): the tool message and the run's
+    results. A run that fails is answered with the error (FastGPT's ``getErrText``)."""
+    chosen = {"tool": tool.get("id"), "params": _arguments(call)}
+    try:
+        results = await ctx.run_body_once(run, None, call=chosen)
+    except NodeError as exc:
+        if exc.error_type == "limit":
+            raise
+        return slice_start_end(str(exc), RESPONSE_SHOWN, RESPONSE_SHOWN), []
+    return format_tool_response(tool_response(results)), results
 
 
 async def _event(
@@ -254,9 +261,8 @@ class ToolChoice(FastGptNode):
     async def dispatch(
         self, ctx: NodeContext, inputs: FastGptInputs, params: dict[str, Any]
     ) -> dict[str, Any]:
-        item = ctx.scope.get("item")
-        call = item.get(TOOL_CALL) if isinstance(item, Mapping) else None
-        chosen = call.get("tool") if isinstance(call, Mapping) else None
+        call = tool_call(ctx)
+        chosen = call.get("tool") if call is not None else None
         return {"branch": chosen if isinstance(chosen, str) else ""}
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:

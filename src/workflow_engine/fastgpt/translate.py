@@ -26,6 +26,7 @@ prints and what ``execute`` runs.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
         elif e.target not in tools_of.setdefault(e.source, []):
             tools_of[e.source].append(e.target)
     levels: dict[str | None, list[FastGptNode]] = {None: _kept(graph, None, entries, by_level)}
+    owner: dict[str, str | None] = {n.node_id: None for n in levels[None]}
+    """Each kept node's level: a node runs in one place (the top, a loop, a tool's run)."""
     edges_in: dict[str | None, str | None] = {}
     """A ``tools`` node's body (its tools' runs) -> the level its edges are in."""
     pending = [(n, 1) for n in levels[None] if n.flow_node_type in BODY_TYPES]
@@ -157,24 +160,29 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
             tools = [t for t in tools_of.get(holder.node_id, ()) if parent_of.get(t) == level_of]
             edges_in[holder.node_id] = level_of
             kept = _kept(graph, level_of, tools, by_level)
-            if any(n.node_id == holder.node_id for n in kept):
+            for shared in [n for n in kept if n.node_id in owner]:
+                where = owner[shared.node_id]
                 problems.append(
                     Problem(
                         f"nodes[{index[holder.node_id]}]",
-                        f"tools node {holder.node_id!r} ({holder.name}): one of its tools "
-                        "leads back to it",
+                        f"tools node {holder.node_id!r} ({holder.name}): node "
+                        f"{shared.node_id!r} ({shared.name}) runs in one of its tool calls and "
+                        + ("in the workflow" if where is None else f"also under {where!r}")
+                        + "; a node may run in one place only",
                         "invalid_edge",
                     )
                 )
-                kept = [n for n in kept if n.node_id != holder.node_id]
+            kept = [n for n in kept if n.node_id not in owner]
             levels[holder.node_id] = kept
         inner = levels[holder.node_id]
+        owner.update((n.node_id, holder.node_id) for n in inner)
         pending += [(n, depth + 1) for n in inner if n.flow_node_type in BODY_TYPES]
     every = list({n.node_id: n for kept in levels.values() for n in kept}.values())
     ids = _our_ids(n.node_id for n in every)
     rewrite = _Rewriter(ids, {n.node_id: _output_keys(n) for n in every})
-    in_tool_runs = {n.node_id for key in edges_in for n in levels[key]}
-    choices: set[str] = set()  # the ids given to the toolChoice nodes
+    in_tool_runs = _under(levels, list(edges_in))
+    choice_ids = (f"toolChoice_{i}" for i in itertools.count())
+    taken = set(ids.values())
 
     def level(key: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         kept = levels[key]
@@ -229,11 +237,7 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
         nodes, edges = level(holder.node_id)
         members = {n.node_id: n for n in levels[holder.node_id]}
         tools = [members[t] for t in tools_of.get(holder.node_id, ()) if t in members]
-        taken = {*ids.values(), *choices}
-        choice = next(
-            c for c in (f"toolChoice_{i}" for i in range(len(taken) + 1)) if c not in taken
-        )
-        choices.add(choice)
+        choice = next(c for c in choice_ids if c not in taken)
         nodes.insert(
             0,
             {
@@ -275,6 +279,20 @@ def _translate(document: Any, workflow_id: str | None) -> Translation:
         del definition["name"]
     left_out = [n.node_id for n in graph.nodes if n.node_id not in ids]
     return Translation(definition, {n.node_id: ids[n.node_id] for n in every}, left_out)
+
+
+def _under(levels: Mapping[str | None, list[FastGptNode]], keys: list[str | None]) -> set[str]:
+    """The nodes of the levels ``keys`` and of every level nested in them (a loop's children
+    in a tool's run)."""
+    found: set[str] = set()
+    pending = list(keys)
+    while pending:
+        for node in levels.get(pending.pop(), ()):
+            if node.node_id not in found:
+                found.add(node.node_id)
+                if node.node_id in levels:
+                    pending.append(node.node_id)
+    return found
 
 
 def _kept(

@@ -44,6 +44,12 @@ async def _no_body(_items: list[Any], _max_parallel: int) -> list[Any]:
     raise NodeError("this node has no body to run", retryable=False, error_type="invalid_node")
 
 
+BODY_CALL = "bodyCall"
+"""The scope key of what ``ctx.run_body_once(call=...)`` gave a run: read by its nodes with
+``ctx.scope.get(BODY_CALL)``, never by templates (they see ``VISIBLE_NAMES`` only), and never
+from data (an ``item`` comes from the run's input; a call only from the node running it)."""
+
+
 class BodyRun(Protocol):
     async def __call__(
         self,
@@ -52,6 +58,7 @@ class BodyRun(Protocol):
         *,
         restore: bool = False,
         variables: Mapping[str, Any] | None = None,
+        call: Mapping[str, Any] | None = None,
     ) -> list[NodeResult]: ...
 
 
@@ -61,6 +68,7 @@ async def _no_call(
     *,
     restore: bool = False,
     variables: Mapping[str, Any] | None = None,
+    call: Mapping[str, Any] | None = None,
 ) -> list[NodeResult]:
     raise NodeError(
         f"this node has no body to run (run {index})", retryable=False, error_type="invalid_node"
@@ -148,7 +156,8 @@ class NodeContext:
     the order they ended. ``restore``: what an earlier attempt finished of run ``index`` is
     restored, and a run that waits parks the node (as a loop's iteration); without it the
     run starts afresh (a model's tool call) and cannot wait. ``variables``: the run sees these
-    execution variables (over the node's own view of them)."""
+    execution variables (over the node's own view of them). ``call``: what the run's nodes
+    find under ``ctx.scope[BODY_CALL]`` (a model's tool call)."""
     children: ChildWorkflows = field(default_factory=NoChildWorkflows)
     """Starts child executions (the ``workflow`` node); the worker's, else none."""
 

@@ -204,10 +204,10 @@ async def _whole(client: openai.AsyncOpenAI, request: ChatRequest) -> ChatAnswer
         answer.reasoning = _reasoning(choice.message)
         answer.finish_reason = choice.finish_reason
         answer.tool_calls = [
-            ToolCall(call.id, call.function.name, call.function.arguments or "")
-            for call in choice.message.tool_calls or ()
-            if getattr(call, "function", None) is not None
-        ]
+            ToolCall(call.id or f"call_{i}", call.function.name, call.function.arguments or "")
+            for i, call in enumerate(choice.message.tool_calls or ())
+            if getattr(call, "function", None) is not None and call.function.name
+        ][:MAX_TOOL_CALLS]
     if completion.usage is not None:
         answer.usage = _usage(completion.usage)
     return answer
