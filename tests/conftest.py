@@ -192,6 +192,7 @@ def make_settings(redis_url: str, store_url: str, **overrides: object) -> Settin
         "worker_id": "test-worker",
         # the tests' HTTP servers listen on loopback, which a worker refuses by default (SPEC 8)
         "egress_allow": "127.0.0.0/8,::1",
+        "metrics_port": 0,  # (a worker serves its probes only where a test asks for them)
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

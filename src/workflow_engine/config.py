@@ -161,6 +161,17 @@ class Settings(BaseSettings):
         30, ge=0, description="Finished executions are removed after this many days (0: never)."
     )
     cleanup_interval_s: float = Field(3600, gt=0, description="How often a worker cleans up.")
+    metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Where a worker serves /metrics, /health and /ready (0: it serves none).",
+    )
+    metrics_tenant_label: bool = Field(
+        False,
+        description="Count ended executions by tenant too (wfe_tenant_executions_total): "
+        "one series per tenant, so only with a bounded number of tenants.",
+    )
     recovery_interval_s: float = Field(
         300, gt=0, description="How often a worker looks for executions whose job was lost."
     )

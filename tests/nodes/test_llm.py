@@ -764,3 +764,29 @@ async def test_the_workers_openai_environment_goes_to_no_connection(
     assert outcome.status is ExecutionStatus.COMPLETED
     (exchange,) = models.exchanges
     assert "operator-7731" not in json.dumps(exchange.headers)
+
+
+async def test_the_tokens_a_model_server_reports_are_counted_by_model_and_kind(
+    executor: Executor, models: ModelServer
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from workflow_engine.monitor import metrics
+
+    def counted(model: str, kind: str) -> float:
+        for family in text_string_to_metric_families(metrics.render().decode()):
+            for sample in family.samples:
+                if sample.name == "wfe_llm_tokens_total" and sample.labels == {
+                    "model": model,
+                    "kind": kind,
+                }:
+                    return sample.value
+        return 0.0
+
+    before = counted(MODEL, "prompt"), counted(MODEL, "completion")
+    models.script(Answer.text("one two three", pieces=3))
+    outcome = await executor.run(executor.compile(llm_wf()))
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+    usage = outcome.nodes["ask"].output["usage"]
+    assert counted(MODEL, "prompt") - before[0] == usage["promptTokens"] > 0
+    assert counted(MODEL, "completion") - before[1] == usage["completionTokens"] > 0

@@ -33,6 +33,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         WFE_API_KEYS=settings.api_keys,
         WFE_EGRESS_ALLOW=settings.egress_allow,
         WFE_LOG_LEVEL="INFO",
+        WFE_METRICS_PORT=str(settings.metrics_port),
         PYTHONPATH=PLUGIN_PATH,
     )
     env.update(extra)

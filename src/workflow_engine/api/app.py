@@ -11,15 +11,18 @@ from workflow_engine import __version__
 from workflow_engine.api.errors import install_error_handlers
 from workflow_engine.api.limits import install_body_limit
 from workflow_engine.api.responses import FastJSONResponse
-from workflow_engine.api.routes import connections, events, health, workflow, workflows
+from workflow_engine.api.routes import connections, events, health, metrics, workflow, workflows
+from workflow_engine.api.routes.metrics import install_request_metrics
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings, load_settings
+from workflow_engine.monitor.metrics import count_tenants
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The API. With ``services`` given, the caller owns them (tests, ``wfe dev``); otherwise
     they are opened at startup and closed at shutdown."""
     settings = settings or (services.settings if services else load_settings())
+    count_tenants(settings.metrics_tenant_label)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +47,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_error_handlers(app)
     install_body_limit(app, settings.max_body_bytes)
-    routers = (health, workflow, workflows, events, connections)
+    install_request_metrics(app)
+    routers = (health, metrics, workflow, workflows, events, connections)
     for module in routers:
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     return app

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from workflow_engine.errors import NodeError, NodeTimeoutError
+from workflow_engine.monitor import metrics
 
 if TYPE_CHECKING:
     import httpx
@@ -145,8 +146,12 @@ async def complete(
     client.project = None
     try:
         if on_delta is None:
-            return await _whole(client, request)
-        return await _streamed(client, request, on_delta)
+            answer = await _whole(client, request)
+        else:
+            answer = await _streamed(client, request, on_delta)
+        usage = answer.usage
+        metrics.tokens_used(answer.model, usage.prompt_tokens, usage.completion_tokens)
+        return answer
     except openai.APIStatusError as exc:
         raise _status_error(connection, exc) from None
     except (openai.APITimeoutError, httpx.TimeoutException) as exc:

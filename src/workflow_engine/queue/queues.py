@@ -25,6 +25,10 @@ def job_defaults(queue: QueueSettings) -> dict[str, Any]:
     return options
 
 
+JOB_STATES = ("waiting", "prioritized", "paused", "active", "delayed", "completed", "failed")
+"""BullMQ's job states, as ``getJobCounts`` names them."""
+
+
 class QueueSet:
     """One BullMQ ``Queue`` per queue class, sharing a connection.
 
@@ -65,6 +69,14 @@ class QueueSet:
                 "failed": raw["failed"],
                 "delayed": raw["delayed"],
             }
+        return out
+
+    async def states(self) -> dict[str, dict[str, int]]:
+        """Per queue: BullMQ's own count of each job state (``JOB_STATES``)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, queue in self.queues.items():
+            raw = await queue.getJobCounts(*JOB_STATES)
+            out[name] = {state: int(raw.get(state) or 0) for state in JOB_STATES}
         return out
 
     async def close(self) -> None:

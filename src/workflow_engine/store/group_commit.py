@@ -4,8 +4,10 @@ go into the next one, in the order they came; each writer learns whether its wri
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from workflow_engine.monitor import metrics
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.errors import StoreUnavailable
 from workflow_engine.store.writes import SaveNode, SaveProgress, Write
@@ -71,7 +73,9 @@ class GroupCommit:
             self.batches += 1
             self.batched_writes += len(batch)
             try:
+                began = time.perf_counter()
                 results = await self._apply([op for op, _ in batch])
+                metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - began)
             except Exception as exc:
                 # what was queued behind the failed batch fails too: no write may take effect
                 # after an earlier one that failed (an outcome without its node results)

@@ -21,6 +21,7 @@ from workflow_engine.engine.hooks import (
 from workflow_engine.engine.loop import iteration_of
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
+from workflow_engine.monitor import metrics
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
 from workflow_engine.vocabulary import NodeResult, NodeStatus, iso
@@ -131,6 +132,10 @@ class RunHooks(ExecutionHooks):
         event_type = NODE_EVENT.get(result.status)
         if event_type is not None and announce:
             self._emit(event_type, data)
+            duration = result.duration_ms
+            metrics.node_ended(
+                result.node_type, str(result.status), None if duration is None else duration / 1000
+            )
         if result.node_id not in self.pure:
             self.last_checkpoint = self.events.checkpoint(self.execution_id, result.node_id, data)
 

@@ -17,6 +17,7 @@ from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher, has_final_event
+from workflow_engine.monitor import metrics
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
@@ -194,12 +195,14 @@ class JobRunner:
         self.active[execution_id] = run
         if execution_id in self._cancelled:  # the request came before the run existed
             run.cancel(CANCEL_REASON)
+        metrics.ACTIVE_EXECUTIONS.inc()
         try:
             return await run.wait()
         except InputValidationError as exc:
             await self._record_failure(execution_id, str(exc), "invalid_input", prepared.tenant)
             raise UnrecoverableError(str(exc)) from exc
         finally:
+            metrics.ACTIVE_EXECUTIONS.dec()
             self.active.pop(execution_id, None)
 
     async def _settle(self, prepared: Prepared, outcome: ExecutionOutcome) -> dict[str, Any]:
@@ -222,6 +225,12 @@ class JobRunner:
         )
         await hooks.durable(finished)
         if finished.result():
+            metrics.execution_ended(
+                prepared.job.queue_name,
+                str(outcome.status),
+                outcome.completed_at - outcome.started_at,
+                prepared.tenant,
+            )
             await self._repair_if_lost(prepared)
             await self._publish_final(outcome, prepared.tenant)
             if PARENT_KEY in prepared.run.metadata:  # a child: its parent waits for this

@@ -23,6 +23,7 @@ from workflow_engine.engine.executor import Executor
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.monitor.metrics import count_tenants
 from workflow_engine.queue.bullmq_adapter import ChainingWorker
 from workflow_engine.queue.children import ChildLauncher
 from workflow_engine.queue.fairness import FairnessLimits, TenantGate
@@ -35,6 +36,7 @@ from workflow_engine.vault import Vault
 from workflow_engine.worker.cancel import CancelListener
 from workflow_engine.worker.connections import StoredConnections
 from workflow_engine.worker.periodic import repeat
+from workflow_engine.worker.probes import Probes
 from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.retention import Retention
 from workflow_engine.worker.runner import JobRunner
@@ -138,9 +140,20 @@ class WorkerService:
         children = ChildLauncher(submitter, settings.max_depth)
         self.executor.children = children
         self.runner.children = children
+        count_tenants(settings.metrics_tenant_label)
+        self.probes: Probes | None = None
+        if settings.metrics_port:
+            self.probes = Probes(
+                settings.host,
+                settings.metrics_port,
+                lambda: bool(self.workers) and not self._stopping.is_set(),
+                {"redis": self.redis.ping, "store": store.ping},
+            )
 
     async def start(self) -> None:
         keys = self.keys
+        if self.probes is not None:
+            await self.probes.start()
         await self.cancels.start()
         for name in self.queue_names:
             queue_settings = self.settings.queue(name)
@@ -266,4 +279,6 @@ class WorkerService:
         await self._hand_over_wake_ups()
         await self.recovery.queues.close()
         await self.redis.aclose()
+        if self.probes is not None:
+            await self.probes.stop()
         log.info("worker stopped")

@@ -81,3 +81,14 @@ imagePullSecrets:
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end }}
+
+{{/* prometheus.io annotations of a pod that serves /metrics on a port, unless the chart's
+ServiceMonitors find the targets: include "wfe.scrapeAnnotations" (list . port) */}}
+{{- define "wfe.scrapeAnnotations" -}}
+{{- $root := index . 0 -}}
+{{- if not $root.Values.metrics.serviceMonitor.enabled -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ index . 1 | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
