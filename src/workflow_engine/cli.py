@@ -622,6 +622,70 @@ def workflows_rm(
     err.print(f"deleted workflow {workflow_id}", markup=False)
 
 
+queues_app = typer.Typer(
+    help="Queue classes (an admin key): list; pause, resume, clean, retry-failed one.",
+    invoke_without_command=True,
+)
+app.add_typer(queues_app, name="queues")
+
+
+@queues_app.callback()
+def queues_ls(ctx: typer.Context, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Without a command: each queue class, paused or not, with its jobs by state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _client(url, key) as client:
+        listed = _call(client.queues)
+    for queue in listed:
+        jobs = " ".join(f"{state}={count}" for state, count in queue["jobs"].items())
+        paused = "paused" if queue["paused"] else "running"
+        sys.stdout.write(f"{queue['name']}\t{paused}\tworkers={queue['workers']}\t{jobs}\n")
+
+
+QueueName = Annotated[str, typer.Argument(metavar="NAME", help="A queue class.")]
+
+
+@queues_app.command("pause")
+def queues_pause(name: QueueName, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Workers stop taking its jobs (running ones go on); submits still queue."""
+    with _client(url, key) as client:
+        sys.stdout.write(_dump(_call(lambda: client.queue_action(name, "pause"))) + "\n")
+
+
+@queues_app.command("resume")
+def queues_resume(name: QueueName, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    with _client(url, key) as client:
+        sys.stdout.write(_dump(_call(lambda: client.queue_action(name, "resume"))) + "\n")
+
+
+@queues_app.command("clean")
+def queues_clean(
+    name: QueueName,
+    state: Annotated[
+        str, typer.Option(help="completed, failed, delayed or wait (their executions cancelled).")
+    ] = "completed",
+    grace_ms: Annotated[int, typer.Option("--grace-ms", help="Keep younger jobs.")] = 0,
+    limit: Annotated[int, typer.Option(help="Remove at most this many.")] = 1000,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Remove jobs in a state; the executions of removed waiting or delayed jobs are cancelled."""
+    with _client(url, key) as client:
+        cleaned = _call(
+            lambda: client.queue_action(name, "clean", state=state, graceMs=grace_ms, limit=limit)
+        )
+    sys.stdout.write(_dump(cleaned) + "\n")
+
+
+@queues_app.command("retry-failed")
+def queues_retry_failed(
+    name: QueueName, url: UrlOption = DEFAULT_URL, key: KeyOption = None
+) -> None:
+    """Send its failed jobs back: their executions pending again, then run."""
+    with _client(url, key) as client:
+        sys.stdout.write(_dump(_call(lambda: client.queue_action(name, "retry-failed"))) + "\n")
+
+
 def main() -> None:
     app()
 

@@ -1,7 +1,9 @@
 """deploy/helm/workflow-engine rendered by Helm's own engine (the Helm v4 Go library bundled in
 the ``helm-python-sdk`` wheel, offline: what ``helm template`` does) with default values and
 with everything on; every object validates like the plain manifests, the chart renders the same
-objects as deploy/k8s, and values.schema.json refuses bad values."""
+objects as deploy/k8s, the workers' metrics port and probes follow their value, the pods carry
+Prometheus' scrape annotations unless ServiceMonitors (off by default) find them instead, and
+values.schema.json refuses bad values."""
 
 from __future__ import annotations
 
@@ -12,6 +14,14 @@ import pytest
 from helm_python.chart import Chart, lint
 from helm_python.errors import HelmRenderError, HelmValuesError
 
+from tests.deploy.monitoring import (
+    check_scrape_annotations,
+    check_service_monitor,
+    check_worker_probes,
+    port_named,
+    problems,
+    scrape_annotations,
+)
 from tests.deploy.test_k8s import (
     HAND_OVER_S,
     check_keda_key_is_admin,
@@ -19,7 +29,7 @@ from tests.deploy.test_k8s import (
     one,
     variant,
 )
-from tests.support.deploy import ROOT, container_env, documents, problems, settings_from
+from tests.support.deploy import ROOT, container_env, documents, settings_from
 from workflow_engine.api.auth import hash_key
 
 CHART = ROOT / "deploy" / "helm" / "workflow-engine"
@@ -48,6 +58,7 @@ EVERYTHING_ON: dict[str, Any] = {
     "env": {"WFE_RETENTION_DAYS": "14"},
     "api": {"autoscaling": {"enabled": True}, "service": {"type": "ClusterIP"}},
     "worker": {"keda": {"enabled": True}, "shutdownGraceSeconds": 100},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "ingress": {
         "enabled": True,
         "className": "nginx",
@@ -115,7 +126,10 @@ def test_everything_on_renders_valid_objects(chart: Chart) -> None:
         "ScaledObject",
         "Secret",
         "Service",
+        "Service",  # the workers' metrics, for their ServiceMonitor
         "ServiceAccount",
+        "ServiceMonitor",
+        "ServiceMonitor",
         "TriggerAuthentication",
     ]
     api, worker = one(docs, "Deployment", "api"), one(docs, "Deployment", "worker")
@@ -169,6 +183,9 @@ def test_the_chart_renders_what_deploy_k8s_holds(chart: Chart) -> None:
                 role = doc["metadata"]["labels"]["app.kubernetes.io/component"]
                 assert spec_of(doc) == spec_of(one(plain, kind, role)), (kind, role)
         assert spec_of(one(docs, "Service", "api")) == spec_of(one(plain, "Service", "api"))
+        for role in ("api", "worker"):
+            ours, theirs = one(docs, "Deployment", role), one(plain, "Deployment", role)
+            assert scrape_annotations(ours) == scrape_annotations(theirs), role
 
 
 def pod(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +244,61 @@ def test_the_worker_grace_period_follows_the_drain_time(chart: Chart) -> None:
         )
 
 
+def test_the_worker_serves_metrics_and_probes_on_its_port(chart: Chart) -> None:
+    for port in (9464, 9500):
+        docs = render(chart, {"worker": {"metricsPort": port}})
+        worker = one(docs, "Deployment", "worker")
+        settings = settings_from(
+            container_env(worker["spec"]["template"]["spec"]["containers"][0], SECRETS)
+        )
+        assert settings.metrics_port == port_named(worker, "metrics") == port
+        assert settings.host == "0.0.0.0"  # the kubelet probes the pod's address
+        check_worker_probes(worker, settings.lock_duration_ms / 1000)
+        check_scrape_annotations(worker, "metrics")
+        check_scrape_annotations(one(docs, "Deployment", "api"), "http")
+
+
+def test_service_monitors_only_when_enabled(chart: Chart) -> None:
+    """Off by default (no CRD needed); on: one ServiceMonitor per role, the workers' through a
+    headless Service on their metrics port that keeps not-ready workers, with the labels a
+    Prometheus selects on, and no scrape annotations (one discovery, not two)."""
+    for off in (None, KEDA):
+        docs = render(chart, off)
+        assert "ServiceMonitor" not in kinds(docs)
+        assert [s["metadata"]["name"] for s in docs if s["kind"] == "Service"] == [f"{RELEASE}-api"]
+    values = {
+        "worker": {"metricsPort": 9500},
+        "api": {"port": 8080},
+        "metrics": {
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "scrapeTimeout": "5s",
+                "labels": {"release": "prometheus"},
+            }
+        },
+    }
+    docs = render(chart, values)
+    assert problems(docs) == []
+    assert kinds(docs).count("ServiceMonitor") == 2
+    for role, port_name in (("api", "http"), ("worker", "metrics")):
+        monitor = one(docs, "ServiceMonitor", role)
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("15s", "5s")
+        check_service_monitor(monitor, docs, role, port_name)
+        assert scrape_annotations(one(docs, "Deployment", role)) == {}
+    headless = check_service_monitor(
+        one(docs, "ServiceMonitor", "worker"), docs, "worker", "metrics"
+    )
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert headless["spec"]["ports"] == [
+        {"name": "metrics", "port": 9500, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+
 @pytest.mark.parametrize(
     "values",
     [
@@ -240,6 +312,11 @@ def test_the_worker_grace_period_follows_the_drain_time(chart: Chart) -> None:
         {"worker": {"keda": {"listLength": {"workflow": 50}}}},  # now targetValue
         {"secrets": {"redisAddress": "redis:6379"}},  # KEDA no longer reads Redis
         {"secrets": {"kedaApiKey": "a key"}},
+        {"worker": {"metricsPort": 0}},
+        {"worker": {"metricsPort": "9464"}},
+        {"metrics": {"serviceMonitor": {"enabled": "yes"}}},
+        {"metrics": {"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}},
+        {"metrics": {"podMonitor": {"enabled": True}}},
     ],
 )
 def test_the_values_schema_refuses_bad_values(chart: Chart, values: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """deploy/k8s: every manifest validates against Kubernetes' schemas (KEDA's against ours), the
 kustomizations cover every manifest, the shape is the seed's (API 3 replicas, workers 5, its
 resources), the pods' configuration is accepted by the service, the worker's grace period
-covers its drain, and KEDA's triggers read, from the API's own /api/workflow/stats with an
-admin key of the example Secret, the figure that counts a submitted job of their queue class."""
+covers its drain, the worker serves its metrics and probes on its own port, both pods carry
+Prometheus' scrape annotations, and KEDA's triggers read, from the API's own
+/api/workflow/stats with an admin key of the example Secret, the figure that counts a submitted
+job of their queue class, waiting or prioritized."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import copy
 import re
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import make_settings
+from tests.deploy.monitoring import check_scrape_annotations, check_worker_probes, port_named
 from tests.support.deploy import (
     ROOT,
     container_env,
@@ -227,6 +232,23 @@ def test_the_worker_is_given_the_time_to_drain() -> None:
     assert grace >= pod_settings(worker).shutdown_grace_s + HAND_OVER_S
 
 
+def test_the_worker_serves_metrics_and_probes_on_its_port() -> None:
+    """The worker's container port ``metrics`` is its WFE_METRICS_PORT, bound on every
+    interface (the kubelet probes the pod's address), with its probes on it."""
+    for name in VARIANTS:
+        worker = one(variant(name), "Deployment", "worker")
+        settings = pod_settings(worker)
+        assert settings.metrics_port == port_named(worker, "metrics")
+        assert settings.host == "0.0.0.0"
+        check_worker_probes(worker, settings.lock_duration_ms / 1000)
+
+
+def test_the_pods_carry_prometheus_scrape_annotations() -> None:
+    docs = variant("cpu")
+    check_scrape_annotations(one(docs, "Deployment", "api"), "http")
+    check_scrape_annotations(one(docs, "Deployment", "worker"), "metrics")
+
+
 def value_at(body: Any, location: str) -> Any:
     """What KEDA's metrics-api scaler reads at ``valueLocation`` in a JSON body: a GJSON path;
     ours are plain dotted keys (anything GJSON would treat specially is refused here)."""
@@ -251,7 +273,8 @@ def check_stats_url(trigger: dict[str, Any], service: dict[str, Any], namespace:
 
 
 def check_keda_triggers(docs: list[dict[str, Any]], namespace: str) -> None:
-    """One metrics-api trigger per queue class, each on its class's waiting figure, with the
+    """One metrics-api trigger per queue class, each on its class's waiting figure (BullMQ's
+    waiting + prioritized + paused jobs, as /api/workflow/stats adds them up), with the
     per-queue targets, Bearer auth from the Secret's KEDA key."""
     scaled = one(docs, "ScaledObject")
     auth = one(docs, "TriggerAuthentication")
@@ -315,42 +338,69 @@ def test_the_keda_key_is_an_admin_key_of_the_api() -> None:
     check_keda_key_is_admin(secret["api-keys"], secret["keda-api-key"])
 
 
+@asynccontextmanager
+async def stats_api(
+    redis_server: RedisServer, tmp_path: Path, tenant_key: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The API in process, with the example Secret's KEDA entry and a tenant's key."""
+    settings = make_settings(
+        redis_server.url,
+        f"sqlite:///{tmp_path}/wfe.db",
+        api_keys=f"acme=sha256:{hash_key(tenant_key)},{keda_entry(example_secret()['api-keys'])}",
+    )
+    services = await Services.open(settings)
+    transport = httpx.ASGITransport(app=create_app(settings, services))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+            yield api, services
+    finally:
+        await services.close()
+
+
+async def trigger_values(api: httpx.AsyncClient, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each trigger's figure: its GET, with the example Secret's KEDA key, at valueLocation."""
+    token = {"Authorization": f"Bearer {example_secret()['keda-api-key']}"}
+    service = one(docs, "Service", "api")
+    values: dict[str, Any] = {}
+    for trigger in one(docs, "ScaledObject")["spec"]["triggers"]:
+        response = await api.get(check_stats_url(trigger, service, "default"), headers=token)
+        assert response.status_code == 200, response.text
+        values[trigger["name"]] = value_at(response.json(), trigger["metadata"]["valueLocation"])
+    return values
+
+
+DEFINITION = {"id": "one", "nodes": [{"id": "a", "type": "echo", "inputs": {}}]}
+
+
 async def test_keda_reads_the_figure_that_counts_a_submitted_job(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Submitted through the product's own path (record + BullMQ job, with its fairness
     priority), no worker running: each trigger's GET on the API, with the example Secret's
     KEDA key, finds its queue class's job at its valueLocation."""
-    docs = variant("keda")
-    secret = example_secret()
-    triggers = one(docs, "ScaledObject")["spec"]["triggers"]
-    service = one(docs, "Service", "api")
     tenant_key = "acme-key"
-    settings = make_settings(
-        redis_server.url,
-        f"sqlite:///{tmp_path}/wfe.db",
-        api_keys=f"acme=sha256:{hash_key(tenant_key)},{keda_entry(secret['api-keys'])}",
-    )
-    services = await Services.open(settings)
-    transport = httpx.ASGITransport(app=create_app(settings, services))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
-            definition = {"id": "one", "nodes": [{"id": "a", "type": "echo", "inputs": {}}]}
-            for queue in QUEUE_NAMES:
-                await services.submitter.submit(
-                    Submission(definition, tenant_id="acme", queue=queue)
-                )
-            for trigger in triggers:
-                path = check_stats_url(trigger, service, "default")
-                token = {"Authorization": f"Bearer {secret['keda-api-key']}"}
-                response = await api.get(path, headers=token)
-                assert response.status_code == 200, response.text
-                value = value_at(response.json(), trigger["metadata"]["valueLocation"])
-                assert type(value) is int  # KEDA takes an unquoted JSON integer
-                assert value == 1, trigger["name"]
-            # a tenant's key gets no queue figures: KEDA's key must be the admin one
-            tenant = await api.get(STATS_PATH, headers={"Authorization": f"Bearer {tenant_key}"})
-            assert tenant.status_code == 200
-            assert "queues" not in tenant.json()
-    finally:
-        await services.close()
+    async with stats_api(redis_server, tmp_path, tenant_key) as (api, services):
+        for queue in QUEUE_NAMES:
+            await services.submitter.submit(Submission(DEFINITION, tenant_id="acme", queue=queue))
+        values = await trigger_values(api, variant("keda"))
+        assert all(type(v) is int for v in values.values())  # KEDA takes an unquoted integer
+        assert values == dict.fromkeys(QUEUE_NAMES, 1)
+        # a tenant's key gets no queue figures: KEDA's key must be the admin one
+        tenant = await api.get(STATS_PATH, headers={"Authorization": f"Bearer {tenant_key}"})
+        assert tenant.status_code == 200
+        assert "queues" not in tenant.json()
+
+
+async def test_keda_counts_waiting_and_prioritized_jobs(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """BullMQ keeps a job with a priority in a sorted set of its own (``prioritized``), apart
+    from the ``wait`` list of jobs without one; the product's submissions all carry one (the
+    tenant fairness rank). Each trigger's figure counts both sets: one job in each, 2."""
+    async with stats_api(redis_server, tmp_path, "acme-key") as (api, services):
+        for queue in QUEUE_NAMES:
+            await services.submitter.submit(Submission(DEFINITION, tenant_id="acme", queue=queue))
+            await services.queues[queue].add("no-priority", {}, {})  # as a plain producer does
+            counts = await services.queues[queue].getJobCounts("wait", "prioritized")
+            assert (counts["wait"], counts["prioritized"]) == (1, 1), counts
+        assert await trigger_values(api, variant("keda")) == dict.fromkeys(QUEUE_NAMES, 2)

@@ -11,7 +11,15 @@ from workflow_engine import __version__
 from workflow_engine.api.errors import install_error_handlers
 from workflow_engine.api.limits import install_body_limit
 from workflow_engine.api.responses import FastJSONResponse
-from workflow_engine.api.routes import connections, events, health, metrics, workflow, workflows
+from workflow_engine.api.routes import (
+    admin,
+    connections,
+    events,
+    health,
+    metrics,
+    workflow,
+    workflows,
+)
 from workflow_engine.api.routes.metrics import install_request_metrics
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings, load_settings
@@ -48,7 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     install_body_limit(app, settings.max_body_bytes)
     install_request_metrics(app)
-    routers = (health, metrics, workflow, workflows, events, connections)
+    routers = (health, metrics, workflow, workflows, events, connections, admin)
     for module in routers:
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     return app

@@ -45,6 +45,15 @@ class Body(BaseModel):
     )
 
 
+class CleanRequest(Body):
+    state: Literal["completed", "failed", "delayed", "wait"] = Field(
+        description="The jobs to remove: `wait` includes prioritized and paused jobs; "
+        "the executions of removed `wait`/`delayed` jobs are cancelled."
+    )
+    grace_ms: int = Field(0, ge=0, description="Keep the jobs younger than this.")
+    limit: int = Field(1000, gt=0, le=10_000, description="Remove at most this many.")
+
+
 class RepeatOptions(Body):
     cron: str | None = None
     every: int | None = Field(

@@ -16,6 +16,7 @@ from workflow_engine.events.hub import StreamHub
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.plan import Compiler, PlanCache
+from workflow_engine.queue.admin import QueueAdmin
 from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.fairness import FairnessLimits, TenantGate
 from workflow_engine.queue.queues import QueueSet
@@ -60,6 +61,10 @@ class Services:
     rerunner: Rerunner
     vault: Vault
     workflows: WorkflowLibrary
+
+    @property
+    def admin(self) -> QueueAdmin:
+        return QueueAdmin(self.store, self.queues, self.redis, self.redis_keys, self.canceller)
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:

@@ -53,6 +53,10 @@ class Call:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def _queue_call(name: str, action: str, body: dict[str, Any]) -> Call:
+    return Call("POST", f"/api/admin/queues/{quote(name, safe='')}/{action}", body or None)
+
+
 def _execute_call(
     definition: dict[str, Any], inputs: dict[str, Any] | None, options: dict[str, Any]
 ) -> Call:
@@ -308,6 +312,15 @@ class AsyncWorkflowEngineClient:
         found = await self._do(_reconnect_call(client_id))
         return [ActiveExecution.model_validate(item) for item in found]
 
+    async def queues(self) -> list[dict[str, Any]]:
+        """Each queue class: paused, jobs by state, workers (an ``admin`` key)."""
+        return list((await self._do(Call("GET", "/api/admin/queues")))["queues"])
+
+    async def queue_action(self, name: str, action: str, **body: Any) -> dict[str, Any]:
+        """``pause``, ``resume``, ``clean`` (``state``, ``graceMs``, ``limit``) or
+        ``retry-failed`` a queue class (an ``admin`` key)."""
+        return dict(await self._do(_queue_call(name, action, body)))
+
     async def stats(self) -> Stats:
         return Stats.model_validate(await self._do(Call("GET", "/api/workflow/stats")))
 
@@ -515,6 +528,15 @@ class WorkflowEngineClient:
 
     def reconnect(self, client_id: str) -> list[ActiveExecution]:
         return [ActiveExecution.model_validate(i) for i in self._do(_reconnect_call(client_id))]
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Each queue class: paused, jobs by state, workers (an ``admin`` key)."""
+        return list(self._do(Call("GET", "/api/admin/queues"))["queues"])
+
+    def queue_action(self, name: str, action: str, **body: Any) -> dict[str, Any]:
+        """``pause``, ``resume``, ``clean`` (``state``, ``graceMs``, ``limit``) or
+        ``retry-failed`` a queue class (an ``admin`` key)."""
+        return dict(self._do(_queue_call(name, action, body)))
 
     def stats(self) -> Stats:
         return Stats.model_validate(self._do(Call("GET", "/api/workflow/stats")))

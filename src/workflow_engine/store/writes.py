@@ -11,6 +11,7 @@ from workflow_engine.vocabulary import ExecutionStatus, NodeResult
 S = ExecutionStatus
 
 ALLOWED_FROM: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    S.PENDING: frozenset({S.FAILED}),  # only an admin's retry of failed jobs (queue/admin.py)
     S.RUNNING: frozenset({S.PENDING, S.RUNNING, S.WAITING}),
     S.WAITING: frozenset({S.RUNNING}),
     S.COMPLETED: frozenset({S.RUNNING}),
@@ -19,7 +20,8 @@ ALLOWED_FROM: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     S.SKIPPED: frozenset({S.PENDING, S.RUNNING}),
 }
 """Status -> the statuses it may follow. pending -> running -> completed|failed|cancelled|skipped;
-running -> running is a retry or a stalled job taken over; waiting is reserved for parked runs."""
+running -> running is a retry or a stalled job taken over; waiting is reserved for parked runs;
+failed -> pending is an admin's retry of the failed jobs."""
 
 
 @dataclass(frozen=True, slots=True)
