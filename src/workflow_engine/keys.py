@@ -31,6 +31,10 @@ class Keys:
         """Stream of an execution's events; the stream id is the event id."""
         return self._ours("events", execution_id)
 
+    def callbacks(self, execution_id: str) -> str:
+        """List of an execution's completion callback deliveries (the latest last)."""
+        return self._ours("callbacks", execution_id)
+
     def checkpoint(self, execution_id: str) -> str:
         """Hash of a running execution's finished nodes (the fast copy a resumed run reads)."""
         return self._ours("checkpoint", execution_id)

@@ -149,13 +149,15 @@ async def test_malformed_request_bodies(api: httpx.AsyncClient) -> None:
     assert missing.json()["error"]["details"][0]["path"] == "workflowDefinition"
 
 
-async def test_unsupported_options_are_refused_not_ignored(api: httpx.AsyncClient) -> None:
+async def test_a_callback_without_a_signing_key_is_refused_not_ignored(
+    api: httpx.AsyncClient,
+) -> None:
     response = await api.post(
         "/api/workflow/execute",
         json={"workflowDefinition": IF_ELSE, "callbackUrl": "http://x"},
     )
     assert response.status_code == 422
-    assert response.json()["error"]["code"] == "unsupported"
+    assert response.json()["error"]["code"] == "not_configured"
 
 
 async def test_oversize_body_is_413(api: httpx.AsyncClient, services: Services) -> None:

@@ -14,6 +14,13 @@ section 9): ``{executionId, nodeId, depth, ancestors}``. Its context shows ``par
 ``parentNodeId`` instead."""
 
 
+CALLBACK_KEY = "_wfeCallback"
+"""The metadata key of an execution's completion callback URL (``callbackUrl``): not shown in
+its context, which shows ``callbackUrl`` instead."""
+ENGINE_KEYS = frozenset({PARENT_KEY, CALLBACK_KEY})
+"""Metadata keys the engine sets, never a client."""
+
+
 @dataclass(slots=True)
 class ExecutionRecord:
     execution_id: str
@@ -50,8 +57,9 @@ class ExecutionRecord:
         workflow (SPEC section 10), ``parentExecutionId`` and ``parentNodeId`` for a child."""
         metadata = self.metadata
         parent = metadata.get(PARENT_KEY) if isinstance(metadata, dict) else None
-        if parent is not None:
-            metadata = {k: v for k, v in metadata.items() if k != PARENT_KEY}
+        callback = metadata.get(CALLBACK_KEY) if isinstance(metadata, dict) else None
+        if parent is not None or callback is not None:
+            metadata = {k: v for k, v in metadata.items() if k not in ENGINE_KEYS}
         context = {
             "executionId": self.execution_id,
             "workflowId": self.workflow_id,
@@ -67,6 +75,8 @@ class ExecutionRecord:
             "completedAt": iso_ms(self.completed_at),
             "error": self.error,
         }
+        if isinstance(callback, str):
+            context["callbackUrl"] = callback
         if self.token_usage is not None:
             context["usage"] = self.token_usage
         if self.workflow_version is not None:

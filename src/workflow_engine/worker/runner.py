@@ -21,7 +21,9 @@ from workflow_engine.monitor import metrics
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
+from workflow_engine.queue.callbacks import announce_end, is_callback
 from workflow_engine.queue.children import ChildLauncher, ancestors_of
+from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.schedules import TICK_KEY
 from workflow_engine.store.base import Start, StateStore
 from workflow_engine.store.records import PARENT_KEY, ExecutionRecord
@@ -32,6 +34,7 @@ from workflow_engine.vocabulary import (
     NodeStatus,
     iso,
 )
+from workflow_engine.worker.callbacks import CallbackSender
 from workflow_engine.worker.hooks import RunHooks
 from workflow_engine.worker.repair import republish_node_events
 from workflow_engine.worker.restore import restore_point
@@ -81,6 +84,9 @@ class JobRunner:
         self.ticks = ScheduleTicks(settings, store, events, self.plans, self.clock)
         self.active: dict[str, WorkflowRun] = {}
         self.children: ChildLauncher | None = None
+        self.callbacks: CallbackSender | None = None
+        """Sends completion callbacks (set by a worker, with ``queues``)."""
+        self.queues: QueueSet | None = None
         """Starts ``workflow`` nodes' children and tells parents their ends (set by a worker)."""
         self._cancelled: dict[str, float] = {}
         self.stopping = False
@@ -111,6 +117,10 @@ class JobRunner:
 
     async def process(self, job: Job, token: str) -> Any:
         handle = JobHandle(job, token, self.clock)
+        if is_callback(handle.data):
+            if self.callbacks is None:
+                raise UnrecoverableError("this worker sends no callbacks")
+            return await self.callbacks.deliver(handle)
         try:
             prepared = await self._prepare(handle)
             if not isinstance(prepared, Prepared):
@@ -233,6 +243,8 @@ class JobRunner:
             )
             await self._repair_if_lost(prepared)
             await self._publish_final(outcome, prepared.tenant)
+            if self.queues is not None:
+                await announce_end(self.queues, self.settings, execution_id, prepared.run.metadata)
             if PARENT_KEY in prepared.run.metadata:  # a child: its parent waits for this
                 await self._tell_parent(execution_id)
         else:  # cancelled meanwhile by the API (no worker answered in time): it has the say
@@ -369,6 +381,9 @@ class JobRunner:
         self.events.publish(execution_id, event_type, data, final=True)
         await self.events.leave(tenant, execution_id)
         await self._tell_parent(execution_id)
+        record = await self.store.get(execution_id) if self.queues is not None else None
+        if record is not None and self.queues is not None:
+            await announce_end(self.queues, self.settings, execution_id, record.metadata)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""

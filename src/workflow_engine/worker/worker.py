@@ -25,6 +25,7 @@ from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.monitor.metrics import count_tenants
 from workflow_engine.queue.bullmq_adapter import ChainingWorker
+from workflow_engine.queue.callbacks import callback_secret
 from workflow_engine.queue.children import ChildLauncher
 from workflow_engine.queue.fairness import FairnessLimits, TenantGate
 from workflow_engine.queue.queues import QueueSet
@@ -33,6 +34,7 @@ from workflow_engine.redis_pool import pooled_client
 from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.store.base import StateStore
 from workflow_engine.vault import Vault
+from workflow_engine.worker.callbacks import CallbackSender
 from workflow_engine.worker.cancel import CancelListener
 from workflow_engine.worker.connections import StoredConnections
 from workflow_engine.worker.periodic import repeat
@@ -140,6 +142,14 @@ class WorkerService:
         children = ChildLauncher(submitter, settings.max_depth)
         self.executor.children = children
         self.runner.children = children
+        self.runner.queues = self.recovery.queues
+        self.runner.callbacks = CallbackSender(
+            store,
+            self.redis,
+            self.keys,
+            self.executor.http_client,
+            callback_secret(settings),
+        )
         count_tenants(settings.metrics_tenant_label)
         self.probes: Probes | None = None
         if settings.metrics_port:

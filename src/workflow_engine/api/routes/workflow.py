@@ -18,9 +18,10 @@ from workflow_engine.api.schemas import (
 from workflow_engine.api.services import Services
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.fastgpt.translate import as_definition
+from workflow_engine.queue.callbacks import callback_secret, delivery_log, url_problem
 from workflow_engine.queue.schedules import Repeat
 from workflow_engine.queue.submit import NotFound, Submission, Submitted
-from workflow_engine.store.records import PARENT_KEY
+from workflow_engine.store.records import CALLBACK_KEY, ENGINE_KEYS
 from workflow_engine.vocabulary import ExecutionStatus, iso_ms
 
 # every JSON body is held to the value bounds of SPEC section 8 before its model sees it
@@ -71,13 +72,9 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
     ``repeat``, create a schedule instead: 201, and each tick starts a new execution."""
     if who.tenant_id is not None and body.user_id not in (None, who.tenant_id):
         raise ApiError(403, "forbidden", f"this API key cannot act for user {body.user_id!r}")
+    metadata = {k: v for k, v in body.metadata.items() if k not in ENGINE_KEYS}
     if body.callback_url is not None:
-        raise ApiError(
-            422,
-            "unsupported",
-            "not available in this version: callbackUrl",
-            [{"path": "callbackUrl", "message": "not supported yet", "code": "unsupported"}],
-        )
+        metadata[CALLBACK_KEY] = _callback_url(body.callback_url, svc)
     definition, version = await _to_run(body, who.tenant, svc)
     submission = Submission(
         definition=definition,
@@ -87,8 +84,8 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
         priority=body.priority,
         delay_ms=body.delay,
         client_id=body.client_id,
-        # the parent link is the engine's to set (a child's), never a client's
-        metadata={k: v for k, v in body.metadata.items() if k != PARENT_KEY},
+        # the parent link and the callback are the engine's keys, never a client's
+        metadata=metadata,
         idempotency_key=body.idempotency_key,
         workflow_version=version,
     )
@@ -99,6 +96,27 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
         return {"scheduleId": schedule.schedule_id, "nextRunAt": iso_ms(schedule.next_run_ms)}
     submitted = await svc.submitter.submit(submission)
     return _accepted(submitted)
+
+
+def _callback_url(url: str, svc: Services) -> str:
+    """A ``callbackUrl`` to keep: 422 when it is no http(s) URL, or when the server has no key
+    to sign callbacks with."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"callbackUrl {problem}",
+            [{"path": "callbackUrl", "message": problem, "code": "invalid"}],
+        )
+    if callback_secret(svc.settings) is None:
+        raise ApiError(
+            422,
+            "not_configured",
+            "callbacks need a signing key: set WFE_CALLBACK_SECRET (or WFE_SECRET_KEY)",
+            [{"path": "callbackUrl", "message": "no signing key", "code": "not_configured"}],
+        )
+    return url
 
 
 @router.get("/status/{execution_id}")
@@ -115,6 +133,9 @@ async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> 
     }
     if record.variables is not None:
         body["variables"] = record.variables
+    if CALLBACK_KEY in record.metadata:
+        deliveries = await delivery_log(svc.redis, svc.redis_keys, execution_id)
+        body["callback"] = {"url": record.metadata[CALLBACK_KEY], "deliveries": deliveries}
     if nodes:
         body["nodes"] = [n.to_dict() for n in await svc.store.node_results(execution_id)]
     return body

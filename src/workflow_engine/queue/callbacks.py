@@ -1,0 +1,85 @@
+"""Completion callbacks (``callbackUrl`` on ``execute``): when an execution ends, a delivery
+job on the ``background`` queue POSTs its final status to the URL (``worker/callbacks.py``
+sends it). Queued wherever an execution ends: a worker settling its run, a cancel that ends
+it without a worker."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import orjson
+import redis.asyncio as aioredis
+
+from workflow_engine.config import Settings
+from workflow_engine.ids import new_id
+from workflow_engine.keys import Keys
+from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.queues import QueueSet
+from workflow_engine.store.records import CALLBACK_KEY
+
+log = get_logger(__name__)
+
+CALLBACK_JOB: Final = "callback"
+CALLBACK_QUEUE: Final = "background"
+MAX_URL: Final = 2048
+FIRST_RETRY_MS: Final = 1000
+
+
+def callback_secret(settings: Settings) -> bytes | None:
+    """The key callbacks are signed with: ``WFE_CALLBACK_SECRET``, else one derived from
+    ``WFE_SECRET_KEY``; None when neither is set (callbacks are refused then)."""
+    if settings.callback_secret is not None:
+        return settings.callback_secret.get_secret_value().encode()
+    if settings.secret_key is not None:
+        key = settings.secret_key.get_secret_value().encode()
+        return hmac.new(key, b"wfe-callbacks", hashlib.sha256).digest()
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a callback URL; None when it can (the egress policy is checked
+    at delivery, from the worker)."""
+    if len(url) > MAX_URL:
+        return f"longer than {MAX_URL} characters"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http or https URL"
+    return None
+
+
+def is_callback(data: Mapping[str, Any]) -> bool:
+    return isinstance(data.get(CALLBACK_JOB), dict)
+
+
+async def announce_end(
+    queues: QueueSet, settings: Settings, execution_id: str, metadata: Mapping[str, Any]
+) -> None:
+    """Queue the delivery of an ended execution's callback, if it asked for one. Logged, not
+    raised, when Redis refuses: the execution's end stands either way."""
+    url = metadata.get(CALLBACK_KEY) if isinstance(metadata, Mapping) else None
+    if not isinstance(url, str):
+        return
+    delivery = {"executionId": execution_id, "url": url, "deliveryId": new_id("dlv")}
+    try:
+        await queues[CALLBACK_QUEUE].add(
+            CALLBACK_JOB,
+            {CALLBACK_JOB: delivery},
+            {
+                "attempts": settings.callback_attempts,
+                "backoff": {"type": "exponential", "delay": FIRST_RETRY_MS},
+                "removeOnComplete": 100,
+                "removeOnFail": 100,
+            },
+        )
+    except Exception as exc:
+        log.error("could not queue a callback", executionId=execution_id, error=repr(exc))
+
+
+async def delivery_log(redis: aioredis.Redis, keys: Keys, execution_id: str) -> list[Any]:
+    """The attempts to deliver an execution's callback, oldest first (``worker/callbacks.py``
+    writes them): ``[{deliveryId, attempt, at, status | error}]``."""
+    return [orjson.loads(item) for item in await redis.lrange(keys.callbacks(execution_id), 0, -1)]
