@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from workflow_engine import __version__
 from workflow_engine.api.errors import install_error_handlers
 from workflow_engine.api.limits import install_body_limit
+from workflow_engine.api.openapi import install_openapi
 from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.api.routes import (
     admin,
@@ -44,7 +46,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             await opened.close()
 
-    app = FastAPI(
+    # /docs and /redoc load their scripts and styles from this server, not from a CDN: they
+    # work offline and behind a strict egress policy
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="workflow-engine",
         version=__version__,
         description="Run workflow graphs on Redis/BullMQ workers; observe and cancel them.",
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
+    install_openapi(app)
     install_body_limit(app, settings.max_body_bytes)
     install_request_metrics(app)
     routers = (health, metrics, workflow, workflows, events, connections, admin)
