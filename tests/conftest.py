@@ -21,6 +21,7 @@ from tests.support.services import RedisServer, create_postgres_database, drop_p
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
+from workflow_engine.embedded_redis import EmbeddedRedis
 from workflow_engine.engine.executor import Executor
 from workflow_engine.nodes.registry import NodeRegistry
 from workflow_engine.store import StateStore, open_store
@@ -196,6 +197,14 @@ def make_settings(redis_url: str, store_url: str, **overrides: object) -> Settin
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
+    """A Redis of the test's own, which it may stop (an outage) and start again."""
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import make_settings
 from tests.support.services import free_port
@@ -21,13 +19,6 @@ from workflow_engine.store import open_store
 EXAMPLE = json.loads(
     (Path(__file__).resolve().parents[2] / "examples" / "if_else.json").read_text()
 )
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
-    yield server
-    server.stop()
 
 
 async def test_redis_down_is_503_and_leaves_nothing_then_recovers(
