@@ -24,6 +24,7 @@ from workflow_engine.api.services import Services
 from workflow_engine.config import QUEUE_NAMES, Settings
 from workflow_engine.egress import LOOPBACK, policy_for
 from workflow_engine.embedded_redis import EmbeddedRedis
+from workflow_engine.monitor import tracing
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store import open_store
 from workflow_engine.vault import dev_key
@@ -70,6 +71,7 @@ def _server(app: Any, host: str, port: int) -> uvicorn.Server:
 
 async def serve_api(settings: Settings) -> None:
     check_bind(settings.host, KeyRing(settings.api_keys))
+    tracing.configure("workflow-engine-api")
     stop = asyncio.Event()
     restore = _on_stop_signals(stop)
     server = _server(create_app(settings), settings.host, settings.port)
@@ -101,6 +103,7 @@ async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) 
         batch_window_ms=settings.group_commit_ms,
     )
     await store.migrate()
+    tracing.configure("workflow-engine-worker")
     service = WorkerService(settings, store, queues)
     executor = service.executor
     try:

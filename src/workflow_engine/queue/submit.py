@@ -67,6 +67,8 @@ class Submission:
     workflow_version: int | None = None
     """The stored workflow's version ``definition`` is (SPEC section 10); None when the
     definition came with the request."""
+    trace: dict[str, str] | None = None
+    """The W3C trace context of the submit (``monitor/tracing.py``), handed to the worker."""
     capped: bool = True
     """Whether ``WFE_TENANT_MAX_ACTIVE`` applies (not to a child: its running parent holds a
     place already); the rate always does."""
@@ -121,7 +123,11 @@ def announce(events: EventPublisher, record: ExecutionRecord, delay_ms: int = 0)
     )
 
 
-def job_data(record: ExecutionRecord, restored: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+def job_data(
+    record: ExecutionRecord,
+    restored: tuple[dict[str, Any], ...] = (),
+    trace: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """What a worker needs to run the execution, JSON-safe."""
     data: dict[str, Any] = {
         "executionId": record.execution_id,
@@ -133,6 +139,8 @@ def job_data(record: ExecutionRecord, restored: tuple[dict[str, Any], ...] = ())
     }
     if restored:
         data["restored"] = list(restored)
+    if trace:
+        data["trace"] = trace
     return data
 
 
@@ -198,7 +206,7 @@ class Submitter:
             options["delay"] = submission.delay_ms
         try:
             await self.queues[submission.queue].add(
-                JOB_NAME, job_data(record, submission.restored), options
+                JOB_NAME, job_data(record, submission.restored, submission.trace), options
             )
         except Exception as exc:
             await self._forget(record)

@@ -21,7 +21,7 @@ from workflow_engine.engine.hooks import (
 from workflow_engine.engine.loop import iteration_of
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
-from workflow_engine.monitor import metrics
+from workflow_engine.monitor import metrics, tracing
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.store.base import StateStore
 from workflow_engine.vocabulary import NodeResult, NodeStatus, iso
@@ -75,6 +75,8 @@ class RunHooks(ExecutionHooks):
     ancestors: tuple[tuple[str, str], ...] = ()
     """A child execution's: (execution id, node id) of each execution above it (the
     ``workflow`` node it runs under). Its node events are copied to their streams."""
+    trace: dict[str, str] | None = None
+    """The run's span (a W3C carrier) when tracing is on: each node's span is its child."""
 
     def _emit(self, event_type: str, data: dict[str, Any]) -> None:
         """A node event: to this execution's stream, and (but ``UNCOPIED``) a copy to each
@@ -136,6 +138,17 @@ class RunHooks(ExecutionHooks):
             metrics.node_ended(
                 result.node_type, str(result.status), None if duration is None else duration / 1000
             )
+            if self.trace is not None:
+                error = (result.error or {}).get("message")
+                tracing.record(
+                    f"node {result.node_id}",
+                    self.trace,
+                    result.started_at,
+                    result.completed_at,
+                    error=error if isinstance(error, str) else None,
+                    **{"wfe.node.id": result.node_id, "wfe.node.type": result.node_type},
+                    **{"wfe.node.status": str(result.status)},
+                )
         if result.node_id not in self.pure:
             self.last_checkpoint = self.events.checkpoint(self.execution_id, result.node_id, data)
 

@@ -17,7 +17,7 @@ from workflow_engine.engine.results import ExecutionOutcome
 from workflow_engine.errors import DefinitionError, InputValidationError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher, has_final_event
-from workflow_engine.monitor import metrics
+from workflow_engine.monitor import metrics, tracing
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
@@ -207,7 +207,18 @@ class JobRunner:
             run.cancel(CANCEL_REASON)
         metrics.ACTIVE_EXECUTIONS.inc()
         try:
-            return await run.wait()
+            with tracing.span(
+                "execution",
+                prepared.job.data.get("trace"),
+                **{
+                    "wfe.execution.id": execution_id,
+                    "wfe.workflow.id": run.plan.workflow_id,
+                    "wfe.queue": prepared.job.queue_name,
+                    "wfe.attempt": prepared.attempt,
+                },
+            ) as carrier:
+                prepared.hooks.trace = carrier
+                return await run.wait()
         except InputValidationError as exc:
             await self._record_failure(execution_id, str(exc), "invalid_input", prepared.tenant)
             raise UnrecoverableError(str(exc)) from exc

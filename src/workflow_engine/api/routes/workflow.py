@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from workflow_engine.api.auth import principal
 from workflow_engine.api.deps import Svc, Who
@@ -18,6 +19,7 @@ from workflow_engine.api.schemas import (
 from workflow_engine.api.services import Services
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.fastgpt.translate import as_definition
+from workflow_engine.monitor import tracing
 from workflow_engine.queue.callbacks import callback_secret, delivery_log, url_problem
 from workflow_engine.queue.schedules import Repeat
 from workflow_engine.queue.submit import NotFound, Submission, Submitted
@@ -66,7 +68,9 @@ def _accepted(submitted: Submitted) -> dict[str, Any]:
     status_code=202,
     responses={201: {"description": "With `repeat`: the schedule was created."}},
 )
-async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) -> dict[str, Any]:
+async def execute(
+    body: ExecuteRequest, who: Who, svc: Svc, request: Request, response: Response
+) -> dict[str, Any]:
     """Submit an execution of ``workflowDefinition``, or of the stored workflow ``workflowId``
     (its ``version``, default the latest): 202 once it is recorded and its job is queued. With
     ``repeat``, create a schedule instead: 201, and each tick starts a new execution."""
@@ -94,7 +98,10 @@ async def execute(body: ExecuteRequest, who: Who, svc: Svc, response: Response) 
         schedule = await svc.scheduler.create(submission, repeat)
         response.status_code = 201
         return {"scheduleId": schedule.schedule_id, "nextRunAt": iso_ms(schedule.next_run_ms)}
-    submitted = await svc.submitter.submit(submission)
+    with tracing.span(
+        "submit", tracing.from_headers(request.headers), **{"wfe.tenant": who.tenant}
+    ) as carrier:
+        submitted = await svc.submitter.submit(replace(submission, trace=carrier))
     return _accepted(submitted)
 
 
