@@ -163,6 +163,8 @@ def service_endpoints(urls: Iterable[str]) -> list[Endpoint]:
         parts = urlsplit(url)
         scheme = parts.scheme.split("+")[0]
         default = defaults.get(scheme, 27017 if scheme.startswith("mongodb") else 0)
+        if parts.scheme.endswith("+sentinel"):  # (the sentinels'; they name the primary)
+            default = 26379
         netloc = parts.netloc.rpartition("@")[2]
         for hostport in filter(None, netloc.split(",")):
             try:

@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -26,7 +25,7 @@ from workflow_engine.events.model import FIELD, Event, decode_entry, stream_id_a
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.reconnect import keep_connected
-from workflow_engine.redis_pool import pooled_client
+from workflow_engine.redis_pool import from_url, pooled_client
 
 log = get_logger(__name__)
 
@@ -46,7 +45,7 @@ class StreamHub:
         # after 5 s by default, the same as the block), and redis-py must not reconnect behind
         # our back: a new connection has a new client id, which CLIENT UNBLOCK has to know.
         # Every error goes to ``_read``, which is run again and reads the id again.
-        self._reader = aioredis.Redis.from_url(
+        self._reader = from_url(
             redis_url,
             decode_responses=True,
             single_connection_client=True,

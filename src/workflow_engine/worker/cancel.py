@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.reconnect import keep_connected
+from workflow_engine.redis_pool import from_url
 from workflow_engine.worker.runner import JobRunner
 
 log = get_logger(__name__)
@@ -39,7 +38,7 @@ class CancelListener:
         await keep_connected(self._listen, log=log, lost="cancel channel lost; resubscribing")
 
     async def _listen(self, connected: Callable[[], None]) -> None:
-        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        client = from_url(self.redis_url, decode_responses=True)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)

@@ -30,7 +30,7 @@ from workflow_engine.queue.children import ChildLauncher
 from workflow_engine.queue.fairness import FairnessLimits, TenantGate
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Submitter
-from workflow_engine.redis_pool import pooled_client
+from workflow_engine.redis_pool import from_url, is_sentinel, pooled_client
 from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.store.base import StateStore
 from workflow_engine.vault import Vault
@@ -58,6 +58,18 @@ def blocking_connection(redis_url: str) -> str:
     query = dict(parse_qsl(parts.query))
     query.setdefault("socket_timeout", str(BLOCKING_SOCKET_TIMEOUT_S))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def bullmq_connection(redis_url: str, *, blocking: bool = False) -> Any:
+    """The ``connection`` option of a BullMQ Queue or Worker: the URL (``blocking``: with
+    ``blocking_connection``'s socket timeout), or for a Sentinel URL a client of its own that
+    follows the primary (bullmq reads only plain URLs)."""
+    if is_sentinel(redis_url):
+        options: dict[str, Any] = {"decode_responses": True}
+        if blocking:
+            options["socket_timeout"] = BLOCKING_SOCKET_TIMEOUT_S
+        return from_url(redis_url, **options)
+    return blocking_connection(redis_url) if blocking else redis_url
 
 
 def worker_executor(
@@ -171,7 +183,7 @@ class WorkerService:
                 name,
                 self.runner.process,
                 {
-                    "connection": blocking_connection(self.settings.redis_url),
+                    "connection": bullmq_connection(self.settings.redis_url, blocking=True),
                     "prefix": keys.bullmq_prefix,
                     "concurrency": queue_settings.concurrency,
                     "stalledInterval": self.settings.stalled_interval_ms,
@@ -203,7 +215,11 @@ class WorkerService:
         keys = Keys(self.settings.queue_prefix)
         for name in self.queue_names:
             queue = Queue(
-                name, {"connection": self.settings.redis_url, "prefix": keys.bullmq_prefix}
+                name,
+                {
+                    "connection": bullmq_connection(self.settings.redis_url),
+                    "prefix": keys.bullmq_prefix,
+                },
             )
             try:
                 await queue.setGlobalRateLimit(
