@@ -9,6 +9,7 @@ together. At the top: typer and rich only. ``tests/test_cli_imports.py`` keeps i
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,12 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from workflow_engine.vocabulary import DEFAULT_API_URL, QUEUE_NAMES
+from workflow_engine.vocabulary import QUEUE_NAMES, ExecutionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Coroutine, Iterator
 
-    from workflow_engine.client import WorkflowEngineClient
+    from workflow_engine.client import Event, InputWait, WorkflowEngineClient
     from workflow_engine.client.models import Status, Wire
     from workflow_engine.config import Settings
     from workflow_engine.connections import ConnectionResolver
@@ -41,7 +42,28 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 # --help shows these: they come from the vocabulary, which costs nothing to import (the
 # config module would cost pydantic, the SDK httpx and websockets)
 ALL_QUEUES = ",".join(QUEUE_NAMES)
-DEFAULT_URL = DEFAULT_API_URL
+EXIT_WAITING = 3
+"""``submit --wait``: the execution waits for an answer (``wfe resume``); 1 is a failure."""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from workflow_engine import __version__  # (the package's __init__ holds only that)
+
+        sys.stdout.write(f"workflow-engine {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run FastGPT/Dify-style workflow graphs."""
 
 
 def _dump(value: Any) -> str:
@@ -196,13 +218,20 @@ def run(
     raw, _ = _native(file, _load(file))
     inputs = _inputs(input, inputs_file)
     outcome = asyncio.run(_run(raw, inputs, None if quiet else _console_progress(), timeout))
-    sys.stdout.write(_dump(outcome.to_dict() if json_output else outcome.result) + "\n")
+    if json_output or outcome.ok:  # a failure has no result: stdout stays empty
+        sys.stdout.write(_dump(outcome.to_dict() if json_output else outcome.result) + "\n")
     if not outcome.ok:
         error = outcome.error
-        where = f" at node '{error.node_id}'" if error and error.node_id else ""
-        message = error.message if error else ""
-        err.print(f"[red]execution {outcome.status}{where}:[/] {message}", markup=True)
+        _print_failure(
+            str(outcome.status), error.node_id if error else None, error.message if error else ""
+        )
         raise typer.Exit(1)
+
+
+def _print_failure(status: str, node_id: str | None, message: str) -> None:
+    """``execution failed at node 'boom': card declined``, on stderr."""
+    where = f" at node '{node_id}'" if node_id else ""
+    err.print(f"[red]execution {status}{where}:[/] {message}", markup=True)
 
 
 def _run_connections() -> ConnectionResolver | None:
@@ -291,7 +320,38 @@ def dev(
     from workflow_engine import serve
 
     settings = _settings(port=port, host=host, store_url=_dev_store_url())
+    _check_port(settings.host, settings.port)
     _serve(serve.serve_dev(settings, lambda text: err.print(text, markup=False)))
+
+
+def _check_port(host: str, port: int) -> None:
+    """Exit with one line when something listens on the port already, before anything starts
+    (uvicorn would fail only once Redis, the store and the worker are up, and then stop them
+    all). Bound as uvicorn binds (``SO_REUSEADDR``): a port in TIME_WAIT is free."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError:
+        return  # an unknown host: uvicorn says so
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return  # (not ours to explain: uvicorn's error says it)
+            err.print(
+                f"[red]error:[/] port {port} on {host} is taken (another wfe dev or api?); "
+                f"choose another with --port N or WFE_PORT=N",
+                markup=True,
+            )
+            raise typer.Exit(2) from None
 
 
 def _dev_store_url() -> str | None:
@@ -312,7 +372,9 @@ def api(
     """Serve the HTTP API (uses WFE_REDIS_URL and WFE_STORE_URL)."""
     from workflow_engine import serve
 
-    _serve(serve.serve_api(_settings(port=port, host=host)))
+    settings = _settings(port=port, host=host)
+    _check_port(settings.host, settings.port)
+    _serve(serve.serve_api(settings))
 
 
 @app.command()
@@ -343,6 +405,7 @@ def cleanup(
     import redis.asyncio as aioredis
 
     from workflow_engine.keys import Keys
+    from workflow_engine.redis_pool import from_url
     from workflow_engine.store import open_store
     from workflow_engine.worker.retention import forget_streams
 
@@ -355,7 +418,7 @@ def cleanup(
             removed = await store.cleanup(days)
         finally:
             await store.close()
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        redis = from_url(settings.redis_url, socket_connect_timeout=2)
         try:
             await forget_streams(redis, Keys(settings.queue_prefix), removed)
             note = ""
@@ -386,16 +449,40 @@ def keys_new(
 
 # -- talking to a running service -----------------------------------------------------------
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="WFE_API_URL", help="The API's base URL.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="WFE_API_URL",
+        help="The API's base URL.",
+        show_default="http://$WFE_HOST:$WFE_PORT, else 127.0.0.1:8000",
+    ),
+]
 KeyOption = Annotated[
     str | None, typer.Option("--key", envvar="WFE_API_KEY", help="API key (Bearer).")
 ]
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
 
 
-def _client(url: str, key: str | None) -> WorkflowEngineClient:
+def _api_url(url: str | None) -> str:
+    """--url (or WFE_API_URL); else where ``wfe dev`` and ``wfe api`` listen with the same
+    environment: WFE_HOST (a wildcard address: this machine), WFE_PORT (or PORT, as the
+    server reads it), 127.0.0.1:8000 by default."""
+    if url:
+        return url
+    host = os.environ.get("WFE_HOST") or "127.0.0.1"
+    if host in WILDCARD_HOSTS:
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    port = os.environ.get("WFE_PORT") or os.environ.get("PORT") or "8000"
+    return f"http://{host}:{port}"
+
+
+def _client(url: str | None, key: str | None) -> WorkflowEngineClient:
     from workflow_engine.client import WorkflowEngineClient
 
-    return WorkflowEngineClient(url, key)
+    return WorkflowEngineClient(_api_url(url), key)
 
 
 def _call(fn: Any) -> Any:
@@ -428,8 +515,15 @@ def submit(
     priority: Annotated[int, typer.Option(help="1 is the highest; 0: none.")] = 0,
     delay: Annotated[int, typer.Option(help="Milliseconds before it may start.")] = 0,
     client_id: Annotated[str | None, typer.Option("--client-id")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
-    url: UrlOption = DEFAULT_URL,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Show progress until it ends (result on stdout; exit 1 if it fails) or waits "
+            f"for input (the `wfe resume` command that answers it; exit {EXIT_WAITING}).",
+        ),
+    ] = False,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """Submit a workflow (FILE, or a stored one: --workflow-id) to a running service; print the
@@ -457,17 +551,72 @@ def submit(
             sys.stdout.write(execution_id + "\n")
             return
         final = _wait_with_progress(client, execution_id)
-    sys.stdout.write(_dump(final.result) + "\n")
-    if final.context.status != "completed":
-        message = final.context.error.message if final.context.error else ""
-        err.print(f"[red]execution {final.context.status}:[/] {message}")
-        raise typer.Exit(1)
+    _settle(final, url, key)
+
+
+def _settle(final: Status, url: str | None, key: str | None) -> None:
+    """How ``submit --wait`` ends: the result on stdout; or what to answer and the command
+    that answers it (exit 3); or the failing node and its error, stdout empty (exit 1)."""
+    from workflow_engine.client import input_waits
+
+    context = final.context
+    if context.status == "completed":
+        sys.stdout.write(_dump(final.result) + "\n")
+        return
+    waits = input_waits(final)
+    if waits:
+        _print_waits(context.execution_id, waits, _resume_options(url, key))
+        raise typer.Exit(EXIT_WAITING)
+    error = context.error
+    _print_failure(context.status, error.node_id if error else None, error.message if error else "")
+    raise typer.Exit(1)
+
+
+def _resume_options(url: str | None, key: str | None) -> str:
+    """What ``wfe resume`` needs besides the environment this command ran in: the --url given
+    on the command line; a --key given there (named, never printed)."""
+    options = ""
+    if url and url != os.environ.get("WFE_API_URL"):
+        options += f" --url {shlex.quote(url)}"
+    if key and key != os.environ.get("WFE_API_KEY"):
+        options += " --key KEY"
+    return options
+
+
+def _print_waits(execution_id: str, waits: list[InputWait], options: str) -> None:
+    from workflow_engine.client import example_answer
+
+    err.print(f"[yellow]{execution_id} is waiting for input[/]", markup=True)
+    for wait in waits:
+        node = f" --node {shlex.quote(wait.node_id)}" if len(waits) > 1 else ""
+        answer = _compact(example_answer(wait.schema))
+        until = f" (answer before {wait.timeout_at})" if wait.timeout_at else ""
+        err.print(f"  {wait.node_id}: {wait.prompt or '(no prompt)'}{until}", markup=False)
+        if wait.schema:
+            err.print(f"    schema: {_compact(wait.schema)}", markup=False)
+        err.print(
+            f"    answer: wfe resume {shlex.quote(execution_id)}{node} "
+            f"--input {shlex.quote(answer)}{options}",
+            markup=False,
+        )
+
+
+def _compact(value: Any) -> str:
+    """One line of JSON, spaced to be read (and typed back)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> Status:
     """Follow the execution's live events (SSE, resumed after a dropped connection) with a
-    progress bar; then return its final status."""
+    progress bar until it ends, or parks on a ``wait_input``; then return its status (with
+    node results when it waits: what for)."""
+    from contextlib import closing
+
     from rich.progress import BarColumn, Progress, TextColumn
+
+    from workflow_engine.client import input_waits
 
     with Progress(
         TextColumn("{task.description}"),
@@ -478,32 +627,53 @@ def _wait_with_progress(client: WorkflowEngineClient, execution_id: str) -> Stat
     ) as bar:
         task = bar.add_task(f"{execution_id} pending", total=100)
 
-        def follow() -> None:
-            for event in client.events(execution_id):
-                if event.type == "execution.progress":
-                    current = event.data.get("currentNode")
-                    where = f" · {current}" if current else ""
-                    bar.update(
-                        task,
-                        completed=event.data.get("percentage", 0),
-                        description=f"{execution_id} running{where}",
-                    )
-                elif event.type == "execution.started":
-                    bar.update(task, description=f"{execution_id} running")
-                elif event.final:
-                    state = event.type.removeprefix("execution.")
-                    bar.update(task, completed=100, description=f"{execution_id} {state}")
+        def follow() -> Status | None:
+            with closing(client.events(execution_id)) as events:
+                for event in events:
+                    bar.update(task, **_progress_of(execution_id, event))
+                    if event.type != "execution.waiting":
+                        continue
+                    # waiting for time or a child execution ends by itself; for input, not
+                    parked = client.get_status(execution_id, nodes=True)
+                    if input_waits(parked):
+                        return parked
+            return None
 
-        _call(follow)
+        parked: Status | None = _call(follow)
+        if parked is not None:
+            return parked
         status: Status = _call(lambda: client.get_status(execution_id))
         return status
+
+
+def _progress_of(execution_id: str, event: Event) -> dict[str, Any]:
+    """What an event changes on the progress bar."""
+    if event.type == "execution.progress":
+        current = event.data.get("currentNode")
+        where = f" · {current}" if current else ""
+        return {
+            "completed": event.data.get("percentage", 0),
+            "description": f"{execution_id} running{where}",
+        }
+    if event.type == "execution.waiting":
+        progress = event.data.get("progress") or {}
+        return {
+            "completed": progress.get("percentage", 0),
+            "description": f"{execution_id} waiting",
+        }
+    if event.type == "execution.started":
+        return {"description": f"{execution_id} running"}
+    if event.final:
+        state = event.type.removeprefix("execution.")
+        return {"completed": 100, "description": f"{execution_id} {state}"}
+    return {}
 
 
 @app.command()
 def status(
     execution_id: Annotated[str, typer.Argument()],
     nodes: Annotated[bool, typer.Option("--nodes", help="Include node results.")] = False,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """Print an execution's status JSON."""
@@ -514,7 +684,7 @@ def status(
 @app.command()
 def cancel(
     execution_id: Annotated[str, typer.Argument()],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """Cancel an execution."""
@@ -523,10 +693,187 @@ def cancel(
 
 
 @app.command()
-def stats(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+def stats(url: UrlOption = None, key: KeyOption = None) -> None:
     """Queue counts and execution counts."""
     with _client(url, key) as client:
         sys.stdout.write(_wire(_call(client.stats)))
+
+
+@app.command("ls")
+def ls(
+    status: Annotated[
+        ExecutionStatus | None, typer.Option("--status", help="Only executions in this status.")
+    ] = None,
+    workflow_id: Annotated[
+        str | None, typer.Option("--workflow-id", help="Only executions of this workflow.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 20,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON list of contexts.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """The tenant's executions, newest first: id, status, workflow id, creation time."""
+    from functools import partial
+
+    from workflow_engine.client import Context
+
+    items: list[Context] = []
+    cursor: str | None = None
+    with _client(url, key) as client:
+        while len(items) < limit:  # the API's pages hold at most 200
+            page = _call(
+                partial(
+                    client.executions,
+                    status=status,
+                    workflow_id=workflow_id,
+                    limit=min(200, limit - len(items)),
+                    cursor=cursor,
+                )
+            )
+            items += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    if json_output:
+        wire = [item.model_dump(mode="json", by_alias=True, exclude_unset=True) for item in items]
+        sys.stdout.write(_dump(wire) + "\n")
+    else:
+        for item in items:
+            sys.stdout.write(
+                f"{item.execution_id}\t{item.status}\t{item.workflow_id}\t{item.created_at or ''}\n"
+            )
+    if cursor is not None:
+        err.print(f"(the newest {limit}; more with a larger --limit)", markup=False)
+
+
+@app.command()
+def events(
+    execution_id: Annotated[str, typer.Argument(metavar="ID")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then the live events, until it ends.")
+    ] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Print an execution's events as JSON lines (--follow: until it ends).
+
+    Without --follow, what it recorded so far: an ended execution's events up to its final
+    one; a pending, running or waiting one's until no event comes for a second."""
+    import orjson
+
+    with _client(url, key) as client:
+
+        def emit() -> None:
+            stream: Iterator[Event]
+            if follow or client.get_status(execution_id).final:
+                stream = client.events(execution_id)  # ends after the final event
+            else:
+                stream = client.replay(execution_id)
+            for event in stream:
+                sys.stdout.write(
+                    orjson.dumps(
+                        event.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                    ).decode()
+                )
+                sys.stdout.write("\n")
+                sys.stdout.flush()  # a line as it happens, also into a pipe
+
+        _call(emit)
+
+
+@app.command()
+def resume(
+    execution_id: Annotated[str, typer.Argument(metavar="ID")],
+    answer: Annotated[
+        str, typer.Option("--input", "-i", help="The answer, JSON (checked against the schema).")
+    ],
+    node: Annotated[
+        str | None, typer.Option("--node", help="The waiting node (when several wait).")
+    ] = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Answer the wait_input an execution waits on; print {executionId, nodeId, status}."""
+    import orjson
+
+    try:
+        value = orjson.loads(answer)
+    except orjson.JSONDecodeError as exc:
+        err.print(f"[red]error:[/] --input is not JSON ({exc}); a string is '\"...\"'")
+        raise typer.Exit(2) from None
+    with _client(url, key) as client:
+        resumed = _call(lambda: client.resume(execution_id, value, node_id=node))
+    sys.stdout.write(_wire(resumed))
+
+
+@app.command()
+def rerun(
+    execution_id: Annotated[str, typer.Argument(metavar="ID")],
+    from_node: Annotated[
+        str, typer.Option("--from", metavar="NODE", help="Run this node and what follows it.")
+    ],
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="key=value; given, they replace the first inputs."),
+    ] = None,
+    inputs_file: Annotated[Path | None, typer.Option("--inputs-file")] = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Run an ended execution again from a node; print the new execution id.
+
+    The new execution reuses the results of every node upstream of --from and runs the rest."""
+    inputs = _inputs(input, inputs_file) if input or inputs_file else None
+    with _client(url, key) as client:
+        submitted = _call(lambda: client.rerun(execution_id, from_node, inputs=inputs))
+    sys.stdout.write(submitted.execution_id + "\n")
+
+
+schedules_app = typer.Typer(
+    help="Schedules (submit with repeat): list them; rm ID.", invoke_without_command=True
+)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.callback()
+def schedules_ls(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Without a command: the tenant's schedules, soonest first.
+
+    One line each: id, repeat, next run, workflow id, ticks so far."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _client(url, key) as client:
+        listed = _call(client.schedules)
+    if json_output:
+        wire = [item.model_dump(mode="json", by_alias=True, exclude_unset=True) for item in listed]
+        sys.stdout.write(_dump(wire) + "\n")
+        return
+    for item in listed:
+        repeat = item.repeat
+        when = f"cron {repeat.cron}" if repeat.cron else f"every {repeat.every}ms"
+        when += f" {repeat.tz}" if repeat.tz else ""
+        when += f" limit {repeat.limit}" if repeat.limit else ""
+        sys.stdout.write(
+            f"{item.schedule_id}\t{when}\t{item.next_run_at or ''}\t{item.workflow_id or ''}"
+            f"\titerations={item.iterations}\n"
+        )
+
+
+@schedules_app.command("rm")
+def schedules_rm(
+    schedule_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Delete a schedule: no tick starts after it; the executions it started stay."""
+    with _client(url, key) as client:
+        _call(lambda: client.delete_schedule(schedule_id))
+    err.print(f"deleted schedule {schedule_id}", markup=False)
 
 
 import_app = typer.Typer(help="Translate another product's workflows.", no_args_is_help=True)
@@ -570,7 +917,7 @@ def workflows_push(
         str | None, typer.Option("--id", help="Store it as this id (default: its own `id`).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Default: the definition's name.")] = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """Store a definition as the next version of its id; print {workflowId, version}."""
@@ -583,7 +930,7 @@ def workflows_push(
 @workflows_app.command("ls")
 def workflows_ls(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """The stored workflows, by id: the latest version of each."""
@@ -613,7 +960,7 @@ def workflows_ls(
 @workflows_app.command("rm")
 def workflows_rm(
     workflow_id: Annotated[str, typer.Argument(metavar="ID")],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """Delete a stored workflow: it cannot be executed any more; its executions stay."""
@@ -630,7 +977,7 @@ app.add_typer(queues_app, name="queues")
 
 
 @queues_app.callback()
-def queues_ls(ctx: typer.Context, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+def queues_ls(ctx: typer.Context, url: UrlOption = None, key: KeyOption = None) -> None:
     """Without a command: each queue class, paused or not, with its jobs by state."""
     if ctx.invoked_subcommand is not None:
         return
@@ -646,14 +993,14 @@ QueueName = Annotated[str, typer.Argument(metavar="NAME", help="A queue class.")
 
 
 @queues_app.command("pause")
-def queues_pause(name: QueueName, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+def queues_pause(name: QueueName, url: UrlOption = None, key: KeyOption = None) -> None:
     """Workers stop taking its jobs (running ones go on); submits still queue."""
     with _client(url, key) as client:
         sys.stdout.write(_dump(_call(lambda: client.queue_action(name, "pause"))) + "\n")
 
 
 @queues_app.command("resume")
-def queues_resume(name: QueueName, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+def queues_resume(name: QueueName, url: UrlOption = None, key: KeyOption = None) -> None:
     with _client(url, key) as client:
         sys.stdout.write(_dump(_call(lambda: client.queue_action(name, "resume"))) + "\n")
 
@@ -666,7 +1013,7 @@ def queues_clean(
     ] = "completed",
     grace_ms: Annotated[int, typer.Option("--grace-ms", help="Keep younger jobs.")] = 0,
     limit: Annotated[int, typer.Option(help="Remove at most this many.")] = 1000,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
     """Remove jobs in a state; the executions of removed waiting or delayed jobs are cancelled."""
@@ -678,9 +1025,7 @@ def queues_clean(
 
 
 @queues_app.command("retry-failed")
-def queues_retry_failed(
-    name: QueueName, url: UrlOption = DEFAULT_URL, key: KeyOption = None
-) -> None:
+def queues_retry_failed(name: QueueName, url: UrlOption = None, key: KeyOption = None) -> None:
     """Send its failed jobs back: their executions pending again, then run."""
     with _client(url, key) as client:
         sys.stdout.write(_dump(_call(lambda: client.queue_action(name, "retry-failed"))) + "\n")

@@ -33,6 +33,7 @@ from workflow_engine.client.models import (
     WorkflowSummary,
     WorkflowVersion,
 )
+from workflow_engine.client.waiting import InputWait, example_answer, input_waits
 
 __all__ = [
     "ActiveExecution",
@@ -45,6 +46,7 @@ __all__ = [
     "Event",
     "ExecutionPage",
     "Forbidden",
+    "InputWait",
     "InvalidRequest",
     "NodeResult",
     "NotFoundError",
@@ -65,4 +67,6 @@ __all__ = [
     "WorkflowSaved",
     "WorkflowSummary",
     "WorkflowVersion",
+    "example_answer",
+    "input_waits",
 ]

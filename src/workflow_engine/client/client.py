@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -165,6 +165,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+REPLAY_IDLE_S = 1.0
+"""``replay``: a stream quiet this long has delivered what was recorded (the API replays a
+stored stream in one burst; a live execution's next event may come at any time)."""
 
 
 @dataclass
@@ -192,20 +195,22 @@ class _Follow:
         self.backoff = _Backoff()
         self._parser = SseParser()
 
-    def request(self) -> tuple[str, dict[str, Any]]:
-        """(path, options) of the next request; resets the parser for a new connection."""
+    def request(self, idle: float | None = None) -> tuple[str, dict[str, Any]]:
+        """(path, options) of the next request; resets the parser for a new connection.
+        ``idle``: the longest wait for the next bytes (None: for ever, a live stream)."""
         self._parser = SseParser()
         headers = {"Accept": "text/event-stream"}
         if self.last is not None:
             headers["Last-Event-ID"] = self.last
-        return self.path, {"headers": headers, "timeout": httpx.Timeout(30, read=None)}
+        return self.path, {"headers": headers, "timeout": httpx.Timeout(30, read=idle)}
 
-    def refused(self, status: int, body: bytes) -> None:
+    def refused(self, status: int, body: bytes, *, retry: bool = True) -> None:
+        """Raise the API's error, unless ``retry`` and it is worth another connection."""
         try:
             parsed = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             parsed = None
-        if status not in RETRYABLE_STATUSES:
+        if status not in RETRYABLE_STATUSES or not retry:
             raise error_from_response(status, parsed)
 
     def feed(self, chunk: bytes) -> list[Event]:
@@ -401,6 +406,31 @@ class AsyncWorkflowEngineClient:
             if not follow.done:
                 await asyncio.sleep(follow.backoff.next())
 
+    async def replay(
+        self, execution_id: str, *, idle: float = REPLAY_IDLE_S
+    ) -> AsyncIterator[Event]:
+        """The execution's events recorded so far, without following it: up to its final
+        event, or until no event came for ``idle`` seconds (a waiting or running execution:
+        what it recorded by then). One connection: an API that does not answer within ``idle``,
+        or a dropped connection, is a ``ServiceUnavailable``."""
+        follow = _Follow(execution_id, None)
+        path, options = follow.request(idle)
+        answered = False
+        try:
+            async with self._http.stream("GET", path, **options) as response:
+                answered = True
+                if response.status_code >= 400:
+                    follow.refused(response.status_code, await response.aread(), retry=False)
+                async for chunk in response.aiter_bytes():
+                    for event in follow.feed(chunk):
+                        yield event
+                    if follow.done:
+                        return
+        except httpx.TransportError as exc:
+            if answered and isinstance(exc, httpx.ReadTimeout):
+                return  # quiet for `idle`: the replay is over
+            raise ServiceUnavailable(f"cannot reach {self.base_url}: {exc!r}") from exc
+
     async def _client_events(self, client_id: str) -> AsyncIterator[Event]:
         """Client-wide: on reconnect, executions seen but not finished are resumed after their
         last event first, then the client-wide subscription picks up everything new."""
@@ -580,7 +610,29 @@ class WorkflowEngineClient:
             pass
         return self.get_status(execution_id, nodes=True)
 
-    def events(self, execution_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
+    def replay(self, execution_id: str, *, idle: float = REPLAY_IDLE_S) -> Iterator[Event]:
+        """The execution's events recorded so far, without following it: up to its final
+        event, or until no event came for ``idle`` seconds."""
+        follow = _Follow(execution_id, None)
+        path, options = follow.request(idle)
+        answered = False
+        try:
+            with self._http.stream("GET", path, **options) as response:
+                answered = True
+                if response.status_code >= 400:
+                    follow.refused(response.status_code, response.read(), retry=False)
+                for chunk in response.iter_bytes():
+                    yield from follow.feed(chunk)
+                    if follow.done:
+                        return
+        except httpx.TransportError as exc:
+            if answered and isinstance(exc, httpx.ReadTimeout):
+                return  # quiet for `idle`: the replay is over
+            raise ServiceUnavailable(f"cannot reach {self.base_url}: {exc!r}") from exc
+
+    def events(
+        self, execution_id: str, *, last_event_id: str | None = None
+    ) -> Generator[Event, None, None]:
         """One execution's events (SSE), replayed then live, until its final event; resumes
         by itself after a dropped connection."""
         follow = _Follow(execution_id, last_event_id)
