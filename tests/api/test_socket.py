@@ -66,7 +66,12 @@ def test_over_http_submit_status_stats(running_service: str) -> None:
     assert status["context"]["status"] == "completed"
     assert status["result"] == {"tier": "std", "total": 1}
     assert len(status["nodes"]) == 5
-    stats = httpx.get(f"{base}/api/workflow/stats").json()
+    # the job is acknowledged to BullMQ just after the outcome is stored: poll for it
+    while True:
+        stats = httpx.get(f"{base}/api/workflow/stats").json()
+        if stats["queues"]["workflow"]["completed"] == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert stats["queues"]["workflow"]["completed"] == 1
     assert stats["executions"]["completed"] == 1
     assert httpx.get(f"{base}/api/workflow/status/nope").status_code == 404
