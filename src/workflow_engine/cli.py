@@ -835,6 +835,24 @@ schedules_app = typer.Typer(
 app.add_typer(schedules_app, name="schedules")
 
 
+def _options_go_after(ctx: typer.Context) -> None:
+    """A group's ``--url``/``--key`` name the server of its listing only: given before a
+    subcommand (``wfe queues --url X pause NAME``), they would be ignored and the subcommand
+    would act on another server; refused instead."""
+    from typer._click.core import ParameterSource
+
+    given = [
+        f"--{name}"
+        for name in ("url", "key")
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise typer.BadParameter(
+            f"put {' and '.join(given)} after the command: "
+            f"wfe {ctx.info_name} {ctx.invoked_subcommand} ... {given[0]} ..."
+        )
+
+
 @schedules_app.callback()
 def schedules_ls(
     ctx: typer.Context,
@@ -846,6 +864,7 @@ def schedules_ls(
 
     One line each: id, repeat, next run, workflow id, ticks so far."""
     if ctx.invoked_subcommand is not None:
+        _options_go_after(ctx)
         return
     with _client(url, key) as client:
         listed = _call(client.schedules)
@@ -980,6 +999,7 @@ app.add_typer(queues_app, name="queues")
 def queues_ls(ctx: typer.Context, url: UrlOption = None, key: KeyOption = None) -> None:
     """Without a command: each queue class, paused or not, with its jobs by state."""
     if ctx.invoked_subcommand is not None:
+        _options_go_after(ctx)
         return
     with _client(url, key) as client:
         listed = _call(client.queues)

@@ -113,6 +113,19 @@ async def test_a_paused_queue_keeps_its_jobs_until_resumed(deployment: Deploymen
     await wait_until(queued, 10, "the job to wait in the paused queue")
     assert await deployment.status(held) == "pending"
     assert (await deployment.queue("workflow"))["paused"] is True
+    # --url before the subcommand would be ignored (another server acted on): refused
+    url = str(deployment.http.base_url).rstrip("/")
+    misplaced = await asyncio.to_thread(
+        subprocess.run,
+        [WFE, "queues", "--url", url, "resume", "workflow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert misplaced.returncode == 2
+    assert "put --url after the command" in misplaced.stderr
+    assert (await deployment.queue("workflow"))["paused"] is True
     listed = await asyncio.to_thread(wfe, deployment, "queues")
     assert listed.returncode == 0, listed.stderr
     assert any(line.startswith("workflow\tpaused\t") for line in listed.stdout.splitlines()), (
@@ -173,6 +186,7 @@ async def test_retrying_the_failed_jobs_runs_their_executions_again(
             )
         ).json()
         assert body["context"]["error"] is None
+        assert body["context"]["attempts"] == 1  # the retried job's attempts start again
         nodes = {n["nodeId"]: n for n in body["nodes"]}
         assert nodes["call"]["output"]["body"] == {"hits": 2}
         assert server.hits["/flaky/x"] == 2

@@ -128,12 +128,12 @@ async def test_a_dead_receiver_is_given_up_on_without_holding_the_worker(setup: 
 async def test_a_callback_url_must_be_http_and_the_server_must_sign(
     setup: Setup, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    refused = await setup.http.post(
-        "/api/workflow/execute",
-        json={"workflowDefinition": ECHO, "callbackUrl": "file:///etc/passwd"},
-    )
-    assert refused.status_code == 422
-    assert refused.json()["error"]["details"][0]["path"] == "callbackUrl"
+    for url in ("file:///etc/passwd", "http://[::1", "http://h:99999/", "http://h:abc/"):
+        refused = await setup.http.post(
+            "/api/workflow/execute", json={"workflowDefinition": ECHO, "callbackUrl": url}
+        )
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["error"]["details"][0]["path"] == "callbackUrl"
     unsigned = make_settings(redis_server.url, f"sqlite:///{tmp_path}/other.db")
     services = await Services.open(unsigned)
     try:

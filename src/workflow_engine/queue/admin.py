@@ -26,7 +26,7 @@ from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound
 from workflow_engine.store.base import StateStore
-from workflow_engine.vocabulary import ExecutionStatus
+from workflow_engine.vocabulary import ExecutionError, ExecutionStatus, now_ms
 
 log = get_logger(__name__)
 
@@ -128,7 +128,18 @@ class QueueAdmin:
             # the stream starts afresh: a client following the retried run must not stop at
             # the failure's final event
             await self.redis.delete(self.keys.events(execution_id))
-            await job.retry("failed")
+            try:  # a retried run gets the queue class's attempts again
+                await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+            except Exception as exc:  # gone or moved meanwhile: the execution stays failed
+                log.warning("failed job not retried", executionId=execution_id, error=repr(exc))
+                await self.store.transition(
+                    execution_id,
+                    ExecutionStatus.FAILED,
+                    expect=frozenset({ExecutionStatus.PENDING}),
+                    error=ExecutionError("not retried: its job is gone", "lost"),
+                    completed_at=now_ms(),
+                )
+                continue
             retried += 1
         log.info("failed jobs retried", queue=name, retried=retried)
         return {"name": name, "retried": retried}

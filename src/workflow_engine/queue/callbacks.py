@@ -45,7 +45,11 @@ def url_problem(url: str) -> str | None:
     at delivery, from the worker)."""
     if len(url) > MAX_URL:
         return f"longer than {MAX_URL} characters"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is no number in 0-65535)
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http or https URL"
     return None

@@ -24,7 +24,9 @@ import redis.asyncio as aioredis
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
+from workflow_engine.monitor import metrics
 from workflow_engine.monitor.logging import get_logger
+from workflow_engine.queue.callbacks import announce_end
 from workflow_engine.queue.children import notify_parent, wake_if_children_ended
 from workflow_engine.queue.queues import JOB_NAME, QueueSet
 from workflow_engine.queue.submit import job_data
@@ -121,6 +123,8 @@ class Recovery:
         await self.events.leave(record.tenant_id, record.execution_id)
         found.failed.append(record.execution_id)
         log.warning("execution with a lost job failed", executionId=record.execution_id)
+        metrics.execution_ended(record.queue, str(ExecutionStatus.FAILED), None, record.tenant_id)
+        await announce_end(self.queues, self.queues.settings, record.execution_id, record.metadata)
         failed = await self.store.get(record.execution_id)
         if failed is not None:  # a child: its parent's node learns it
             with contextlib.suppress(Exception):

@@ -387,14 +387,16 @@ class JobRunner:
         self, execution_id: str, message: str, error_type: str, tenant: str
     ) -> None:
         error = ExecutionError(message, error_type)
-        await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error)
+        recorded = await self.store.finish(execution_id, ExecutionStatus.FAILED, error=error)
         event_type, data = ev.final_event(ExecutionStatus.FAILED, None, error.to_dict(), None)
         self.events.publish(execution_id, event_type, data, final=True)
         await self.events.leave(tenant, execution_id)
         await self._tell_parent(execution_id)
-        record = await self.store.get(execution_id) if self.queues is not None else None
-        if record is not None and self.queues is not None:
-            await announce_end(self.queues, self.settings, execution_id, record.metadata)
+        record = await self.store.get(execution_id) if recorded else None
+        if record is not None:  # (a cancel that came first has announced its own end)
+            metrics.execution_ended(record.queue, str(ExecutionStatus.FAILED), None, tenant)
+            if self.queues is not None:
+                await announce_end(self.queues, self.settings, execution_id, record.metadata)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""
