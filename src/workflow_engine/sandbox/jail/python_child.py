@@ -117,13 +117,23 @@ def _run(code: str, inputs: dict[str, Any], max_output: int) -> bytes:
     except BaseException as exc:  # the user's code failed: say how
         namespace.clear()  # (after a MemoryError, room to report it)
         return _failure(exc)
+    # encoded piece by piece, and given up as soon as it is too large: a huge result is
+    # refused as one, not after the CPU time to encode all of it (a character is at least a
+    # byte in UTF-8, so counting characters never lets too much through)
+    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+    pieces: list[str] = []
+    size = 0
     try:
-        text = json.dumps({"result": value}, ensure_ascii=False, allow_nan=False)
+        for piece in encoder.iterencode({"result": value}):
+            size += len(piece)
+            if size - _ENVELOPE > max_output:
+                return _error("sandbox", f"the result is larger than {max_output} bytes (JSON)")
+            pieces.append(piece)
     except (TypeError, ValueError, RecursionError) as exc:
         return _error("code_error", f"main must return a JSON value: {exc}")
     except MemoryError:
         return _error("sandbox", "memory limit reached while encoding the result")
-    data = text.encode("utf-8", "surrogatepass") + b"\n"
+    data = "".join(pieces).encode("utf-8", "surrogatepass") + b"\n"
     if len(data) - _ENVELOPE > max_output:
         return _error("sandbox", f"the result is larger than {max_output} bytes (JSON)")
     return data
