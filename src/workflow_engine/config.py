@@ -163,8 +163,8 @@ class Settings(BaseSettings):
     cleanup_interval_s: float = Field(3600, gt=0, description="How often a worker cleans up.")
     callback_secret: SecretStr | None = Field(
         None,
-        description="Signs completion callbacks (X-WFE-Signature: sha256=HMAC of the body); "
-        "default: one derived from WFE_SECRET_KEY.",
+        description="Signs every tenant's completion callbacks (X-WFE-Signature: sha256=HMAC "
+        "of the body); default: each tenant's own key, derived from WFE_SECRET_KEY.",
     )
     callback_attempts: int = Field(
         8, ge=1, le=50, description="Deliveries of a completion callback before giving up."

@@ -149,3 +149,82 @@ async def test_a_callback_url_must_be_http_and_the_server_must_sign(
         assert answer.json()["error"]["code"] == "not_configured"
     finally:
         await services.close()
+
+
+async def test_each_tenant_verifies_its_callbacks_with_its_own_key(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Without WFE_CALLBACK_SECRET, each tenant's callbacks are signed with a key of its own
+    (``GET /api/callbacks/secret``): one tenant's key does not verify another's callbacks."""
+    keys = {"alice": "alice-key", "bob": "bob-key"}
+    settings = make_settings(
+        redis_server.url,
+        f"sqlite:///{tmp_path}/wfe.db",
+        secret_key="server-key",
+        api_keys="alice=alice-key,bob=bob-key,ops:admin=ops-key",
+    )
+    worker = await asyncio.to_thread(start_worker, settings, WFE_SECRET_KEY="server-key")
+    services = await Services.open(settings)
+    receiver = await LocalHttpServer().start()
+    try:
+        async with served(create_app(settings, services)) as address:
+            secrets: dict[str, str] = {}
+            for tenant, key in keys.items():
+                async with httpx.AsyncClient(
+                    base_url=f"http://{address}",
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                ) as http:
+                    issued = (await http.get("/api/callbacks/secret")).json()
+                    assert issued["tenant"] == tenant
+                    secrets[tenant] = issued["secret"]
+                    setup = Setup(http, receiver, worker)
+                    execution_id = await setup.submit(f"{receiver.base_url}/echo/{tenant}")
+                    [delivery] = await setup.deliveries(execution_id, 1)
+                    assert delivery["status"] == 200
+            assert secrets["alice"] != secrets["bob"]
+            for tenant, other in (("alice", "bob"), ("bob", "alice")):
+                [request] = [r for r in receiver.requests if r.path == f"/echo/{tenant}"]
+                signature = request.headers["x-wfe-signature"]
+
+                def signed(secret: str, body: bytes = request.body) -> str:
+                    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+                assert signature == signed(secrets[tenant])
+                assert signature != signed(secrets[other])
+                assert json.loads(request.body)["context"]["userId"] == tenant
+            async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+                assert (await http.get("/api/callbacks/secret")).status_code == 401
+    finally:
+        await receiver.stop()
+        await services.close()
+        await asyncio.to_thread(worker.stop)
+
+
+async def test_an_operators_callback_secret_is_read_by_admin_keys_only(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        redis_server.url,
+        f"sqlite:///{tmp_path}/wfe.db",
+        callback_secret=SECRET,
+        api_keys="alice=alice-key,ops:admin=ops-key",
+    )
+    services = await Services.open(settings)
+    try:
+        async with (
+            served(create_app(settings, services)) as address,
+            httpx.AsyncClient(base_url=f"http://{address}") as http,
+        ):
+            tenant = await http.get(
+                "/api/callbacks/secret", headers={"Authorization": "Bearer alice-key"}
+            )
+            assert tenant.status_code == 403
+            assert "WFE_CALLBACK_SECRET" in tenant.json()["error"]["message"]
+            admin = await http.get(
+                "/api/callbacks/secret", headers={"Authorization": "Bearer ops-key"}
+            )
+            assert admin.status_code == 200
+            assert admin.json()["secret"] == SECRET
+    finally:
+        await services.close()

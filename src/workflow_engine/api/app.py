@@ -15,6 +15,7 @@ from workflow_engine.api.openapi import install_openapi
 from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.api.routes import (
     admin,
+    callbacks,
     connections,
     events,
     health,
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_openapi(app)
     install_body_limit(app, settings.max_body_bytes)
     install_request_metrics(app)
-    routers = (health, metrics, workflow, workflows, events, connections, admin)
+    routers = (health, metrics, workflow, workflows, events, connections, callbacks, admin)
     for module in routers:
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     return app

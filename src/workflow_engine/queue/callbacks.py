@@ -27,17 +27,27 @@ CALLBACK_JOB: Final = "callback"
 CALLBACK_QUEUE: Final = "background"
 MAX_URL: Final = 2048
 FIRST_RETRY_MS: Final = 1000
+SIGNATURE: Final = "X-WFE-Signature"
+DELIVERY: Final = "X-WFE-Delivery"
 
 
-def callback_secret(settings: Settings) -> bytes | None:
-    """The key callbacks are signed with: ``WFE_CALLBACK_SECRET``, else one derived from
-    ``WFE_SECRET_KEY``; None when neither is set (callbacks are refused then)."""
+def callback_secret(settings: Settings, tenant: str) -> bytes | None:
+    """The key ``tenant``'s callbacks are signed with: ``WFE_CALLBACK_SECRET`` when the
+    operator set one (every tenant's), else the tenant's own, derived from ``WFE_SECRET_KEY``
+    (``tenant_callback_secret``); None when neither is set (callbacks are refused then)."""
     if settings.callback_secret is not None:
         return settings.callback_secret.get_secret_value().encode()
     if settings.secret_key is not None:
-        key = settings.secret_key.get_secret_value().encode()
-        return hmac.new(key, b"wfe-callbacks", hashlib.sha256).digest()
+        return tenant_callback_secret(settings.secret_key.get_secret_value(), tenant).encode()
     return None
+
+
+def tenant_callback_secret(secret_key: str, tenant: str) -> str:
+    """A tenant's callback key, issued by ``GET /api/callbacks/secret``: HMAC-SHA256 of the
+    tenant's name under ``secret_key``, in hex. Nothing to store, the same on every worker, and
+    one tenant's key says nothing of another's."""
+    message = b"wfe-callbacks:" + tenant.encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
 def url_problem(url: str) -> str | None:

@@ -1,8 +1,8 @@
 """Sending completion callbacks (``queue/callbacks.py`` queues them): POST the execution's final
 status (the body of ``GET /api/workflow/status/{id}``) to its ``callbackUrl``, through the
 egress policy (SPEC section 8), signed ``X-WFE-Signature: sha256=<HMAC of the body>`` with
-the server's callback key, with ``X-WFE-Delivery`` (the same on every attempt: a receiver
-that gets a delivery twice drops the second). A 2xx answer delivers it; anything else, or no
+the tenant's callback key (``queue/callbacks.py``), with ``X-WFE-Delivery`` (the same on every
+attempt: a receiver that gets a delivery twice drops the second). A 2xx answer delivers it; anything else, or no
 answer within ``TIMEOUT_S``, fails the attempt and BullMQ retries it later with exponential
 backoff (the job waits delayed, no worker slot held). Each attempt is logged in Redis, shown
 by the status route."""
@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.bullmq_adapter import JobHandle, UnrecoverableError
-from workflow_engine.queue.callbacks import CALLBACK_JOB
+from workflow_engine.queue.callbacks import CALLBACK_JOB, DELIVERY, SIGNATURE
 from workflow_engine.store.base import StateStore
 from workflow_engine.vocabulary import iso
 
@@ -31,8 +31,6 @@ log = get_logger(__name__)
 TIMEOUT_S: Final = 10.0
 KEEP_ATTEMPTS: Final = 50
 LOG_TTL_S: Final = 30 * 86_400
-SIGNATURE: Final = "X-WFE-Signature"
-DELIVERY: Final = "X-WFE-Delivery"
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -46,19 +44,21 @@ class CallbackSender:
         redis: aioredis.Redis,
         keys: Keys,
         http: Callable[[], httpx.AsyncClient],
-        secret: bytes | None,
+        secret: Callable[[str], bytes | None],
     ) -> None:
         self.store = store
         self.redis = redis
         self.keys = keys
         self.http = http
         self.secret = secret
+        """The signing key of a tenant's callbacks."""
 
     async def deliver(self, job: JobHandle) -> dict[str, Any]:
         delivery: dict[str, Any] = job.data[CALLBACK_JOB]
         execution_id = str(delivery["executionId"])
         record = await self.store.get(execution_id)
-        if record is None or self.secret is None:
+        secret = self.secret(record.tenant_id) if record is not None else None
+        if record is None or secret is None:
             raise UnrecoverableError("nothing to deliver (execution gone, or no callback key)")
         body: dict[str, Any] = {
             "context": record.context(),
@@ -70,7 +70,7 @@ class CallbackSender:
         payload = orjson.dumps(body)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE: sign(self.secret, payload),
+            SIGNATURE: sign(secret, payload),
             DELIVERY: str(delivery["deliveryId"]),
             "User-Agent": "workflow-engine-callbacks",
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -160,7 +161,7 @@ class WorkerService:
             self.redis,
             self.keys,
             self.executor.http_client,
-            callback_secret(settings),
+            partial(callback_secret, settings),
         )
         count_tenants(settings.metrics_tenant_label)
         self.probes: Probes | None = None

@@ -78,7 +78,7 @@ async def execute(
         raise ApiError(403, "forbidden", f"this API key cannot act for user {body.user_id!r}")
     metadata = {k: v for k, v in body.metadata.items() if k not in ENGINE_KEYS}
     if body.callback_url is not None:
-        metadata[CALLBACK_KEY] = _callback_url(body.callback_url, svc)
+        metadata[CALLBACK_KEY] = _callback_url(body.callback_url, who.tenant, svc)
     definition, version = await _to_run(body, who.tenant, svc)
     submission = Submission(
         definition=definition,
@@ -105,7 +105,7 @@ async def execute(
     return _accepted(submitted)
 
 
-def _callback_url(url: str, svc: Services) -> str:
+def _callback_url(url: str, tenant: str, svc: Services) -> str:
     """A ``callbackUrl`` to keep: 422 when it is no http(s) URL, or when the server has no key
     to sign callbacks with."""
     problem = url_problem(url)
@@ -116,7 +116,7 @@ def _callback_url(url: str, svc: Services) -> str:
             f"callbackUrl {problem}",
             [{"path": "callbackUrl", "message": problem, "code": "invalid"}],
         )
-    if callback_secret(svc.settings) is None:
+    if callback_secret(svc.settings, tenant) is None:
         raise ApiError(
             422,
             "not_configured",
