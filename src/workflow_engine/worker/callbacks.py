@@ -2,10 +2,10 @@
 status (the body of ``GET /api/workflow/status/{id}``) to its ``callbackUrl``, through the
 egress policy (SPEC section 8), signed ``X-WFE-Signature: sha256=<HMAC of the body>`` with
 the tenant's callback key (``queue/callbacks.py``), with ``X-WFE-Delivery`` (the same on every
-attempt: a receiver that gets a delivery twice drops the second). A 2xx answer delivers it; anything else, or no
-answer within ``TIMEOUT_S``, fails the attempt and BullMQ retries it later with exponential
-backoff (the job waits delayed, no worker slot held). Each attempt is logged in Redis, shown
-by the status route."""
+attempt: a receiver that gets a delivery twice drops the second). A 2xx answer delivers it;
+anything else, or no answer within ``TIMEOUT_S``, fails the attempt and BullMQ retries it later
+with exponential backoff (the job waits delayed, no worker slot held). Each attempt is logged
+in Redis, shown by the status route."""
 
 from __future__ import annotations
 
