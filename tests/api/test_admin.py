@@ -23,6 +23,7 @@ from tests.support.services import RedisServer
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
 
+SECRET_KEY = "admin-test-secret"
 ADMIN = {"Authorization": "Bearer key-admin"}
 TENANT = {"Authorization": "Bearer key-a"}
 ECHO = {"id": "echo", "nodes": [{"id": "a", "type": "echo", "inputs": {"value": 1}}]}
@@ -34,9 +35,11 @@ class Deployment:
     services: Services
     worker: Process
 
-    async def submit(self, definition: dict[str, Any]) -> str:
+    async def submit(self, definition: dict[str, Any], **extra: Any) -> str:
         submitted = await self.http.post(
-            "/api/workflow/execute", json={"workflowDefinition": definition}, headers=TENANT
+            "/api/workflow/execute",
+            json={"workflowDefinition": definition, **extra},
+            headers=TENANT,
         )
         assert submitted.status_code == 202, submitted.text
         return str(submitted.json()["executionId"])
@@ -60,9 +63,12 @@ class Deployment:
 @pytest.fixture
 async def deployment(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Deployment]:
     settings = make_settings(
-        redis_server.url, f"sqlite:///{tmp_path}/wfe.db", api_keys="a=key-a,ops:admin=key-admin"
+        redis_server.url,
+        f"sqlite:///{tmp_path}/wfe.db",
+        api_keys="a=key-a,ops:admin=key-admin",
+        secret_key=SECRET_KEY,
     )
-    worker = await asyncio.to_thread(start_worker, settings)
+    worker = await asyncio.to_thread(start_worker, settings, WFE_SECRET_KEY=SECRET_KEY)
     services = await Services.open(settings)
     try:
         async with (
@@ -171,7 +177,7 @@ async def test_retrying_the_failed_jobs_runs_their_executions_again(
             ],
             "edges": [{"source": "first", "target": "call"}],
         }
-        failed = await deployment.submit(flaky)
+        failed = await deployment.submit(flaky, callbackUrl=f"{server.base_url}/echo/cb")
         await deployment.reaches(failed, "failed")
         done = await deployment.submit(ECHO)
         await deployment.reaches(done, "completed")
@@ -197,5 +203,13 @@ async def test_retrying_the_failed_jobs_runs_their_executions_again(
         assert "execution.completed" in events.text
         again = await deployment.http.post("/api/admin/queues/workflow/retry-failed", headers=ADMIN)
         assert again.json() == {"name": "workflow", "retried": 0}
+
+        # its callback told of the failure, then of the retried run's end
+        async def called_back() -> list[str] | None:
+            calls = [r for r in server.requests if r.path == "/echo/cb"]
+            ends = [json.loads(r.body)["context"]["status"] for r in calls]
+            return ends if len(ends) == 2 else None
+
+        assert await wait_until(called_back, 30, "two callbacks") == ["failed", "completed"]
     finally:
         await server.stop()

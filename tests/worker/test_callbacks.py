@@ -24,6 +24,9 @@ from tests.support.served import served
 from tests.support.services import RedisServer, free_port
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
+from workflow_engine.queue.callbacks import CALLBACK_QUEUE, announce_end, callback_job_id
+from workflow_engine.store.records import CALLBACK_KEY
+from workflow_engine.vocabulary import ExecutionStatus
 
 SECRET = "callback-test-secret"
 ECHO = {"id": "echo", "nodes": [{"id": "a", "type": "echo", "inputs": {"value": 7}}]}
@@ -34,6 +37,7 @@ class Setup:
     http: httpx.AsyncClient
     receiver: LocalHttpServer
     worker: Process
+    services: Services | None = None
 
     async def submit(self, url: str, **extra: Any) -> str:
         body = {"workflowDefinition": ECHO, "callbackUrl": url, **extra}
@@ -70,7 +74,7 @@ async def setup(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Setu
             served(create_app(settings, services)) as address,
             httpx.AsyncClient(base_url=f"http://{address}", timeout=30) as http,
         ):
-            yield Setup(http, receiver, worker)
+            yield Setup(http, receiver, worker, services)
     finally:
         await receiver.stop()
         await services.close()
@@ -228,3 +232,35 @@ async def test_an_operators_callback_secret_is_read_by_admin_keys_only(
             assert admin.json()["secret"] == SECRET
     finally:
         await services.close()
+
+
+async def test_an_end_recorded_but_never_announced_calls_back_when_its_job_is_taken_again(
+    setup: Setup,
+) -> None:
+    """A worker that crashed after storing an execution's end, before queueing its callback and
+    acknowledging its job: the worker that takes the job over finds the execution ended and
+    announces it. Announcing an end again queues no second delivery."""
+    services = setup.services
+    assert services is not None
+    await services.admin.pause("workflow")
+    execution_id = await setup.submit(f"{setup.receiver.base_url}/echo/late")
+    # what the crashed worker got done: the run and its end, in the store only
+    assert await services.store.mark_running(execution_id, 1) is not None
+    assert await services.store.finish(
+        execution_id, ExecutionStatus.COMPLETED, result={"a": {"value": 7}}
+    )
+    await services.admin.resume("workflow")
+    [delivery] = await setup.deliveries(execution_id, 1)
+    assert delivery["status"] == 200
+    [request] = [r for r in setup.receiver.requests if r.path == "/echo/late"]
+    assert json.loads(request.body)["context"]["status"] == "completed"
+    background = services.queues[CALLBACK_QUEUE]
+    job = await background.getJob(callback_job_id(execution_id))
+    assert job is not None
+    status = await setup.status(execution_id)
+    metadata = {CALLBACK_KEY: status["context"]["callbackUrl"]}
+    await announce_end(services.queues, services.settings, execution_id, metadata)
+    again = await background.getJob(callback_job_id(execution_id))
+    assert again is not None
+    assert (again.data, again.processedOn) == (job.data, job.processedOn)
+    assert await background.getJobState(callback_job_id(execution_id)) == "completed"

@@ -27,6 +27,9 @@ CALLBACK_JOB: Final = "callback"
 CALLBACK_QUEUE: Final = "background"
 MAX_URL: Final = 2048
 FIRST_RETRY_MS: Final = 1000
+KEEP_DELIVERED: Final = {"age": 86_400, "count": 1000}
+"""Delivered jobs stay a day (at most 1000): an execution's end announced again meanwhile (by
+a worker taking over its job after a crash) finds its delivery there and adds none."""
 SIGNATURE: Final = "X-WFE-Signature"
 DELIVERY: Final = "X-WFE-Delivery"
 
@@ -69,11 +72,18 @@ def is_callback(data: Mapping[str, Any]) -> bool:
     return isinstance(data.get(CALLBACK_JOB), dict)
 
 
+def callback_job_id(execution_id: str) -> str:
+    """The delivery job of an execution's end: one id, so announcing an end twice (a worker
+    that crashed after recording it, before acknowledging its job) queues one delivery."""
+    return f"callback-{execution_id}"
+
+
 async def announce_end(
     queues: QueueSet, settings: Settings, execution_id: str, metadata: Mapping[str, Any]
 ) -> None:
-    """Queue the delivery of an ended execution's callback, if it asked for one. Logged, not
-    raised, when Redis refuses: the execution's end stands either way."""
+    """Queue the delivery of an ended execution's callback, if it asked for one (once: see
+    ``callback_job_id``). Logged, not raised, when Redis refuses: the execution's end stands
+    either way."""
     url = metadata.get(CALLBACK_KEY) if isinstance(metadata, Mapping) else None
     if not isinstance(url, str):
         return
@@ -83,14 +93,20 @@ async def announce_end(
             CALLBACK_JOB,
             {CALLBACK_JOB: delivery},
             {
+                "jobId": callback_job_id(execution_id),
                 "attempts": settings.callback_attempts,
                 "backoff": {"type": "exponential", "delay": FIRST_RETRY_MS},
-                "removeOnComplete": 100,
-                "removeOnFail": 100,
+                "removeOnComplete": KEEP_DELIVERED,
+                "removeOnFail": KEEP_DELIVERED,
             },
         )
     except Exception as exc:
         log.error("could not queue a callback", executionId=execution_id, error=repr(exc))
+
+
+async def forget_end(queues: QueueSet, execution_id: str) -> None:
+    """An ended execution runs again (its failed job retried): its next end is announced anew."""
+    await queues[CALLBACK_QUEUE].remove(callback_job_id(execution_id))
 
 
 async def delivery_log(redis: aioredis.Redis, keys: Keys, execution_id: str) -> list[Any]:

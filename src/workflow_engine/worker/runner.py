@@ -344,6 +344,8 @@ class JobRunner:
         )
         if record is not None and record.status in FINAL_STATUSES:
             await self.ensure_final_event(record)
+            if self.queues is not None:  # (a no-op when its end was announced already)
+                await announce_end(self.queues, self.settings, execution_id, record.metadata)
         return {"executionId": execution_id, "status": str(status), "ran": False}
 
     async def ensure_final_event(self, record: ExecutionRecord) -> None:
