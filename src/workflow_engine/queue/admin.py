@@ -14,7 +14,7 @@ the queue.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -41,6 +41,7 @@ CLEANABLE: Final[Mapping[str, tuple[str, ...]]] = {
 ``prioritized``, one of a paused queue in ``paused``)."""
 UNFINISHED: Final = frozenset({"delayed", "wait"})
 MAX_LIMIT: Final = 10_000
+CANCEL_CONCURRENCY: Final = 32
 
 
 class QueueAdmin:
@@ -100,14 +101,24 @@ class QueueAdmin:
                 break
             ids = await queue.clean(grace_ms, limit - len(removed), bullmq_state)
             removed += [i.decode() if isinstance(i, bytes) else str(i) for i in ids or ()]
-        cancelled = 0
-        if state in UNFINISHED:
-            for execution_id in removed:
-                with contextlib.suppress(NotFound, Conflict):
-                    await self.canceller.cancel(execution_id, None)
-                    cancelled += 1
+        cancelled = await self._cancel_all(removed) if state in UNFINISHED else 0
         log.info("queue cleaned", queue=name, state=state, removed=len(removed))
         return {"name": name, "state": state, "removed": len(removed), "cancelled": cancelled}
+
+    async def _cancel_all(self, execution_ids: list[str]) -> int:
+        """Cancel the executions of removed jobs, ``CANCEL_CONCURRENCY`` at a time (one whose
+        record says running waits for its worker's answer); how many were cancelled."""
+        slots = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+        async def cancel(execution_id: str) -> bool:
+            async with slots:
+                try:
+                    await self.canceller.cancel(execution_id, None)
+                except (NotFound, Conflict):
+                    return False
+                return True
+
+        return sum(await asyncio.gather(*(cancel(i) for i in execution_ids)))
 
     async def retry_failed(self, name: str, limit: int = MAX_LIMIT) -> dict[str, Any]:
         """Send the queue's failed jobs (up to ``limit``) back: each execution ``pending``
