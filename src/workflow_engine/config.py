@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         le=65535,
         description="Where a worker serves /metrics, /health and /ready (0: it serves none).",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics (the API's and each worker's) answers only requests "
+        "with Authorization: Bearer <this token>; /health and /ready stay open.",
+    )
     metrics_tenant_label: bool = Field(
         False,
         description="Count ended executions by tenant too (wfe_tenant_executions_total): "

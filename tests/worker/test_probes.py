@@ -106,3 +106,34 @@ async def test_a_workers_probes_and_metrics_and_the_apis_metrics_follow_the_exec
     finally:
         await services.close()
         await asyncio.to_thread(worker.stop)
+
+
+async def test_with_a_metrics_token_only_scrapes_that_present_it_read_the_metrics(
+    own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    port = free_port()
+    token = "scrape-token"
+    settings = make_settings(
+        own_redis.url, f"sqlite:///{tmp_path}/wfe.db", metrics_port=port, metrics_token=token
+    )
+    worker = await asyncio.to_thread(start_worker, settings, WFE_METRICS_TOKEN=token)
+    services = await Services.open(settings)
+    try:
+        async with (
+            served(create_app(settings, services)) as address,
+            httpx.AsyncClient(base_url=f"http://{address}") as api,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probes,
+        ):
+            for client in (api, probes):
+                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+                    refused = await client.get("/metrics", headers=headers)
+                    assert refused.status_code == 401, (client.base_url, headers)
+                    assert refused.json()["error"]["code"] == "unauthorized"
+                scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                assert scraped.status_code == 200
+                assert "wfe_executions_total" in scraped.text
+            assert (await probes.get("/health")).status_code == 200
+            assert (await probes.get("/ready")).status_code == 200
+    finally:
+        await services.close()
+        await asyncio.to_thread(worker.stop)

@@ -12,6 +12,7 @@ values there and ``render`` adds them up."""
 
 from __future__ import annotations
 
+import hmac
 import os
 import threading
 from typing import Final
@@ -24,6 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import SecretStr
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 MAX_MODELS: Final = 64
@@ -154,3 +156,13 @@ def render() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def scrape_allowed(authorization: str | None, token: SecretStr | None) -> bool:
+    """Whether a scrape may read the metrics: always without ``WFE_METRICS_TOKEN``, else only
+    with ``Authorization: Bearer <token>``."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    expected = token.get_secret_value()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), expected)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,9 +35,12 @@ class Probes:
         port: int,
         taking_jobs: Callable[[], bool],
         checks: dict[str, Callable[[], Awaitable[Any]]],
+        token: SecretStr | None = None,
     ) -> None:
         self.taking_jobs = taking_jobs
         self.checks = checks
+        self.token = token
+        """``WFE_METRICS_TOKEN``: what a scrape of ``/metrics`` must present."""
         app = Starlette(
             routes=[
                 Route("/metrics", self._metrics),
@@ -78,6 +82,17 @@ class Probes:
             await self._task
 
     async def _metrics(self, request: Request) -> Response:
+        if not metrics.scrape_allowed(request.headers.get("authorization"), self.token):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "unauthorized",
+                        "message": "/metrics needs Authorization: Bearer <WFE_METRICS_TOKEN>",
+                        "details": [],
+                    }
+                },
+                status_code=401,
+            )
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     async def _health(self, request: Request) -> Response:

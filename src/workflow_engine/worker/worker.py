@@ -171,6 +171,7 @@ class WorkerService:
                 settings.metrics_port,
                 lambda: bool(self.workers) and not self._stopping.is_set(),
                 {"redis": self.redis.ping, "store": store.ping},
+                settings.metrics_token,
             )
 
     async def start(self) -> None:

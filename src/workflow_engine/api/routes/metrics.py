@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from workflow_engine.api.errors import ApiError
 from workflow_engine.monitor import metrics
 from workflow_engine.monitor.logging import get_logger
 
@@ -25,8 +26,15 @@ UNMATCHED = "unmatched"
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 async def prometheus_metrics(request: Request) -> Response:
-    """Prometheus metrics (SPEC section 11), in its text format."""
+    """Prometheus metrics (SPEC section 11), in its text format; with ``WFE_METRICS_TOKEN``,
+    for ``Authorization: Bearer <token>`` only."""
     services = request.app.state.services
+    if not metrics.scrape_allowed(
+        request.headers.get("authorization"), services.settings.metrics_token
+    ):
+        raise ApiError(
+            401, "unauthorized", "/metrics needs Authorization: Bearer <WFE_METRICS_TOKEN>"
+        )
     try:
         async with asyncio.timeout(QUEUE_READ_S):
             states = await services.queues.states()
