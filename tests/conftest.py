@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import os
+
+# Hypothesis loads the plugins other packages register with it when it is first imported:
+# trio's (brought by selenium, for the browser tests) warns at interpreter exit, which the
+# `filterwarnings = error` setting turns into a failed run. Our tests need none of them.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
 import asyncio
 import gc
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator

@@ -6,7 +6,11 @@ asks the sentinels for the current primary, and again after a failover).
 an asyncio pool at 100 connections and raises ``MaxConnectionsError`` as soon as a burst needs
 one more: 250 submits at once would get 503s from a healthy Redis. Here a command waits up to
 ``wait_s`` for a connection; only then is it an error (with Sentinel, the pool is Sentinel's:
-it does not wait)."""
+it does not wait).
+
+Sentinel connections are ``PrimaryFollowingConnection``s: each (re)connect asks the sentinels
+where the primary is now (redis-py's own reconnect, inside a command's retries, goes back to
+the address the connection had: see the class)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 MAX_CONNECTIONS = 256
 POOL_WAIT_S = 5.0
@@ -33,15 +38,55 @@ class SentinelUrl:
     ssl: bool = False
 
 
+class PrimaryFollowingConnection(SentinelManagedConnection):
+    """A connection of a ``SentinelConnectionPool`` that asks the sentinels for the primary's
+    address every time it opens its socket, however it comes to (re)connect.
+
+    redis-py's ``SentinelManagedConnection`` asks only in ``connect()``, which the pool calls
+    when it hands out a connection. A command that loses its connection is retried on the
+    same connection object (``Redis.execute_command``: ``conn.retry.call_with_retry``), and
+    that reconnects through ``send_packed_command`` -> ``connect_check_health`` -> ``_connect``
+    (redis/asyncio/connection.py), straight to the ``host``/``port`` it had: the dead primary.
+    With the worker's patient ``Retry`` (``bullmq_adapter.quick_retry``: 30 tries, about a
+    minute) its ``BZPOPMIN`` and ``moveToActive`` kept knocking at the old primary after the
+    failover, and BullMQ then waited ``runRetryDelay`` (15 s) more: no job was taken for well
+    over a minute. A demoted primary (``READONLY``) was reconnected to in the same way.
+    (redis-py issue #3874; so in redis-py 8.1.)"""
+
+    async def connect(self) -> None:
+        if not self.connection_pool.is_master:
+            await super().connect()  # type: ignore[no-untyped-call]  # replicas: rotated
+            return
+        # the socket connect and its retries in one place: ``_connect``, which asks first
+        await self.connect_check_health(check_health=self.connection_pool.check_connection)
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
+class PrimaryFollowingSSLConnection(PrimaryFollowingConnection, SSLConnection):
+    """``PrimaryFollowingConnection`` over TLS (``rediss+sentinel://``)."""
+
+
 def is_sentinel(url: str) -> bool:
     return urlsplit(url).scheme in SENTINEL_SCHEMES
 
 
 def parse_sentinel(url: str) -> SentinelUrl:
     """``redis+sentinel://[user:password@]host[:port][,host2[:port]...]/service[/db]``; the
-    password is the primary's (and the sentinels', when they ask for one). ``ValueError``
-    for a URL without hosts or service."""
+    password is the primary's (and the sentinels', when they ask for one). As in any URL, a
+    user name or password is percent-encoded (``/`` is ``%2F``, ``@`` ``%40``, ``:`` in a user
+    name ``%3A``, ``%`` ``%25``; ``urllib.parse.quote(password, safe="")``). ``ValueError`` for
+    a URL without hosts or service, or with an unencoded ``/``, ``?`` or ``#`` before an ``@``."""
     parts = urlsplit(url)
+    if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+        # ``:pa/ss@host`` cut at the "/": the hosts would be ``:pa``, the service ``ss@host``
+        raise ValueError(
+            "a Sentinel URL's user name and password must be percent-encoded "
+            "('/' is %2F, '?' %3F, '#' %23, '@' %40)"
+        )
     credentials, _, hosts = parts.netloc.rpartition("@")
     username, _, password = credentials.partition(":")
     sentinels = []
@@ -96,8 +141,9 @@ def _sentinel_client(url: str, options: dict[str, Any]) -> aioredis.Redis:
         sentinel_kwargs={**timeouts, **{k: v for k, v in auth.items() if v}},
     )
     connection = {**options, **auth, "db": spec.db}
-    if spec.ssl:
-        connection["ssl"] = True
+    connection["connection_class"] = (
+        PrimaryFollowingSSLConnection if spec.ssl else PrimaryFollowingConnection
+    )
     pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
         spec.service, sentinel, is_master=True, **connection
     )
