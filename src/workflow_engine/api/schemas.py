@@ -45,7 +45,29 @@ class Body(BaseModel):
     )
 
 
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """A request body's examples, for the OpenAPI document (the rest of ``Body``'s
+    configuration is inherited)."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
+_ORDER_TOTAL = {
+    "id": "order_total",
+    "nodes": [
+        {"id": "order", "type": "transform", "inputs": {"value": "{{ inputs.items }}"}},
+        {
+            "id": "total",
+            "type": "output",
+            "inputs": {"value": {"total": "{{ nodes.order.output | sum(attribute='price') }}"}},
+        },
+    ],
+    "edges": [{"source": "order", "target": "total"}],
+}
+
+
 class CleanRequest(Body):
+    model_config = examples({"state": "completed", "graceMs": 3_600_000, "limit": 1000})
+
     state: Literal["completed", "failed", "delayed", "wait"] = Field(
         description="The jobs to remove: `wait` includes prioritized and paused jobs; "
         "the executions of removed `wait`/`delayed` jobs are cancelled."
@@ -55,6 +77,8 @@ class CleanRequest(Body):
 
 
 class RepeatOptions(Body):
+    model_config = examples({"cron": "0 6 * * 1-5", "tz": "Europe/Berlin"}, {"every": 60_000})
+
     cron: str | None = None
     every: int | None = Field(
         None,
@@ -67,6 +91,22 @@ class RepeatOptions(Body):
 
 
 class ExecuteRequest(Body):
+    model_config = examples(
+        {
+            "workflowDefinition": _ORDER_TOTAL,
+            "inputs": {"items": [{"sku": "A-1", "price": 19.9}, {"sku": "B-7", "price": 40}]},
+            "clientId": "web-7f3a",
+            "metadata": {"orderId": "A-1042"},
+            "idempotencyKey": "order-A-1042",
+        },
+        {
+            "workflowId": "daily_report",
+            "version": 4,
+            "inputs": {"day": "today"},
+            "repeat": {"cron": "0 6 * * 1-5", "tz": "Europe/Berlin"},
+        },
+    )
+
     # exactly one of the two (the route says which is missing or extra, by its path)
     workflow_definition: dict[str, Any] | None = None
     workflow_id: str | None = Field(
@@ -95,10 +135,14 @@ class ExecuteRequest(Body):
 
 
 class ResumeRequest(Body):
+    model_config = examples({"nodeId": "approve", "input": {"approved": True, "note": "ok"}})
+
     node_id: str | None = Field(None, min_length=1, description="Needed when several wait.")
     input: Any = Field(description="The answer; it must satisfy the node's `schema`.")
 
 
 class RerunRequest(Body):
+    model_config = examples({"fromNode": "charge", "inputs": {"orderId": "A-1042"}})
+
     from_node: str = Field(min_length=1, description="Run this node and everything after it.")
     inputs: dict[str, Any] | None = Field(None, description="Default: the original inputs.")

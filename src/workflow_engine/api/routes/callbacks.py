@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from workflow_engine.api import models
 from workflow_engine.api.auth import principal
 from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import ApiError
@@ -14,7 +15,7 @@ from workflow_engine.queue.callbacks import SIGNATURE, callback_secret
 router = APIRouter(prefix="/api/callbacks", tags=["callbacks"], dependencies=[Depends(principal)])
 
 
-@router.get("/secret")
+@router.get("/secret", responses={200: {"model": models.CallbackSecret}})
 async def secret(who: Who, svc: Svc) -> dict[str, Any]:
     """The caller's tenant's callback key: its own, derived from the server's key, unless the
     operator set one ``WFE_CALLBACK_SECRET`` for every tenant; that one only an ``admin`` key

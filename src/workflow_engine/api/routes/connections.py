@@ -8,10 +8,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
+from workflow_engine.api import models
 from workflow_engine.api.auth import principal
 from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import ApiError
-from workflow_engine.api.schemas import Body, bounded_body
+from workflow_engine.api.schemas import Body, bounded_body, examples
 from workflow_engine.queue.submit import NotFound
 from workflow_engine.store.records import ConnectionRecord
 from workflow_engine.vocabulary import iso_ms, now_ms
@@ -26,6 +27,16 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class ConnectionRequest(Body):
+    model_config = examples(
+        {
+            "name": "default",
+            "kind": "openai",
+            "baseUrl": "https://api.openai.com/v1",
+            "apiKey": "sk-proj-REPLACE-ME",
+            "headers": {"OpenAI-Organization": "org-acme"},
+        }
+    )
+
     name: str = Field(pattern=NAME, description="What an `llm` node's `connection` names.")
     kind: Literal["openai"] = "openai"
     base_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
@@ -43,7 +54,7 @@ def _public(record: ConnectionRecord) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={201: {"model": models.ConnectionSaved}})
 async def save_connection(body: ConnectionRequest, who: Who, svc: Svc) -> dict[str, Any]:
     """Create a connection, or replace the tenant's connection of that name. 201 with the
     connection without its key."""
@@ -67,13 +78,13 @@ async def save_connection(body: ConnectionRequest, who: Who, svc: Svc) -> dict[s
     return {"name": record.name, "kind": record.kind, "baseUrl": record.base_url}
 
 
-@router.get("")
+@router.get("", responses={200: {"model": models.ConnectionList}})
 async def list_connections(who: Who, svc: Svc) -> dict[str, Any]:
     """The tenant's connections by name, without their keys."""
     return {"items": [_public(r) for r in await svc.store.list_connections(who.tenant)]}
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", responses={200: {"model": models.ConnectionDeleted}})
 async def delete_connection(name: str, who: Who, svc: Svc) -> dict[str, Any]:
     """Remove a connection: nodes naming it fail from now on (or use a server-wide one of the
     same name)."""

@@ -8,18 +8,25 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from workflow_engine.api.models import Health, Readiness
 from workflow_engine.api.responses import FastJSONResponse
 from workflow_engine.vocabulary import iso, now_ms
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", responses={200: {"model": Health}})
 async def health() -> dict[str, Any]:
     return {"status": "ok", "timestamp": iso(now_ms() / 1000)}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    responses={
+        200: {"model": Readiness, "description": "Redis and the store answer."},
+        503: {"model": Readiness, "description": "Redis or the store does not answer."},
+    },
+)
 async def ready(request: Request) -> FastJSONResponse:
     services = request.app.state.services
     checks: dict[str, str] = {}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from workflow_engine.api import models
 from workflow_engine.api.auth import principal
 from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import ApiError
@@ -66,7 +67,10 @@ def _accepted(submitted: Submitted) -> dict[str, Any]:
 @router.post(
     "/execute",
     status_code=202,
-    responses={201: {"description": "With `repeat`: the schedule was created."}},
+    responses={
+        202: {"model": models.Accepted, "description": "Recorded and queued."},
+        201: {"model": models.ScheduleCreated, "description": "With `repeat`: a schedule."},
+    },
 )
 async def execute(
     body: ExecuteRequest, who: Who, svc: Svc, request: Request, response: Response
@@ -126,7 +130,7 @@ def _callback_url(url: str, tenant: str, svc: Services) -> str:
     return url
 
 
-@router.get("/status/{execution_id}")
+@router.get("/status/{execution_id}", responses={200: {"model": models.ExecutionState}})
 async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> dict[str, Any]:
     """The execution's context, progress and result (and final ``variables`` when its
     definition declares some, SPEC section 9); ``?nodes=true`` adds every node result."""
@@ -148,7 +152,7 @@ async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> 
     return body
 
 
-@router.get("/reconnect/{client_id}")
+@router.get("/reconnect/{client_id}", responses={200: {"model": models.ActiveExecutions}})
 async def reconnect(client_id: str, who: Who, svc: Svc) -> list[dict[str, Any]]:
     """The client's executions that are still pending, running or waiting."""
     records = await svc.store.active_for_client(who.tenant_id, client_id)
@@ -165,7 +169,7 @@ async def reconnect(client_id: str, who: Who, svc: Svc) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/cancel/{execution_id}")
+@router.post("/cancel/{execution_id}", responses={200: {"model": models.Cancelled}})
 async def cancel(execution_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     """Cancel an execution: a pending one leaves the queue; a running one is stopped by its
     worker (its in-flight node cancelled) before this answers. 409 once it finished."""
@@ -173,7 +177,7 @@ async def cancel(execution_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     return {"executionId": execution_id, "status": "cancelled"}
 
 
-@router.post("/resume/{execution_id}", status_code=202)
+@router.post("/resume/{execution_id}", status_code=202, responses={202: {"model": models.Resumed}})
 async def resume(execution_id: str, body: ResumeRequest, who: Who, svc: Svc) -> dict[str, Any]:
     """Deliver the answer an execution parked on ``wait_input`` waits for. 422 when it breaks
     the node's ``schema`` (every problem listed); 409 when the execution does not wait for
@@ -182,7 +186,7 @@ async def resume(execution_id: str, body: ResumeRequest, who: Who, svc: Svc) -> 
     return {"executionId": resumed.execution_id, "nodeId": resumed.node_id, "status": "resumed"}
 
 
-@router.post("/rerun/{execution_id}", status_code=202)
+@router.post("/rerun/{execution_id}", status_code=202, responses={202: {"model": models.Accepted}})
 async def rerun(execution_id: str, body: RerunRequest, who: Who, svc: Svc) -> dict[str, Any]:
     """A new execution of the same workflow that reuses the recorded results of every node
     upstream of ``fromNode`` and runs the rest. 409 while the execution is still active or
@@ -191,26 +195,26 @@ async def rerun(execution_id: str, body: RerunRequest, who: Who, svc: Svc) -> di
     return _accepted(submitted)
 
 
-@router.get("/schedules")
+@router.get("/schedules", responses={200: {"model": models.ScheduleList}})
 async def schedules(who: Who, svc: Svc) -> dict[str, Any]:
     """The caller's schedules, soonest next run first."""
     return {"items": [s.to_dict() for s in await svc.scheduler.of_tenant(who.tenant_id)]}
 
 
-@router.get("/schedules/{schedule_id}")
+@router.get("/schedules/{schedule_id}", responses={200: {"model": models.ScheduleDetail}})
 async def schedule(schedule_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     """One schedule, with the definition and inputs each tick runs."""
     return (await svc.scheduler.get(schedule_id, who.tenant_id)).to_dict(detail=True)
 
 
-@router.delete("/schedules/{schedule_id}")
+@router.delete("/schedules/{schedule_id}", responses={200: {"model": models.ScheduleDeleted}})
 async def delete_schedule(schedule_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     """Stop a schedule: no tick starts after this answers."""
     await svc.scheduler.delete(schedule_id, who.tenant_id)
     return {"scheduleId": schedule_id, "status": "deleted"}
 
 
-@router.get("/stats")
+@router.get("/stats", responses={200: {"model": models.Stats}})
 async def stats(who: Who, svc: Svc) -> dict[str, Any]:
     """Execution counts per status (of the caller's tenant) and, for a key with the ``admin``
     scope, job counts per queue class: those are queue-wide, every tenant's activity."""
@@ -221,7 +225,7 @@ async def stats(who: Who, svc: Svc) -> dict[str, Any]:
     return body
 
 
-@router.get("/executions")
+@router.get("/executions", responses={200: {"model": models.ExecutionPage}})
 async def executions(
     who: Who,
     svc: Svc,

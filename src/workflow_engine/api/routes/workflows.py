@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
+from workflow_engine.api import models
 from workflow_engine.api.auth import principal
 from workflow_engine.api.deps import Svc, Who
 from workflow_engine.api.errors import invalid_definition
-from workflow_engine.api.schemas import Body, bounded_body
+from workflow_engine.api.schemas import Body, bounded_body, examples
 from workflow_engine.errors import DefinitionError
 from workflow_engine.fastgpt.translate import as_definition
 from workflow_engine.queue.submit import NotFound
@@ -27,6 +28,19 @@ router = APIRouter(
 
 
 class SaveWorkflowRequest(Body):
+    model_config = examples(
+        {
+            "id": "daily_report",
+            "name": "Daily report",
+            "definition": {
+                "id": "daily_report",
+                "nodes": [
+                    {"id": "report", "type": "echo", "inputs": {"value": "{{ inputs.day }}"}}
+                ],
+            },
+        }
+    )
+
     id: str | None = Field(
         None, pattern=WORKFLOW_ID, description="Default: the definition's own `id`."
     )
@@ -46,7 +60,7 @@ def _summary(record: WorkflowRecord) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={201: {"model": models.WorkflowSaved}})
 async def save_workflow(body: SaveWorkflowRequest, who: Who, svc: Svc) -> dict[str, Any]:
     """Validate the definition (422: every problem, its path under ``definition``) and save
     it as the next version of its id (1 for a new id)."""
@@ -60,7 +74,7 @@ async def save_workflow(body: SaveWorkflowRequest, who: Who, svc: Svc) -> dict[s
     return {"workflowId": saved.workflow_id, "version": saved.version}
 
 
-@router.get("")
+@router.get("", responses={200: {"model": models.WorkflowList}})
 async def list_workflows(
     who: Who,
     svc: Svc,
@@ -73,7 +87,7 @@ async def list_workflows(
     return {"items": [_summary(r) for r in page.items], "nextCursor": page.next_cursor}
 
 
-@router.get("/{workflow_id}")
+@router.get("/{workflow_id}", responses={200: {"model": models.StoredWorkflow}})
 async def get_workflow(
     workflow_id: str, who: Who, svc: Svc, version: Annotated[int | None, Query(ge=1)] = None
 ) -> dict[str, Any]:
@@ -88,7 +102,7 @@ async def get_workflow(
     }
 
 
-@router.get("/{workflow_id}/versions")
+@router.get("/{workflow_id}/versions", responses={200: {"model": models.WorkflowVersions}})
 async def workflow_versions(workflow_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     """Every version of the workflow, oldest first."""
     versions = await svc.store.workflow_versions(who.tenant, workflow_id)
@@ -97,7 +111,7 @@ async def workflow_versions(workflow_id: str, who: Who, svc: Svc) -> dict[str, A
     return {"items": [{"version": v.version, "createdAt": iso_ms(v.created_at)} for v in versions]}
 
 
-@router.delete("/{workflow_id}")
+@router.delete("/{workflow_id}", responses={200: {"model": models.WorkflowDeleted}})
 async def delete_workflow(workflow_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     """Delete the workflow: executing it is refused (404) from now on; the executions that
     ran it keep their record (status, rerun)."""
