@@ -472,3 +472,53 @@ async def test_a_malformed_last_event_id_is_refused(live: Live) -> None:
     url = f"http://{live.direct}/api/workflow/events/{submitted.execution_id}"
     events = await sse_read(url, {}, until=None)
     assert events[-1]["type"] == "execution.completed"
+
+
+QUICK = {"id": "quick", "nodes": [{"id": "a", "type": "echo", "inputs": {"x": 1}}]}
+
+
+async def test_a_silent_websocket_gets_its_clients_executions(live: Live) -> None:
+    """The seed's client opens ``/ws/{clientId}`` and never sends a message: it gets every
+    event of its client's executions, even one that ended before the server took the silence
+    for a subscription."""
+    socket = await websockets.connect(f"ws://{live.direct}/ws/seed-tab")
+    first = await live.services.submitter.submit(Submission(QUICK, client_id="seed-tab"))
+    await live.services.submitter.submit(Submission(QUICK, client_id="someone-else"))
+    got = await ws_receive(socket, is_final)
+    assert {e["executionId"] for e in got} == {first.execution_id}
+    assert [e["id"] for e in got] == await live.all_event_ids(first.execution_id)
+    assert got[0]["type"] == "execution.queued"
+    second = await live.services.submitter.submit(Submission(QUICK, client_id="seed-tab"))
+    got = await ws_receive(socket, is_final)
+    assert [e["id"] for e in got] == await live.all_event_ids(second.execution_id)
+    await socket.close()
+
+
+async def test_a_websockets_own_subscription_replaces_the_implicit_one(live: Live) -> None:
+    key = f"k{uuid.uuid4().hex[:6]}"
+    held = await live.services.submitter.submit(
+        Submission(held_chain(live.settings, key), client_id="late-tab")
+    )
+    socket = await websockets.connect(f"ws://{live.direct}/ws/late-tab")
+    # silent: the running execution's events arrive
+    await ws_receive(socket, lambda e: e["executionId"] == held.execution_id)
+    quick = await live.services.submitter.submit(Submission(QUICK, client_id="late-tab"))
+    await ws_receive(socket, lambda e: e["executionId"] == quick.execution_id and is_final(e))
+    # now it asks for one execution: that one is replayed from its first event, and only it
+    await socket.send(json.dumps({"type": "subscribe", "executionId": quick.execution_id}))
+    replayed = await ws_receive(socket, is_final)
+    assert [e["id"] for e in replayed][-len(await live.all_event_ids(quick.execution_id)) :] == (
+        await live.all_event_ids(quick.execution_id)
+    )
+    await live.release(f"{key}:1")
+    await live.release(f"{key}:2")
+    await live.services.submitter.submit(Submission(QUICK, client_id="late-tab"))
+    socket_2 = await websockets.connect(f"ws://{live.direct}/ws/late-tab")
+    await socket_2.send(json.dumps({"type": "subscribe", "executionId": held.execution_id}))
+    got = await ws_receive(socket_2, is_final)
+    assert {e["executionId"] for e in got} == {held.execution_id}
+    await socket.send(json.dumps({"type": "subscribe", "executionId": held.execution_id}))
+    more = await ws_receive(socket, lambda e: e["executionId"] == held.execution_id and is_final(e))
+    assert {e["executionId"] for e in more} == {held.execution_id}
+    await socket.close()
+    await socket_2.close()

@@ -220,11 +220,13 @@ class Subscriber:
         tenant_id: str,
         client_id: str,
         active: Callable[[], Awaitable[Iterable[str]]],
+        since: str | None = None,
     ) -> None:
         """Every event of the client's active executions (replayed from their first event, so
         that nothing sent before the subscription is lost), and of every execution it submits
-        from now on. Executions already followed, or already finished for this subscriber,
-        are left as they are.
+        from now on (or since its index's entry ``since``: those ended meanwhile too).
+        Executions already followed, or already finished for this subscriber, are left as they
+        are.
 
         ``active()`` is asked only once the client's index is followed: an execution submitted
         in between is then in the index, in the answer, or both, never in neither."""
@@ -232,7 +234,7 @@ class Subscriber:
         if key in self.positions:
             return
         self._clients.add(key)
-        await self._follow(key, await self.hub.last_id(key) or "0-0")
+        await self._follow(key, since or await self.hub.last_id(key) or "0-0")
         for execution_id in await active():
             await self._follow_new(execution_id)
 
@@ -242,6 +244,17 @@ class Subscriber:
 
     def unfollow_execution(self, execution_id: str) -> None:
         self._drop(self.hub.keys.events(execution_id))
+
+    def forget(self) -> None:
+        """Follow nothing, as if new: drop every stream followed and the events waiting."""
+        for key in list(self.positions):
+            self._drop(key)
+        self._clients.clear()
+        self._finished.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
     def unfollow_client(self, tenant_id: str, client_id: str) -> None:
         key = self.hub.keys.client_index(tenant_id, client_id)

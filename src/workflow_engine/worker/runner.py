@@ -34,6 +34,7 @@ from workflow_engine.vocabulary import (
     NodeStatus,
     iso,
 )
+from workflow_engine.worker.adopt import adopt, execution_id_of
 from workflow_engine.worker.callbacks import CallbackSender
 from workflow_engine.worker.hooks import RunHooks
 from workflow_engine.worker.repair import republish_node_events
@@ -135,7 +136,7 @@ class JobRunner:
     async def _attempt_failed(self, job: JobHandle, exc: Exception) -> None:
         """An infrastructure error (store or Redis down): BullMQ retries the job; after the
         last attempt, record the failure so that the execution does not stay ``running``."""
-        execution_id = job.data.get("executionId", "?")
+        execution_id = execution_id_of(job)
         log.warning("job attempt failed", executionId=execution_id, error=repr(exc))
         if not job.last_attempt:
             return
@@ -153,13 +154,17 @@ class JobRunner:
             if ticked is None:
                 return {"scheduleId": data[TICK_KEY], "status": "skipped"}
             data = ticked
-        execution_id: str = data["executionId"]
+        execution_id = execution_id_of(job)
         tenant: str = data.get("tenantId") or "anonymous"
         started = self.clock.monotonic()
         if self.stopping:  # fetched as the worker was shutting down: not started, given back
             await job.hand_back()
         self.store.reset(execution_id)  # this attempt starts from what the store has
         start = await self.store.mark_running(execution_id, job.attempt)
+        if start is Start.REFUSED and await self.store.get(execution_id) is None:
+            # enqueued straight into BullMQ, not through the API: no record yet
+            await adopt(job, execution_id, self.store, self.plans, self.events)
+            start = await self.store.mark_running(execution_id, job.attempt)
         if start is Start.REFUSED:
             return await self._refused(execution_id)
         resumed = start is Start.RESUMED

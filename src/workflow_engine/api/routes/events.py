@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
 import redis.exceptions
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.types import Message
 
 from workflow_engine.api.auth import Principal, principal_or_token
 from workflow_engine.api.errors import ApiError
@@ -38,6 +41,8 @@ REDIS_CHECK_S = 2.0
 MAX_ID_CHARS = 128
 """Longer execution ids are refused as malformed (and never echoed back)."""
 INVALID = {"type": "error", "message": "Invalid message format"}
+IMPLICIT_AFTER_S = 0.5
+"""A WebSocket silent this long after it connected follows its client's executions."""
 
 
 async def _execution(
@@ -183,19 +188,31 @@ def _final_from_record(record: ExecutionRecord) -> Event:
 async def client_socket(websocket: WebSocket, client_id: str) -> None:
     """Messages: ``{"type": "subscribe"}`` (every execution of the client),
     ``{"type": "subscribe", "executionId", "lastEventId"?}`` (one execution, replayed after
-    ``lastEventId`` or from its first event), ``{"type": "unsubscribe", "executionId"?}``."""
+    ``lastEventId`` or from its first event), ``{"type": "unsubscribe", "executionId"?}``.
+
+    A socket that says nothing in its first ``IMPLICIT_AFTER_S`` is subscribed to its client's
+    executions, from the moment it connected (the seed's client never sends a message); its
+    first message of its own then replaces that subscription."""
     services: Services = websocket.app.state.services
-    who = await _accept(websocket, services)
-    if who is None:
+    accepted = await _accept(websocket, services, client_id)
+    if accepted is None:
         return
+    who, since = accepted
     subscriber = services.hub.subscriber(services.settings.ws_queue_size)
     sender = asyncio.ensure_future(_send_events(websocket, subscriber))
     heartbeat = asyncio.ensure_future(_heartbeat(websocket, services.settings.ws_heartbeat_s))
+    implicit: _Implicit | None = None
     try:
+        implicit = await _subscribe_if_silent(
+            websocket, services, who, client_id, subscriber, since
+        )
         while True:
-            message = await websocket.receive()
+            message = await (implicit.first if implicit else websocket.receive())
             if message["type"] == "websocket.disconnect":
                 break
+            if implicit and implicit.on:
+                subscriber.forget()  # the client says what it wants now
+            implicit = None
             text = message.get("text")
             if text is None:  # a binary frame: the protocol is JSON text
                 reply: dict[str, Any] | None = INVALID
@@ -211,15 +228,56 @@ async def client_socket(websocket: WebSocket, client_id: str) -> None:
             await websocket.close(code=CLOSE_UNAVAILABLE, reason="unavailable: reconnect later")
     finally:
         subscriber.close()
-        for task in (sender, heartbeat):
+        tasks: list[asyncio.Future[Any]] = [sender, heartbeat]
+        if implicit is not None:  # (its first message never came)
+            tasks.append(implicit.first)
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
 
-async def _accept(websocket: WebSocket, services: Services) -> Principal | None:
-    """Accept the connection; None when the key is refused: then it is closed with 1008 and
-    its reason (a refused handshake would show a browser only an anonymous failure)."""
+@dataclass
+class _Implicit:
+    first: asyncio.Future[Message]
+    """The socket's first message (or its disconnect), still to be handled."""
+    on: bool
+    """Whether the implicit subscription was made (the socket said nothing in time)."""
+
+
+async def _subscribe_if_silent(
+    websocket: WebSocket,
+    services: Services,
+    who: Principal,
+    client_id: str,
+    subscriber: Subscriber,
+    since: str,
+) -> _Implicit:
+    """Wait ``IMPLICIT_AFTER_S`` for the socket's first message; if none came, follow the
+    client's executions: those active, and those submitted since the socket connected (its
+    client index's entry ``since``)."""
+    first = asyncio.ensure_future(websocket.receive())
+    done, _ = await asyncio.wait({first}, timeout=IMPLICIT_AFTER_S)
+    if done:
+        return _Implicit(first, on=False)
+    await subscriber.follow_client(
+        who.tenant, client_id, partial(_active, services, who, client_id), since=since
+    )
+    return _Implicit(first, on=True)
+
+
+async def _active(services: Services, who: Principal, client_id: str) -> list[str]:
+    records = await services.store.active_for_client(who.tenant_id, client_id)
+    return [r.execution_id for r in records]
+
+
+async def _accept(
+    websocket: WebSocket, services: Services, client_id: str
+) -> tuple[Principal, str] | None:
+    """Accept the connection: the caller, and the position of its client's index when it
+    connected (before the handshake completes: the client cannot have submitted since). None
+    when the key is refused: then it is closed with 1008 and its reason (a refused handshake
+    would show a browser only an anonymous failure), or Redis is unreachable (1011)."""
     try:
         who = services.keys.authenticate(
             websocket.headers.get("authorization"), websocket.query_params.get("token")
@@ -228,8 +286,15 @@ async def _accept(websocket: WebSocket, services: Services) -> Principal | None:
         await websocket.accept()
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message)
         return None
+    try:
+        since = await services.hub.last_id(services.redis_keys.client_index(who.tenant, client_id))
+    except Exception as exc:
+        log.warning("websocket refused: Redis unreachable", error=repr(exc))
+        await websocket.accept()
+        await websocket.close(code=CLOSE_UNAVAILABLE, reason="unavailable: reconnect later")
+        return None
     await websocket.accept()
-    return who
+    return who, since or "0-0"
 
 
 async def _handle(
@@ -258,12 +323,9 @@ async def _handle(
             subscriber.unfollow_execution(execution_id)
         return None
     if execution_id is None:
-
-        async def active() -> list[str]:
-            records = await services.store.active_for_client(who.tenant_id, client_id)
-            return [r.execution_id for r in records]
-
-        await subscriber.follow_client(who.tenant, client_id, active)
+        await subscriber.follow_client(
+            who.tenant, client_id, partial(_active, services, who, client_id)
+        )
         return None
     if await services.store.get(execution_id, who.tenant_id) is None:
         return {"type": "error", "message": f"execution {execution_id} not found"}
