@@ -20,6 +20,7 @@ from workflow_engine.api.routes import (
     events,
     health,
     metrics,
+    ui,
     workflow,
     workflows,
 )
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_openapi(app)
     install_body_limit(app, settings.max_body_bytes)
     install_request_metrics(app)
-    routers = (health, metrics, workflow, workflows, events, connections, callbacks, admin)
+    routers = (health, metrics, workflow, workflows, events, connections, callbacks, admin, ui)
     for module in routers:
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     return app
