@@ -507,12 +507,19 @@ async def test_a_websockets_own_subscription_replaces_the_implicit_one(live: Liv
     # now it asks for one execution: that one is replayed from its first event, and only it
     await socket.send(json.dumps({"type": "subscribe", "executionId": quick.execution_id}))
     replayed = await ws_receive(socket, is_final)
-    assert [e["id"] for e in replayed][-len(await live.all_event_ids(quick.execution_id)) :] == (
-        await live.all_event_ids(quick.execution_id)
-    )
+    # (nothing else was on its way: the held execution waits, the quick one had ended)
+    assert [e["id"] for e in replayed] == await live.all_event_ids(quick.execution_id)
     await live.release(f"{key}:1")
     await live.release(f"{key}:2")
-    await live.services.submitter.submit(Submission(QUICK, client_id="late-tab"))
+    # a new execution of the client, ended before the next subscription: the client's index
+    # is no longer followed, so none of its events reach the first socket
+    later = await live.services.submitter.submit(Submission(QUICK, client_id="late-tab"))
+
+    async def ended() -> bool:
+        record = await live.services.store.get(later.execution_id)
+        return record is not None and record.status == "completed"
+
+    await wait_until(ended, 20, "the later execution to end")
     socket_2 = await websockets.connect(f"ws://{live.direct}/ws/late-tab")
     await socket_2.send(json.dumps({"type": "subscribe", "executionId": held.execution_id}))
     got = await ws_receive(socket_2, is_final)

@@ -29,6 +29,10 @@ async def test_the_page_and_its_files_are_served(api: httpx.AsyncClient) -> None
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
     assert (await api.get("/ui/static/vendor/VENDORED.md")).status_code == 200
+    # nothing outside the app's folder, however the path climbs
+    for climb in ("..%2F..%2Fapi%2Froutes%2Fui.py", "..%2F..%2F..%2F..%2Fpyproject.toml"):
+        outside = await api.get(f"/ui/static/{climb}")
+        assert outside.status_code == 404, climb
 
 
 async def test_without_keys_the_session_is_open_and_the_graph_is_the_definitions(

@@ -1,6 +1,7 @@
 """Jobs enqueued straight into BullMQ (as a Node service's ``queue.add`` would), with no
 execution record: the worker creates the record and runs them; an invalid one fails its job
-with every problem named, and leaves no record."""
+with every problem named, and leaves no record; one cannot take over another tenant's
+execution by naming it."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ async def producer(services: Services) -> AsyncIterator[Queue]:
     await queue.close()
 
 
+async def failed_reason(producer: Queue, job_id: str) -> str | None:
+    if await producer.getJobState(job_id) != "failed":
+        return None
+    found = await producer.getJob(job_id)
+    return str(found.failedReason) if found is not None else None
+
+
 async def status_of(api: httpx.AsyncClient, execution_id: str) -> dict[str, Any] | None:
     answer = await api.get(f"/api/workflow/status/{execution_id}")
     return answer.json() if answer.status_code == 200 else None
@@ -51,7 +59,6 @@ async def test_a_job_enqueued_without_a_record_runs_and_is_recorded(
 ) -> None:
     data = {"workflowDefinition": ECHO, "inputs": {"n": 5}, "clientId": "node-app"}
     await producer.add("execute", data, {"jobId": "order-42"})
-    numbered = await producer.add("execute", {"workflowDefinition": ECHO, "inputs": {"n": 6}})
 
     async def completed(execution_id: str) -> dict[str, Any] | None:
         found = await status_of(api, execution_id)
@@ -61,11 +68,6 @@ async def test_a_job_enqueued_without_a_record_runs_and_is_recorded(
     assert status["result"] == {"a": {"value": 5}}
     assert status["context"]["clientId"] == "node-app"
     assert status["context"]["userId"] == "anonymous"
-    # no jobId: BullMQ numbered it; the execution is named after its queue and number
-    other = await wait_until(
-        lambda: completed(f"workflow-{numbered.id}"), 30, "the numbered job to complete"
-    )
-    assert other["result"] == {"a": {"value": 6}}
     events = await api.get("/api/workflow/events/order-42")
     assert "execution.queued" in events.text
     assert "execution.completed" in events.text
@@ -80,12 +82,10 @@ async def test_an_invalid_job_fails_naming_each_problem_and_leaves_no_record(
         "execute", {"workflowDefinition": ECHO, "inputs": {"n": "five"}}, {"jobId": "bad-2"}
     )
     not_a_workflow = await producer.add("execute", {"hello": 1}, {"jobId": "bad-3"})
+    numbered = await producer.add("execute", {"workflowDefinition": ECHO})
 
-    async def failed(job_id: str) -> str | None:
-        if await producer.getJobState(job_id) != "failed":
-            return None
-        found = await producer.getJob(job_id)
-        return str(found.failedReason) if found is not None else None
+    def failed(job_id: str) -> Any:
+        return failed_reason(producer, job_id)
 
     reason = await wait_until(lambda: failed(str(job.id)), 30, "the invalid job to fail")
     assert "nodes[0].type" in reason
@@ -93,5 +93,33 @@ async def test_an_invalid_job_fails_naming_each_problem_and_leaves_no_record(
     assert "invalid workflow inputs" in reason
     reason = await wait_until(lambda: failed(str(not_a_workflow.id)), 30, "no workflow to fail")
     assert "workflowDefinition must be an object" in reason
+    reason = await wait_until(lambda: failed(str(numbered.id)), 30, "a numbered job to fail")
+    assert "needs a jobId" in reason
     for execution_id in ("bad-1", "bad-2", "bad-3"):
         assert (await api.get(f"/api/workflow/status/{execution_id}")).status_code == 404
+
+
+async def test_a_direct_job_naming_another_tenants_execution_does_not_run_on_it(
+    producer: Queue, api: httpx.AsyncClient
+) -> None:
+    submitted = await api.post(
+        "/api/workflow/execute", json={"workflowDefinition": ECHO, "inputs": {"n": 1}}
+    )
+    own = submitted.json()["executionId"]
+
+    async def ended() -> bool:
+        found = await status_of(api, own)
+        return bool(found and found["context"]["status"] == "completed")
+
+    await wait_until(ended, 30, "the API's execution to complete")
+    # once its job is gone, another producer reuses that id as its jobId, as another tenant
+    await producer.remove(own)
+    data = {"workflowDefinition": ECHO, "inputs": {"n": 99}, "tenantId": "mallory"}
+    hijack = await producer.add("execute", data, {"jobId": own})
+    reason = await wait_until(
+        lambda: failed_reason(producer, str(hijack.id)), 30, "the job naming it to fail"
+    )
+    assert "another tenant" in reason
+    status = await status_of(api, own)
+    assert status is not None
+    assert status["result"] == {"a": {"value": 1}}

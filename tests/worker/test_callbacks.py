@@ -24,8 +24,7 @@ from tests.support.served import served
 from tests.support.services import RedisServer, free_port
 from workflow_engine.api.app import create_app
 from workflow_engine.api.services import Services
-from workflow_engine.queue.callbacks import CALLBACK_QUEUE, announce_end, callback_job_id
-from workflow_engine.store.records import CALLBACK_KEY
+from workflow_engine.queue.callbacks import CALLBACK_QUEUE, announce_end, delivery_id
 from workflow_engine.vocabulary import ExecutionStatus
 
 SECRET = "callback-test-secret"
@@ -254,13 +253,15 @@ async def test_an_end_recorded_but_never_announced_calls_back_when_its_job_is_ta
     assert delivery["status"] == 200
     [request] = [r for r in setup.receiver.requests if r.path == "/echo/late"]
     assert json.loads(request.body)["context"]["status"] == "completed"
+    assert request.headers["x-wfe-delivery"] == delivery["deliveryId"]
     background = services.queues[CALLBACK_QUEUE]
-    job = await background.getJob(callback_job_id(execution_id))
+    record = await services.store.get(execution_id)
+    assert record is not None
+    assert delivery["deliveryId"] == delivery_id(execution_id, record.completed_at or 0)
+    job = await background.getJob(delivery["deliveryId"])
     assert job is not None
-    status = await setup.status(execution_id)
-    metadata = {CALLBACK_KEY: status["context"]["callbackUrl"]}
-    await announce_end(services.queues, services.settings, execution_id, metadata)
-    again = await background.getJob(callback_job_id(execution_id))
+    await announce_end(services.queues, services.settings, record)  # announced again
+    again = await background.getJob(delivery["deliveryId"])
     assert again is not None
     assert (again.data, again.processedOn) == (job.data, job.processedOn)
-    assert await background.getJobState(callback_job_id(execution_id)) == "completed"
+    assert await background.getJobState(delivery["deliveryId"]) == "completed"

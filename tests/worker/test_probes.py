@@ -125,7 +125,12 @@ async def test_with_a_metrics_token_only_scrapes_that_present_it_read_the_metric
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probes,
         ):
             for client in (api, probes):
-                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+                for headers in (
+                    {},
+                    {"Authorization": "Bearer wrong"},
+                    {"Authorization": token},
+                    {"Authorization": "Bearer tökén".encode("latin-1")},
+                ):
                     refused = await client.get("/metrics", headers=headers)
                     assert refused.status_code == 401, (client.base_url, headers)
                     assert refused.json()["error"]["code"] == "unauthorized"

@@ -246,7 +246,10 @@ class Subscriber:
         self._drop(self.hub.keys.events(execution_id))
 
     def forget(self) -> None:
-        """Follow nothing, as if new: drop every stream followed and the events waiting."""
+        """Follow nothing, as if new: drop every stream followed and the events waiting (not
+        once cut off: the consumer must still learn that)."""
+        if self.closed:
+            return
         for key in list(self.positions):
             self._drop(key)
         self._clients.clear()

@@ -165,4 +165,6 @@ def scrape_allowed(authorization: str | None, token: SecretStr | None) -> bool:
         return True
     scheme, _, given = (authorization or "").partition(" ")
     expected = token.get_secret_value()
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), expected)
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    )

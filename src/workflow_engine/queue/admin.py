@@ -22,7 +22,6 @@ import redis.asyncio as aioredis
 
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.queue.callbacks import forget_end
 from workflow_engine.queue.cancel import Canceller
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound
@@ -138,9 +137,8 @@ class QueueAdmin:
             ):
                 continue
             # the stream starts afresh: a client following the retried run must not stop at
-            # the failure's final event; its next end calls back again
+            # the failure's final event
             await self.redis.delete(self.keys.events(execution_id))
-            await forget_end(self.queues, execution_id)
             try:  # a retried run gets the queue class's attempts again
                 await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
             except Exception as exc:  # gone or moved meanwhile: the execution stays failed

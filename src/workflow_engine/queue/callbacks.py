@@ -15,11 +15,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from workflow_engine.config import Settings
-from workflow_engine.ids import new_id
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.queues import QueueSet
-from workflow_engine.store.records import CALLBACK_KEY
+from workflow_engine.store.base import StateStore
+from workflow_engine.store.records import CALLBACK_KEY, ExecutionRecord
 
 log = get_logger(__name__)
 
@@ -29,7 +29,8 @@ MAX_URL: Final = 2048
 FIRST_RETRY_MS: Final = 1000
 KEEP_DELIVERED: Final = {"age": 86_400, "count": 1000}
 """Delivered jobs stay a day (at most 1000): an execution's end announced again meanwhile (by
-a worker taking over its job after a crash) finds its delivery there and adds none."""
+a worker taking over its job after a crash) finds its delivery there and adds none; later, it
+is delivered again with the same ``X-WFE-Delivery``."""
 SIGNATURE: Final = "X-WFE-Signature"
 DELIVERY: Final = "X-WFE-Delivery"
 
@@ -72,28 +73,30 @@ def is_callback(data: Mapping[str, Any]) -> bool:
     return isinstance(data.get(CALLBACK_JOB), dict)
 
 
-def callback_job_id(execution_id: str) -> str:
-    """The delivery job of an execution's end: one id, so announcing an end twice (a worker
-    that crashed after recording it, before acknowledging its job) queues one delivery."""
-    return f"callback-{execution_id}"
+def delivery_id(execution_id: str, ended_at: int) -> str:
+    """The delivery of one end of an execution: the same id however often that end is
+    announced (a worker that crashed after recording it, before acknowledging its job, is
+    taken over and announces it again); a retried run's end is another delivery."""
+    return f"dlv_{execution_id}_{ended_at}"
 
 
-async def announce_end(
-    queues: QueueSet, settings: Settings, execution_id: str, metadata: Mapping[str, Any]
-) -> None:
-    """Queue the delivery of an ended execution's callback, if it asked for one (once: see
-    ``callback_job_id``). Logged, not raised, when Redis refuses: the execution's end stands
-    either way."""
-    url = metadata.get(CALLBACK_KEY) if isinstance(metadata, Mapping) else None
+async def announce_end(queues: QueueSet, settings: Settings, record: ExecutionRecord) -> None:
+    """Queue the delivery of an ended execution's callback, if it asked for one: one job per
+    end (its id is the delivery's, so an end announced twice queues one delivery while the
+    first is kept). Logged, not raised, when Redis refuses: the execution's end stands either
+    way."""
+    url = record.metadata.get(CALLBACK_KEY) if isinstance(record.metadata, Mapping) else None
     if not isinstance(url, str):
         return
-    delivery = {"executionId": execution_id, "url": url, "deliveryId": new_id("dlv")}
+    execution_id = record.execution_id
+    delivery_key = delivery_id(execution_id, record.completed_at or 0)
+    delivery = {"executionId": execution_id, "url": url, "deliveryId": delivery_key}
     try:
         await queues[CALLBACK_QUEUE].add(
             CALLBACK_JOB,
             {CALLBACK_JOB: delivery},
             {
-                "jobId": callback_job_id(execution_id),
+                "jobId": delivery_key,
                 "attempts": settings.callback_attempts,
                 "backoff": {"type": "exponential", "delay": FIRST_RETRY_MS},
                 "removeOnComplete": KEEP_DELIVERED,
@@ -104,9 +107,20 @@ async def announce_end(
         log.error("could not queue a callback", executionId=execution_id, error=repr(exc))
 
 
-async def forget_end(queues: QueueSet, execution_id: str) -> None:
-    """An ended execution runs again (its failed job retried): its next end is announced anew."""
-    await queues[CALLBACK_QUEUE].remove(callback_job_id(execution_id))
+async def announce_end_of(
+    queues: QueueSet, settings: Settings, store: StateStore, execution_id: str, metadata: Any
+) -> None:
+    """``announce_end`` for an execution that just ended, read again from the store (for the
+    time of its end) only when it asked for a callback."""
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get(CALLBACK_KEY), str):
+        return
+    try:
+        record = await store.get(execution_id)
+    except Exception as exc:
+        log.error("could not queue a callback", executionId=execution_id, error=repr(exc))
+        return
+    if record is not None:
+        await announce_end(queues, settings, record)
 
 
 async def delivery_log(redis: aioredis.Redis, keys: Keys, execution_id: str) -> list[Any]:

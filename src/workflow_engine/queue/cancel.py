@@ -13,7 +13,7 @@ from workflow_engine.events.hub import Overflow, StreamHub
 from workflow_engine.events.publisher import EventPublisher
 from workflow_engine.keys import Keys
 from workflow_engine.monitor.logging import get_logger
-from workflow_engine.queue.callbacks import announce_end
+from workflow_engine.queue.callbacks import announce_end_of
 from workflow_engine.queue.children import notify_parent, waiting_children
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.submit import Conflict, NotFound
@@ -126,7 +126,9 @@ class Canceller:
         event_type, data = ev.final_event(S.CANCELLED, None, error.to_dict(), record.progress)
         self.events.publish(record.execution_id, event_type, data, final=True)
         await self.events.leave(record.tenant_id, record.execution_id)
-        await announce_end(self.queues, self.queues.settings, record.execution_id, record.metadata)
+        await announce_end_of(
+            self.queues, self.queues.settings, self.store, record.execution_id, record.metadata
+        )
         try:
             await self.queues[record.queue].remove(record.execution_id)
         except Exception as exc:  # taken by a worker meanwhile: it finds the record cancelled

@@ -2,7 +2,9 @@
 ``bullmq`` package), with no execution record: the worker that takes one creates its record,
 as ``POST /api/workflow/execute`` would have, then runs it. The job's data is the API's job
 data (``queue/submit.job_data``): ``workflowDefinition`` (native format), and optionally
-``inputs``, ``tenantId`` (default ``anonymous``), ``clientId``, ``metadata``, ``executionId``.
+``inputs``, ``tenantId`` (default ``anonymous``), ``clientId``, ``metadata``; no
+``executionId``: the job's id (``jobId``, which the producer must choose) is the execution's,
+so that cancel, recovery and the admin routes find the job by it.
 
 Whoever can write to Redis is trusted as the API is: the tenant's admission (cap, rate) is not
 applied. A definition or inputs that do not validate fail the job at once, its failed reason
@@ -25,17 +27,12 @@ from workflow_engine.vocabulary import ExecutionStatus
 
 log = get_logger(__name__)
 
-MAX_ID_CHARS = 128
 
-
-def execution_id_of(job: JobHandle) -> str:
-    """The execution a job runs: its ``executionId``, else the job's id when the producer chose
-    one (``jobId``: then cancel and the admin routes find the job by the execution's id), else
-    ``<queue>-<number>`` (BullMQ numbers jobs per queue)."""
-    given = job.data.get("executionId")
-    if isinstance(given, str) and 0 < len(given) <= MAX_ID_CHARS:
-        return given
-    return job.id if not job.id.isdigit() else f"{job.queue_name}-{job.id}"
+def is_direct(data: dict[str, Any]) -> bool:
+    """Whether a job was enqueued by another producer: the API's and the scheduler's jobs name
+    their execution (``executionId``); such a job without its record (removed by retention)
+    is never run again from its data."""
+    return "executionId" not in data
 
 
 async def adopt(
@@ -48,6 +45,11 @@ async def adopt(
     """Create the pending record of a job that has none; ``UnrecoverableError`` (the job
     fails, not retried) when its data cannot be run."""
     data = job.data
+    if job.id.isdigit():
+        raise UnrecoverableError(
+            f"job {job.id} cannot run: a job enqueued directly needs a jobId of its own (it "
+            "becomes the execution's id); BullMQ numbered this one"
+        )
     problems = [
         f"{name} must be {kind}"
         for name, kind, ok in (

@@ -124,8 +124,8 @@ class Recovery:
         found.failed.append(record.execution_id)
         log.warning("execution with a lost job failed", executionId=record.execution_id)
         metrics.execution_ended(record.queue, str(ExecutionStatus.FAILED), None, record.tenant_id)
-        await announce_end(self.queues, self.queues.settings, record.execution_id, record.metadata)
         failed = await self.store.get(record.execution_id)
-        if failed is not None:  # a child: its parent's node learns it
-            with contextlib.suppress(Exception):
+        if failed is not None:
+            await announce_end(self.queues, self.queues.settings, failed)
+            with contextlib.suppress(Exception):  # a child: its parent's node learns it
                 await notify_parent(self.store, self.queues, failed)

@@ -21,7 +21,7 @@ from workflow_engine.monitor import metrics, tracing
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, PureNodes
 from workflow_engine.queue.bullmq_adapter import DelayedError, JobHandle, UnrecoverableError
-from workflow_engine.queue.callbacks import announce_end, is_callback
+from workflow_engine.queue.callbacks import announce_end, announce_end_of, is_callback
 from workflow_engine.queue.children import ChildLauncher, ancestors_of
 from workflow_engine.queue.queues import QueueSet
 from workflow_engine.queue.schedules import TICK_KEY
@@ -34,7 +34,7 @@ from workflow_engine.vocabulary import (
     NodeStatus,
     iso,
 )
-from workflow_engine.worker.adopt import adopt, execution_id_of
+from workflow_engine.worker.adopt import adopt, is_direct
 from workflow_engine.worker.callbacks import CallbackSender
 from workflow_engine.worker.hooks import RunHooks
 from workflow_engine.worker.repair import republish_node_events
@@ -136,7 +136,7 @@ class JobRunner:
     async def _attempt_failed(self, job: JobHandle, exc: Exception) -> None:
         """An infrastructure error (store or Redis down): BullMQ retries the job; after the
         last attempt, record the failure so that the execution does not stay ``running``."""
-        execution_id = execution_id_of(job)
+        execution_id = job.data.get("executionId") or job.id
         log.warning("job attempt failed", executionId=execution_id, error=repr(exc))
         if not job.last_attempt:
             return
@@ -154,17 +154,15 @@ class JobRunner:
             if ticked is None:
                 return {"scheduleId": data[TICK_KEY], "status": "skipped"}
             data = ticked
-        execution_id = execution_id_of(job)
+        execution_id: str = data.get("executionId") or job.id
         tenant: str = data.get("tenantId") or "anonymous"
         started = self.clock.monotonic()
         if self.stopping:  # fetched as the worker was shutting down: not started, given back
             await job.hand_back()
+        if is_direct(data):  # enqueued straight into BullMQ, not through the API
+            await self._adopt(job, execution_id, tenant)
         self.store.reset(execution_id)  # this attempt starts from what the store has
         start = await self.store.mark_running(execution_id, job.attempt)
-        if start is Start.REFUSED and await self.store.get(execution_id) is None:
-            # enqueued straight into BullMQ, not through the API: no record yet
-            await adopt(job, execution_id, self.store, self.plans, self.events)
-            start = await self.store.mark_running(execution_id, job.attempt)
         if start is Start.REFUSED:
             return await self._refused(execution_id)
         resumed = start is Start.RESUMED
@@ -260,7 +258,9 @@ class JobRunner:
             await self._repair_if_lost(prepared)
             await self._publish_final(outcome, prepared.tenant)
             if self.queues is not None:
-                await announce_end(self.queues, self.settings, execution_id, prepared.run.metadata)
+                await announce_end_of(
+                    self.queues, self.settings, self.store, execution_id, prepared.run.metadata
+                )
             if PARENT_KEY in prepared.run.metadata:  # a child: its parent waits for this
                 await self._tell_parent(execution_id)
         else:  # cancelled meanwhile by the API (no worker answered in time): it has the say
@@ -339,6 +339,17 @@ class JobRunner:
         if lost or prepared.taken_over:
             await republish_node_events(self.store, self.events, prepared.execution_id)
 
+    async def _adopt(self, job: JobHandle, execution_id: str, tenant: str) -> None:
+        """A direct job's record: created from the job the first time; on a later attempt,
+        the one created then (not another tenant's execution of that id)."""
+        record = await self.store.get(execution_id)
+        if record is None:
+            await adopt(job, execution_id, self.store, self.plans, self.events)
+        elif record.tenant_id != tenant:
+            raise UnrecoverableError(
+                f"job {job.id} cannot run: its id names an execution of another tenant"
+            )
+
     async def _refused(self, execution_id: str) -> dict[str, Any]:
         """The execution is final (cancelled before it started, or done by an earlier attempt
         whose acknowledgement was lost): make sure its final event exists, run nothing."""
@@ -350,7 +361,7 @@ class JobRunner:
         if record is not None and record.status in FINAL_STATUSES:
             await self.ensure_final_event(record)
             if self.queues is not None:  # (a no-op when its end was announced already)
-                await announce_end(self.queues, self.settings, execution_id, record.metadata)
+                await announce_end(self.queues, self.settings, record)
         return {"executionId": execution_id, "status": str(status), "ran": False}
 
     async def ensure_final_event(self, record: ExecutionRecord) -> None:
@@ -403,7 +414,7 @@ class JobRunner:
         if record is not None:  # (a cancel that came first has announced its own end)
             metrics.execution_ended(record.queue, str(ExecutionStatus.FAILED), None, tenant)
             if self.queues is not None:
-                await announce_end(self.queues, self.settings, execution_id, record.metadata)
+                await announce_end(self.queues, self.settings, record)
 
     async def fail_unfinished(self, execution_id: str, message: str) -> None:
         """Record a failure for an execution whose last job attempt crashed."""

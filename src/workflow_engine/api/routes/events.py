@@ -257,12 +257,20 @@ async def _subscribe_if_silent(
     client's executions: those active, and those submitted since the socket connected (its
     client index's entry ``since``)."""
     first = asyncio.ensure_future(websocket.receive())
-    done, _ = await asyncio.wait({first}, timeout=IMPLICIT_AFTER_S)
+    try:
+        done, _ = await asyncio.wait({first}, timeout=IMPLICIT_AFTER_S)
+    except BaseException:  # cancelled (the server stops): the receive must not outlive it
+        first.cancel()
+        raise
     if done:
         return _Implicit(first, on=False)
-    await subscriber.follow_client(
-        who.tenant, client_id, partial(_active, services, who, client_id), since=since
-    )
+    try:
+        await subscriber.follow_client(
+            who.tenant, client_id, partial(_active, services, who, client_id), since=since
+        )
+    except BaseException:
+        first.cancel()
+        raise
     return _Implicit(first, on=True)
 
 

@@ -8,7 +8,7 @@ import { ExecutionsPage } from "./pages/executions.js";
 import { QueuesPage } from "./pages/queues.js";
 import { SchedulesPage } from "./pages/schedules.js";
 import { WorkflowsPage } from "./pages/workflows.js";
-import { Problem } from "./ui.js";
+import { Problem, decoded } from "./ui.js";
 
 const PAGES = [
   ["executions", "Executions"],
@@ -70,7 +70,7 @@ function KeyForm({ message, onKey }) {
 function Shell({ who, onSignOut }) {
   const { page, rest, params } = useRoute();
   let content;
-  if (page === "executions" && rest) content = html`<${ExecutionPage} key=${rest} id=${decodeURIComponent(rest)} />`;
+  if (page === "executions" && rest) content = html`<${ExecutionPage} key=${rest} id=${decoded(rest)} />`;
   else if (page === "executions") content = html`<${ExecutionsPage} params=${params} />`;
   else if (page === "workflows") content = html`<${WorkflowsPage} key=${rest} rest=${rest} params=${params} />`;
   else if (page === "schedules") content = html`<${SchedulesPage} />`;

@@ -12,6 +12,15 @@ export function Status({ status }) {
   return html`<span class=${`status status-${status || "unknown"}`}>${status || "?"}</span>`;
 }
 
+// A path segment as it was before encoding; a malformed one (a lone "%") as it is.
+export function decoded(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 export function when(iso) {
   if (!iso) return "";
   const d = new Date(iso);

@@ -133,7 +133,7 @@ function NodeDetails({ id, state, shape }) {
     html`<h4>Child executions</h4>
       <ul class="children">
         ${Object.entries(children).map(
-          ([child, nodes]) => html`<li><a href=${`#/executions/${child}`}><code>${child}</code></a>
+          ([child, nodes]) => html`<li><a href=${`#/executions/${encodeURIComponent(child)}`}><code>${child}</code></a>
             ${Object.entries(nodes).map(([n, st]) => html` <code>${n}</code> <${Status} status=${st} />`)}</li>`,
         )}
       </ul>`}
@@ -307,7 +307,7 @@ export function ExecutionPage({ id }) {
   const rerun = () =>
     act(async () => {
       const started = await post(`/api/workflow/rerun/${encodeURIComponent(id)}`, { fromNode: selected });
-      navigate(`#/executions/${started.executionId}`);
+      navigate(`#/executions/${encodeURIComponent(started.executionId)}`);
     });
   const progress = state.progress || {};
   const canRerun = FINAL.has(ctx.status) && selected && topLevel(selected) && shape.nodes.some((n) => n.id === selected);
@@ -321,7 +321,7 @@ export function ExecutionPage({ id }) {
           ${ctx.workflowId || "inline definition"}${ctx.workflowVersion ? ` v${ctx.workflowVersion}` : ""} · ${ctx.type} · created ${when(ctx.createdAt)}
           ${ctx.startedAt && ` · ran ${duration(span(ctx.startedAt, ctx.completedAt))}`}
           ${progress.totalNodes ? ` · ${progress.percentage ?? 0}% of ${progress.totalNodes} nodes` : ""}
-          ${ctx.metadata && ctx.metadata.rerunOf && html` · rerun of <a href=${`#/executions/${ctx.metadata.rerunOf}`}>${ctx.metadata.rerunOf}</a>`}
+          ${ctx.metadata && ctx.metadata.rerunOf && html` · rerun of <a href=${`#/executions/${encodeURIComponent(ctx.metadata.rerunOf)}`}>${ctx.metadata.rerunOf}</a>`}
         </p>
       </div>
       <div class="actions">

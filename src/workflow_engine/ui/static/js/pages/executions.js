@@ -142,7 +142,7 @@ export function ExecutionsPage({ params }) {
             <tbody>
               ${visible.map(
                 (r) => html`<tr key=${r.executionId} data-execution=${r.executionId} data-status=${r.status}>
-                  <td><a href=${`#/executions/${r.executionId}`}><code>${r.executionId}</code></a></td>
+                  <td><a href=${`#/executions/${encodeURIComponent(r.executionId)}`}><code>${r.executionId}</code></a></td>
                   <td><${Status} status=${r.status} />${r.status === "running" && r.percentage != null ? html` <small>${r.percentage}%</small>` : ""}</td>
                   <td>${r.workflowId || html`<span class="muted">inline</span>`}${r.workflowVersion ? ` v${r.workflowVersion}` : ""}</td>
                   <td>${r.clientId || ""}</td>

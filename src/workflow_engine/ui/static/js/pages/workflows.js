@@ -5,7 +5,7 @@ import { html, useMemo, useState } from "../../vendor/htm-preact-standalone.modu
 import { get, post, query } from "../api.js";
 import { Graph } from "../graph.js";
 import { SchemaForm } from "../schemaform.js";
-import { Json, Problem, navigate, useLoad, when } from "../ui.js";
+import { Json, Problem, decoded, navigate, useLoad, when } from "../ui.js";
 
 function WorkflowList() {
   const [items, setItems] = useState(null);
@@ -64,7 +64,7 @@ function WorkflowDetail({ id, version }) {
     const body = { workflowId: id, version: workflow.version, inputs };
     if (queue) body.type = queue;
     const started = await post("/api/workflow/execute", body);
-    navigate(`#/executions/${started.executionId}`);
+    navigate(`#/executions/${encodeURIComponent(started.executionId)}`);
   };
   return html`<section class="workflow" data-workflow=${id}>
     <header class="page-head">
@@ -101,6 +101,6 @@ function WorkflowDetail({ id, version }) {
 }
 
 export function WorkflowsPage({ rest, params }) {
-  if (rest) return html`<${WorkflowDetail} id=${decodeURIComponent(rest)} version=${params.get("version") || undefined} />`;
+  if (rest) return html`<${WorkflowDetail} id=${decoded(rest)} version=${params.get("version") || undefined} />`;
   return html`<${WorkflowList} />`;
 }
