@@ -5,6 +5,7 @@ execution; slow clients; heartbeats; auth."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -529,3 +530,55 @@ async def test_a_websockets_own_subscription_replaces_the_implicit_one(live: Liv
     assert {e["executionId"] for e in more} == {held.execution_id}
     await socket.close()
     await socket_2.close()
+
+
+async def test_the_sdks_client_listener_replays_what_the_client_ran_while_it_was_away(
+    live: Live,
+) -> None:
+    """The SDK's client-wide ``events(client_id=...)``: an execution the client started and
+    that ended while the connection was down is delivered, whole, after the reconnect."""
+    got: list[Event] = []
+    async with AsyncWorkflowEngineClient(f"http://{live.via_proxy}") as sdk:
+
+        async def listen() -> None:
+            async for event in sdk.events(client_id="away"):
+                got.append(event)
+
+        listening = asyncio.ensure_future(listen())
+        index = live.services.redis_keys.client_index("anonymous", "away")
+
+        async def subscribed() -> bool:  # (the listener follows what starts from then on)
+            return bool(live.services.hub._subscribers.get(index))
+
+        try:
+            await wait_until(subscribed, 20, "the listener to subscribe")
+            first = await sdk.execute(QUICK, client_id="away")
+
+            async def delivered(execution_id: str) -> bool:
+                return any(e.execution_id == execution_id and e.final for e in got)
+
+            await wait_until(lambda: delivered(first.execution_id), 20, "the first execution")
+            live.proxy.refusing = True
+            live.proxy.kill()  # the connection dies, and the server stays away
+            meanwhile = await live.services.submitter.submit(Submission(QUICK, client_id="away"))
+
+            async def ended() -> bool:
+                record = await live.services.store.get(meanwhile.execution_id)
+                return record is not None and record.status == "completed"
+
+            await wait_until(ended, 20, "the execution run meanwhile to end")
+            await wait_until(lambda: _not(subscribed), 20, "the server to see the drop")
+            live.proxy.refusing = False
+            await wait_until(lambda: delivered(meanwhile.execution_id), 30, "the SDK to replay it")
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+    mine = [e.id for e in got if e.execution_id == meanwhile.execution_id]
+    assert mine == await live.all_event_ids(meanwhile.execution_id)
+    firsts = [e.id for e in got if e.execution_id == first.execution_id]
+    assert firsts == await live.all_event_ids(first.execution_id)  # (none twice)
+
+
+async def _not(check: Any) -> bool:
+    return not await check()

@@ -13,6 +13,8 @@ class KillableProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.refusing = False
+        """While set, every new connection is reset at once (the server is away)."""
 
     async def start(self) -> KillableProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -32,6 +34,9 @@ class KillableProxy:
         self._writers.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

@@ -170,6 +170,13 @@ REPLAY_IDLE_S = 1.0
 stored stream in one burst; a live execution's next event may come at any time)."""
 
 
+MAX_SEEN = 100_000
+LIST_PAGE = 100
+MAX_PAGES = 10
+"""A reconnecting client-wide listener looks back over at most this many pages of the
+client's executions for those it missed."""
+
+
 @dataclass
 class _Backoff:
     first: float = 0.2
@@ -182,6 +189,48 @@ class _Backoff:
     def next(self) -> float:
         self.delay = min(self.most, self.delay * 2 if self.delay else self.first)
         return self.delay
+
+
+@dataclass
+class _ClientHistory:
+    """Which of a client's executions a client-wide listener has had events of, to find on a
+    reconnect those started while it was away (and maybe ended: the server's subscription
+    covers only those still active, and those started from then on).
+
+    At the first connection it lists the client's executions (the newest page): those are
+    before its time. On each reconnect it lists the ones newer than those and not seen."""
+
+    seen: dict[str, None] = field(default_factory=dict)
+    before: set[str] | None = None
+    since: str | None = None
+    """The creation time of the newest execution listed at the first connection."""
+
+    def saw(self, execution_id: str) -> None:
+        self.seen[execution_id] = None
+        if len(self.seen) > MAX_SEEN:
+            del self.seen[next(iter(self.seen))]
+
+    async def missed(
+        self, client: AsyncWorkflowEngineClient, client_id: str, unfinished: dict[str, str]
+    ) -> list[str]:
+        if self.before is None:
+            page = await client.executions(client_id=client_id, limit=LIST_PAGE)
+            self.before = {c.execution_id for c in page.items}
+            self.since = max((c.created_at or "" for c in page.items), default=None)
+            return []
+        missed: list[str] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            page = await client.executions(client_id=client_id, limit=LIST_PAGE, cursor=cursor)
+            for context in page.items:
+                known = context.execution_id in self.seen or context.execution_id in unfinished
+                if not known and context.execution_id not in self.before:
+                    missed.append(context.execution_id)
+            older = any((c.created_at or "") < (self.since or "") for c in page.items)
+            if older or page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return missed[::-1]  # oldest first, as they happened
 
 
 class _Follow:
@@ -433,9 +482,12 @@ class AsyncWorkflowEngineClient:
 
     async def _client_events(self, client_id: str) -> AsyncIterator[Event]:
         """Client-wide: on reconnect, executions seen but not finished are resumed after their
-        last event first, then the client-wide subscription picks up everything new."""
+        last event, those the client started while the connection was down are replayed from
+        their first (``_ClientHistory``), then the client-wide subscription picks up
+        everything new."""
         backoff = _Backoff()
         unfinished: dict[str, str] = {}
+        history = _ClientHistory()
         base = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         url = f"{base}/ws/{quote(client_id, safe='')}"
         if self.api_key:
@@ -443,16 +495,13 @@ class AsyncWorkflowEngineClient:
         while True:
             try:
                 async with websockets.connect(url, max_size=None) as socket:
-                    for execution_id, last in unfinished.items():
-                        await socket.send(
-                            orjson.dumps(
-                                {
-                                    "type": "subscribe",
-                                    "executionId": execution_id,
-                                    "lastEventId": last,
-                                }
-                            ).decode()
-                        )
+                    missed = await history.missed(self, client_id, unfinished)
+                    follow = [*unfinished.items(), *((m, None) for m in missed)]
+                    for execution_id, last in follow:
+                        message: dict[str, Any] = {"type": "subscribe", "executionId": execution_id}
+                        if last is not None:
+                            message["lastEventId"] = last
+                        await socket.send(orjson.dumps(message).decode())
                     await socket.send('{"type": "subscribe"}')
                     backoff.reset()
                     async for raw in socket:
@@ -460,12 +509,15 @@ class AsyncWorkflowEngineClient:
                         if "executionId" not in message:  # heartbeat, error
                             continue
                         event = Event.model_validate(message)
+                        history.saw(event.execution_id)
                         if event.final:
                             unfinished.pop(event.execution_id, None)
                         else:
                             unfinished[event.execution_id] = event.id
                         yield event
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
+                pass
+            except ClientError:  # the listing failed (the API restarting): connect again
                 pass
             await asyncio.sleep(backoff.next())
 
