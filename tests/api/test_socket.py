@@ -3,6 +3,7 @@ talking to them, and ``wfe dev`` on its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,11 +163,12 @@ def test_a_killed_dev_server_leaves_no_redis_behind(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WFE_", "REDIS_", "MONGODB_"))}
     dev = Process([WFE, "dev", "--port", str(port)], env, cwd=tmp_path)
+    redis_pids: list[int] = []
     try:
         dev.wait_for("Press Ctrl-C to stop.")
         pid = dev.proc.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        redis_pids = [
+        redis_pids += [
             int(child)
             for child in children
             if "redis" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
@@ -183,3 +185,6 @@ def test_a_killed_dev_server_leaves_no_redis_behind(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         dev.stop()
+        for redis_pid in redis_pids:  # (a failed check leaves nothing running)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(redis_pid, signal.SIGKILL)

@@ -191,6 +191,15 @@ class _Backoff:
         return self.delay
 
 
+def _stream_position(event_id: str) -> tuple[int, int]:
+    """An event id (``<milliseconds>-<sequence>``) in stream order."""
+    millis, _, sequence = event_id.partition("-")
+    try:
+        return int(millis), int(sequence or 0)
+    except ValueError:
+        return 0, 0
+
+
 @dataclass
 class _ClientHistory:
     """Which of a client's executions a client-wide listener has had events of, to find on a
@@ -201,14 +210,25 @@ class _ClientHistory:
     before its time. On each reconnect it lists the ones newer than those and not seen."""
 
     seen: dict[str, None] = field(default_factory=dict)
+    ended: dict[str, None] = field(default_factory=dict)
+    """Executions whose final event was delivered (the newest ``MAX_SEEN``)."""
     before: set[str] | None = None
     since: str | None = None
     """The creation time of the newest execution listed at the first connection."""
 
-    def saw(self, execution_id: str) -> None:
-        self.seen[execution_id] = None
-        if len(self.seen) > MAX_SEEN:
-            del self.seen[next(iter(self.seen))]
+    def is_new(self, event: Event, unfinished: dict[str, str]) -> bool:
+        """Whether ``event`` comes after what was delivered of its execution: none of an
+        execution that ended, none at or before the last one of one that goes on."""
+        last = unfinished.get(event.execution_id)
+        if last is not None:
+            return _stream_position(event.id) > _stream_position(last)
+        return event.execution_id not in self.ended
+
+    def saw(self, event: Event) -> None:
+        for kept in (self.seen, self.ended) if event.final else (self.seen,):
+            kept[event.execution_id] = None
+            if len(kept) > MAX_SEEN:
+                del kept[next(iter(kept))]
 
     async def missed(
         self, client: AsyncWorkflowEngineClient, client_id: str, unfinished: dict[str, str]
@@ -226,7 +246,9 @@ class _ClientHistory:
                 known = context.execution_id in self.seen or context.execution_id in unfinished
                 if not known and context.execution_id not in self.before:
                     missed.append(context.execution_id)
-            older = any((c.created_at or "") < (self.since or "") for c in page.items)
+            # (listed by id: ids a producer chose sort anywhere, so only a page older than
+            # the first connection throughout ends the look back)
+            older = all((c.created_at or "") < (self.since or "") for c in page.items)
             if older or page.next_cursor is None:
                 break
             cursor = page.next_cursor
@@ -494,8 +516,10 @@ class AsyncWorkflowEngineClient:
             url += f"?token={quote(self.api_key, safe='')}"
         while True:
             try:
+                # listed before connecting: a socket silent for long is subscribed by the
+                # server itself, and the events sent then would come again
+                missed = await history.missed(self, client_id, unfinished)
                 async with websockets.connect(url, max_size=None) as socket:
-                    missed = await history.missed(self, client_id, unfinished)
                     follow = [*unfinished.items(), *((m, None) for m in missed)]
                     for execution_id, last in follow:
                         message: dict[str, Any] = {"type": "subscribe", "executionId": execution_id}
@@ -509,7 +533,9 @@ class AsyncWorkflowEngineClient:
                         if "executionId" not in message:  # heartbeat, error
                             continue
                         event = Event.model_validate(message)
-                        history.saw(event.execution_id)
+                        if not history.is_new(event, unfinished):
+                            continue  # delivered already (a resubscription replays)
+                        history.saw(event)
                         if event.final:
                             unfinished.pop(event.execution_id, None)
                         else:
@@ -517,7 +543,7 @@ class AsyncWorkflowEngineClient:
                         yield event
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
                 pass
-            except ClientError:  # the listing failed (the API restarting): connect again
+            except ServiceUnavailable:  # the listing failed (the API restarting): again
                 pass
             await asyncio.sleep(backoff.next())
 
