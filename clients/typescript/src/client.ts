@@ -1,5 +1,5 @@
 /**
- * The workflow-engine client for Node (20+), Deno, Bun and browsers: nothing but the platform's
+ * The workflow-engine client for Node (20.3+), Deno, Bun and browsers: nothing but the platform's
  * `fetch`, `WebSocket` and (where present) `EventSource`.
  *
  *     const client = new WorkflowEngineClient("http://127.0.0.1:8000", { apiKey });
@@ -8,8 +8,8 @@
  *     const final = await client.status(executionId, { nodes: true });
  *
  * `events()` and `clientEvents()` reconnect by themselves (with backoff) when the connection
- * drops or the API restarts, and resume after the last event they delivered: nothing twice,
- * nothing missed.
+ * drops, falls silent or the API restarts, and resume after the last event they delivered:
+ * nothing twice, nothing missed (see `clientEvents` for its one limit).
  */
 import { errorFromResponse, UnauthorizedError, UnreachableError, WorkflowEngineError } from "./errors.js";
 import { SseParser } from "./sse.js";
@@ -68,6 +68,11 @@ export interface ReconnectOptions {
   maxDelayMs?: number;
   /** Give up (throw the last error) after this many tries in a row. Default: never. */
   maxAttempts?: number;
+  /** A connection that receives nothing for this long is taken for dead and reconnected.
+   * Default: 45 s for SSE (the API sends a keep-alive comment every 15 s), 75 s for the
+   * WebSocket (a heartbeat every 25 s, `WFE_WS_HEARTBEAT_S`). Not for `transport: "eventsource"`
+   * (an EventSource hides keep-alive comments). */
+  idleTimeoutMs?: number;
 }
 
 export interface ClientOptions {
@@ -117,6 +122,10 @@ export interface EventsOptions {
 
 export interface ClientEventsOptions {
   signal?: AbortSignal;
+  /** Events received but not yet consumed, at most (default 10,000): past that, the socket is
+   * closed and reconnected later, resuming after the last events consumed (nothing is lost;
+   * the memory of a slow consumer stays bounded). */
+  maxBufferedEvents?: number;
 }
 
 export interface WaitOptions {
@@ -134,6 +143,20 @@ interface Call {
 }
 
 const RETRYABLE = new Set([502, 503, 504]);
+/** A 429 of an event stream is retried after its Retry-After this many times in a row, then thrown. */
+const MAX_RATE_LIMITED_RETRIES = 10;
+/** The longest Retry-After obeyed (ms); a longer one is waited for this long. */
+const MAX_RETRY_AFTER_MS = 60_000;
+const SSE_IDLE_TIMEOUT_MS = 45_000; // 3 x the API's SSE keep-alive (15 s)
+const SOCKET_IDLE_TIMEOUT_MS = 75_000; // 3 x the API's WebSocket heartbeat (25 s)
+const MAX_BUFFERED_EVENTS = 10_000;
+/** On reconnect, clientEvents() looks back through at most this many pages of the listing. */
+const LOOKBACK_PAGES = 10;
+const LOOKBACK_PAGE_SIZE = 100;
+/** How far before a connection's server time the next listing starts: the lag between an
+ * execution's createdAt and its record being visible, and the clock skew between API replicas. */
+const LOOKBACK_MARGIN_MS = 5_000;
+const FINAL_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
 
 function enc(part: string): string {
   return encodeURIComponent(part);
@@ -159,10 +182,12 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 class Backoff {
   private delay = 0;
   attempts = 0;
+  private rateLimited = 0;
   constructor(private readonly options: ReconnectOptions = {}) {}
   reset(): void {
     this.delay = 0;
     this.attempts = 0;
+    this.rateLimited = 0;
   }
   next(error: unknown): number {
     this.attempts += 1;
@@ -171,16 +196,34 @@ class Backoff {
     this.delay = Math.min(this.options.maxDelayMs ?? 3000, this.delay ? this.delay * 2 : first);
     return this.delay;
   }
+  /** How long to wait before the next try after `error`; throws `error` when a retry cannot
+   * help: an API error other than 429, 502, 503, 504 (or an unreachable API), more than
+   * MAX_RATE_LIMITED_RETRIES 429s in a row, or `maxAttempts` reached. Waits at least the
+   * error's Retry-After (up to a minute). */
+  retry(error: unknown): number {
+    if (!(error instanceof WorkflowEngineError)) throw error; // a bug or a misconfiguration
+    const limited = error.status === 429;
+    if (!limited && !(error instanceof UnreachableError) && !RETRYABLE.has(error.status)) throw error;
+    if (limited && ++this.rateLimited > MAX_RATE_LIMITED_RETRIES) throw error;
+    const delay = this.next(error);
+    const asked = error.retryAfter === undefined ? 0 : Math.min(error.retryAfter * 1000, MAX_RETRY_AFTER_MS);
+    return Math.max(delay, asked);
+  }
 }
 
-/** A push-to-pull queue: callbacks push, an async generator awaits. */
+/** A push-to-pull queue: callbacks push, an async generator awaits. Holds at most `limit`. */
 class Inbox<T> {
   private items: T[] = [];
+  private head = 0;
   private waiting: ((value: void) => void) | undefined;
   ended: unknown = undefined;
-  push(item: T): void {
+  constructor(private readonly limit = Infinity) {}
+  /** False (the item dropped) once ended or full. */
+  push(item: T): boolean {
+    if (this.ended !== undefined || this.items.length - this.head >= this.limit) return false;
     this.items.push(item);
     this.wake();
+    return true;
   }
   end(reason: unknown): void {
     if (this.ended === undefined) this.ended = reason ?? new Error("closed");
@@ -194,7 +237,14 @@ class Inbox<T> {
   /** The next item; undefined once ended and drained. */
   async next(): Promise<T | undefined> {
     for (;;) {
-      if (this.items.length) return this.items.shift();
+      if (this.head < this.items.length) {
+        const item = this.items[this.head++] as T;
+        if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+          this.items = this.items.slice(this.head);
+          this.head = 0;
+        }
+        return item;
+      }
       if (this.ended !== undefined) return undefined;
       await new Promise<void>((resolve) => (this.waiting = resolve));
     }
@@ -494,23 +544,29 @@ export class WorkflowEngineClient {
 
   /**
    * One execution's events (SSE): replayed from the first (or after `lastEventId`), then live,
-   * up to its final event (`execution.completed|failed|cancelled`), where the iterator ends.
-   * A dropped connection or a restarting API is retried with backoff, resuming after the last
-   * event delivered. API errors other than 502/503/504 (404, 401…) are thrown.
+   * up to its final event (`execution.completed|failed|cancelled`), where the iterator ends; it
+   * also ends when the execution has ended and has nothing after `lastEventId` (you gave the
+   * final event's id). A dropped or silent connection (see `reconnect.idleTimeoutMs`), a
+   * restarting API, a 502/503/504 and a 429 (after its Retry-After, 10 times in a row at most)
+   * are retried with backoff, resuming after the last event delivered. Other API errors (404,
+   * 401…) are thrown.
    */
   async *events(executionId: string, options: EventsOptions = {}): AsyncGenerator<WorkflowEvent, void, undefined> {
     let last = options.lastEventId;
+    const signal = options.signal;
     const backoff = new Backoff(this.options.reconnect);
     const useEventSource =
       options.transport === "eventsource" ||
       (options.transport === undefined && typeof ReadableStream !== "function" && this.hasEventSource);
-    while (!options.signal?.aborted) {
+    while (!signal?.aborted) {
       const connection = useEventSource
-        ? this.eventSourceStream(executionId, last, options.signal)
-        : this.fetchStream(executionId, last, options.signal);
+        ? this.eventSourceStream(executionId, last, signal)
+        : this.fetchStream(executionId, last, signal);
       let failure: unknown = undefined;
+      let received = 0;
       try {
         for await (const event of connection) {
+          received += 1;
           backoff.reset();
           const final = isFinalEvent(event);
           // nothing twice: a reconnection resumes after `last`; a final event made up from
@@ -520,18 +576,24 @@ export class WorkflowEngineClient {
           yield event;
           if (final) return;
         }
-      } catch (error) {
-        if (error instanceof WorkflowEngineError && !(error instanceof UnreachableError) && !RETRYABLE.has(error.status)) {
-          throw error;
+        if (signal?.aborted) return;
+        // the stream ended without its final event. Nothing at all: the execution may have
+        // ended with nothing after `last` (the API then sends nothing); then we are done.
+        // (Some events and no final one: the API cut a slow reader off; resume.)
+        if (received === 0) {
+          const status = await this.status(executionId, signal ? { signal } : {});
+          if (FINAL_STATUSES.has(status.context.status)) return;
         }
+      } catch (error) {
+        if (signal?.aborted) return;
         failure = error;
       }
-      if (options.signal?.aborted) return;
-      await sleep(backoff.next(failure ?? new UnreachableError("the event stream ended early")), options.signal);
+      await sleep(backoff.retry(failure ?? new UnreachableError("the event stream ended early")), signal);
     }
   }
 
-  /** One SSE connection read from a fetch body; ends when the server closes it. */
+  /** One SSE connection read from a fetch body; ends when the server closes it. Throws an
+   * `UnreachableError` when it receives nothing (not even a keep-alive) for the idle timeout. */
   private async *fetchStream(
     executionId: string,
     last: string | undefined,
@@ -540,10 +602,22 @@ export class WorkflowEngineClient {
     const controller = new AbortController();
     const onAbort = () => controller.abort(outer?.reason);
     outer?.addEventListener("abort", onAbort, { once: true });
+    const idleMs = this.options.reconnect?.idleTimeoutMs ?? SSE_IDLE_TIMEOUT_MS;
+    let idle = false;
+    let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        idle = true;
+        controller.abort();
+      }, idleMs);
+    };
+    const silent = () => new UnreachableError(`event stream of ${executionId}: nothing received for ${idleMs} ms`);
     try {
       const headers = this.headers({ Accept: "text/event-stream" });
       if (last) headers["Last-Event-ID"] = last;
       let response: Response;
+      arm();
       try {
         response = await this.fetcher(this.url(`/api/workflow/events/${enc(executionId)}`), {
           headers,
@@ -551,9 +625,13 @@ export class WorkflowEngineClient {
         });
       } catch (error) {
         if (outer?.aborted) return;
+        if (idle) throw silent();
         throw new UnreachableError(`cannot reach ${this.baseUrl}: ${describe(error)}`, { cause: error });
+      } finally {
+        clearTimeout(timer);
       }
       if (response.status >= 400) {
+        arm();
         const text = await response.text().catch(() => "");
         let body: unknown = undefined;
         try {
@@ -569,11 +647,15 @@ export class WorkflowEngineClient {
       try {
         for (;;) {
           let chunk: ReadableStreamReadResult<Uint8Array>;
+          arm();
           try {
             chunk = await reader.read();
           } catch (error) {
             if (outer?.aborted) return;
+            if (idle) throw silent();
             throw new UnreachableError(`event stream of ${executionId} dropped: ${describe(error)}`, { cause: error });
+          } finally {
+            clearTimeout(timer); // not while the consumer holds an event
           }
           if (chunk.done) return;
           for (const message of parser.feed(chunk.value)) {
@@ -582,17 +664,21 @@ export class WorkflowEngineClient {
           }
         }
       } finally {
+        clearTimeout(timer);
         controller.abort();
         reader.releaseLock();
       }
     } finally {
+      clearTimeout(timer);
       outer?.removeEventListener("abort", onAbort);
       controller.abort();
     }
   }
 
   /** One SSE connection through the platform's EventSource (the key as `?token=`, the position
-   * as `?lastEventId=`); its own reconnection is turned off: ours resumes after our last event. */
+   * as `?lastEventId=`); its own reconnection is turned off: ours resumes after our last event.
+   * Ends without an error when it failed before any event (`events` then asks the status, which
+   * throws the API's typed error for a refused key or an unknown execution). */
   private async *eventSourceStream(
     executionId: string,
     last: string | undefined,
@@ -601,11 +687,15 @@ export class WorkflowEngineClient {
     const EventSourceClass = this.options.EventSource ?? (globalThis as any).EventSource;
     if (!EventSourceClass) throw new Error("no EventSource here: use the default transport");
     const url = this.url(`/api/workflow/events/${enc(executionId)}`, { token: this.apiKey, lastEventId: last });
-    const inbox = new Inbox<WorkflowEvent>();
+    const inbox = new Inbox<WorkflowEvent>(MAX_BUFFERED_EVENTS);
     const source: EventSourceLike = new EventSourceClass(url);
     const onMessage = (message: { data: string }) => {
       const event = parseEvent(message.data);
-      if (event) inbox.push(event);
+      if (event && !inbox.push(event) && inbox.ended === undefined) {
+        // a slow reader: stop here, and resume after what it read
+        source.close();
+        inbox.end(new UnreachableError(`event stream of ${executionId}: more than ${MAX_BUFFERED_EVENTS} events unread`));
+      }
     };
     for (const type of EVENT_TYPES) source.addEventListener(type, onMessage);
     source.onmessage = onMessage;
@@ -615,16 +705,15 @@ export class WorkflowEngineClient {
     };
     const onAbort = () => inbox.end(outer?.reason);
     outer?.addEventListener("abort", onAbort, { once: true });
+    let yielded = 0;
     try {
       for (;;) {
         const event = await inbox.next();
         if (event === undefined) {
-          if (outer?.aborted) return;
-          // EventSource does not say why it failed: a refused key or an unknown execution is
-          // the status call's typed error (thrown), anything else is retried
-          await this.status(executionId, outer ? { signal: outer } : {});
+          if (outer?.aborted || yielded === 0) return;
           throw inbox.ended;
         }
+        yielded += 1;
         yield event;
       }
     } finally {
@@ -638,7 +727,9 @@ export class WorkflowEngineClient {
    * until you stop iterating (or `signal` aborts): those running when it starts (from their
    * first event), and each one submitted after. On reconnect, executions seen but not finished
    * resume after their last event; those submitted while it was away are replayed from their
-   * first (found with `GET /api/workflow/executions?clientId=`); nothing comes twice.
+   * first (found with `GET /api/workflow/executions?clientId=`, looking back 10 pages of 100:
+   * past 1,000 executions submitted while away, the older ones are not replayed); nothing
+   * comes twice.
    */
   async *clientEvents(clientId: string, options: ClientEventsOptions = {}): AsyncGenerator<WorkflowEvent, void, undefined> {
     const WebSocketClass = this.options.WebSocket ?? (globalThis as any).WebSocket;
@@ -647,26 +738,50 @@ export class WorkflowEngineClient {
         "no WebSocket here: Node 20 needs --experimental-websocket (Node 22+ has it), or pass {WebSocket} (the `ws` package)",
       );
     }
+    const signal = options.signal;
     const base = this.baseUrl.replace(/^http/, "ws");
     const url = `${base}/ws/${enc(clientId)}${this.apiKey ? `?token=${enc(this.apiKey)}` : ""}`;
     const backoff = new Backoff(this.options.reconnect);
-    const unfinished = new Map<string, string>(); // executionId -> last event id delivered
-    const finished = new Set<string>();
-    let since: number | undefined = undefined; // server time (ms) of the first connection
-    let connectedBefore = false;
-    while (!options.signal?.aborted) {
-      const inbox = new Inbox<WorkflowEvent>();
+    const idleMs = this.options.reconnect?.idleTimeoutMs ?? SOCKET_IDLE_TIMEOUT_MS;
+    const limit = options.maxBufferedEvents ?? MAX_BUFFERED_EVENTS;
+    // executions asked for and not finished -> the last event id delivered (undefined: none
+    // yet, replay from the first): each is asked for again after a reconnection
+    const unfinished = new Map<string, string | undefined>();
+    const finished = new Set<string>(); // the latest 10,000
+    // server time (ms) from which a reconnection lists what was submitted meanwhile: that of
+    // the last connection made, less a margin; every execution submitted before it that a
+    // connection was to deliver is in `unfinished` or `finished`
+    let since: number | undefined = undefined;
+    const follow = (socket: WebSocketLike, executionId: string) => {
+      if (finished.has(executionId) || unfinished.has(executionId)) return;
+      unfinished.set(executionId, undefined);
+      socket.send(JSON.stringify({ type: "subscribe", executionId }));
+    };
+    while (!signal?.aborted) {
+      const inbox = new Inbox<WorkflowEvent>(limit);
+      let failure: unknown = undefined;
       let socket: WebSocketLike | undefined = undefined;
-      const onAbort = () => inbox.end(options.signal?.reason);
-      options.signal?.addEventListener("abort", onAbort, { once: true });
+      let watchdog: ReturnType<typeof setInterval> | undefined = undefined;
+      const onAbort = () => inbox.end(signal?.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
       try {
-        since ??= Date.parse((await this.health({ signal: options.signal })).timestamp);
-        socket = await openSocket(WebSocketClass, url, options.signal);
+        const serverTime = Date.parse((await this.health(signal ? { signal } : {})).timestamp);
+        const connectedAt = Number.isFinite(serverTime) ? serverTime : Date.now();
+        // those active now, before the socket subscribes: followed from their first event
+        // (again after a reconnection), even if none of their events gets through this time
+        const active = await this.reconnect(clientId, signal ? { signal } : {});
+        socket = await openSocket(WebSocketClass, url, signal);
         const open = socket;
+        let heard = Date.now();
         open.onmessage = (message: { data: unknown }) => {
+          heard = Date.now();
           if (typeof message.data !== "string") return;
-          const event = parseEvent(message.data);
-          if (event) inbox.push(event); // heartbeats and errors have no executionId
+          const event = parseEvent(message.data); // heartbeats and errors have no executionId
+          if (event && !inbox.push(event) && inbox.ended === undefined) {
+            // a slow consumer: close, and resume after what it consumed (on reconnection)
+            inbox.end(new UnreachableError(`websocket: more than ${limit} events unread; reconnecting`));
+            open.close(1000, "slow consumer");
+          }
         };
         open.onclose = (close: { code?: number; reason?: string }) => {
           const error =
@@ -677,25 +792,44 @@ export class WorkflowEngineClient {
         };
         // onclose follows an error, except where it does not (undici, Node 20): end anyway
         open.onerror = () => setTimeout(() => inbox.end(new UnreachableError("websocket error")), 50);
+        watchdog = setInterval(() => {
+          if (Date.now() - heard < idleMs || inbox.ended !== undefined) return;
+          inbox.end(new UnreachableError(`websocket: nothing received for ${idleMs} ms`));
+          open.close(1000, "silent");
+        }, Math.max(10, Math.min(1000, idleMs / 4)));
         // 1. resume what was cut off, after the last event delivered
+        for (const { executionId } of active) {
+          if (!finished.has(executionId) && !unfinished.has(executionId)) unfinished.set(executionId, undefined);
+        }
         for (const [executionId, lastEventId] of unfinished) {
-          open.send(JSON.stringify({ type: "subscribe", executionId, lastEventId }));
+          open.send(JSON.stringify(compact({ type: "subscribe", executionId, lastEventId })));
         }
         // 2. the client's executions: active ones and every one submitted from now on
         open.send(JSON.stringify({ type: "subscribe" }));
-        // 3. those submitted while away that ended before this subscription
-        if (connectedBefore && since !== undefined) {
-          for await (const context of this.list({ clientId, limit: 100 })) {
-            if (Date.parse(context.createdAt) < since) break;
-            if (!finished.has(context.executionId) && !unfinished.has(context.executionId)) {
-              open.send(JSON.stringify({ type: "subscribe", executionId: context.executionId }));
+        // 3. those submitted while away that ended before this subscription: the listing is by
+        // execution id, newest first for the API's ids, in any order for ids a producer chose;
+        // stop at a page older than `since` throughout
+        if (since !== undefined) {
+          let cursor: string | undefined = undefined;
+          for (let page = 0; page < LOOKBACK_PAGES; page++) {
+            const listed: ExecutionPage = await this.executions(
+              { clientId, limit: LOOKBACK_PAGE_SIZE, cursor },
+              signal ? { signal } : {},
+            );
+            let recent = false;
+            for (const context of listed.items) {
+              if (!(Date.parse(context.createdAt) >= since)) continue;
+              recent = true;
+              follow(open, context.executionId);
             }
+            if (!recent || !listed.nextCursor) break;
+            cursor = listed.nextCursor;
           }
         }
-        connectedBefore = true;
+        since = connectedAt - LOOKBACK_MARGIN_MS;
         for (;;) {
           const event = await inbox.next();
-          if (event === undefined) break;
+          if (event === undefined || signal?.aborted) break;
           backoff.reset();
           if (finished.has(event.executionId)) continue;
           const last = unfinished.get(event.executionId);
@@ -709,20 +843,16 @@ export class WorkflowEngineClient {
           }
           yield event;
         }
-        if (options.signal?.aborted) return;
-        const ended = inbox.ended;
-        if (ended instanceof WorkflowEngineError && ended.status === 401) throw ended;
-        await sleep(backoff.next(ended), options.signal);
+        failure = inbox.ended;
       } catch (error) {
-        if (options.signal?.aborted) return;
-        if (error instanceof WorkflowEngineError && !(error instanceof UnreachableError) && !RETRYABLE.has(error.status)) {
-          throw error;
-        }
-        await sleep(backoff.next(error), options.signal);
+        failure = error;
       } finally {
-        options.signal?.removeEventListener("abort", onAbort);
+        clearInterval(watchdog);
+        signal?.removeEventListener("abort", onAbort);
         if (socket && socket.readyState <= 1) socket.close(1000);
       }
+      if (signal?.aborted) return;
+      await sleep(backoff.retry(failure), signal); // throws a 401 (close code 1008), a 404…
     }
   }
 

@@ -16,7 +16,7 @@ export class WorkflowEngineError extends Error {
   readonly code: string;
   /** Every problem, each with its path, when the API lists them (422). */
   readonly details: ErrorDetail[];
-  /** `Retry-After`, in seconds, when the API sent one (429, 503). */
+  /** `Retry-After`, in seconds, when the API sent one (429, 503); an HTTP date is made seconds. */
   readonly retryAfter: number | undefined;
 
   constructor(
@@ -72,11 +72,19 @@ export function errorFromResponse(status: number, body: unknown, retryAfter?: st
       ? (body.error as { code?: unknown; message?: unknown; details?: unknown })
       : {};
   const Class = BY_STATUS[status] ?? WorkflowEngineError;
-  const seconds = retryAfter == null || retryAfter === "" ? undefined : Number(retryAfter);
   return new Class(typeof error.message === "string" && error.message ? error.message : `HTTP ${status}`, {
     status,
     code: typeof error.code === "string" ? error.code : "error",
     details: Array.isArray(error.details) ? (error.details as ErrorDetail[]) : [],
-    retryAfter: seconds !== undefined && Number.isFinite(seconds) ? seconds : undefined,
+    retryAfter: retryAfterSeconds(retryAfter),
   });
+}
+
+/** `Retry-After` in seconds: delay-seconds, or an HTTP date (seconds from now, at least 0). */
+function retryAfterSeconds(value: string | null | undefined): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  const at = Date.parse(text);
+  return Number.isFinite(at) ? Math.max(0, (at - Date.now()) / 1000) : undefined;
 }

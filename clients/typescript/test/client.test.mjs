@@ -99,6 +99,9 @@ describe("the client", needs("url", "key"), () => {
       rest.map((e) => e.id),
       events.slice(3).map((e) => e.id),
     );
+    // after the final event: nothing, and the iterator ends (the API sends an empty stream)
+    const after = await within(collect(wfe.events(submitted.executionId, { lastEventId: events.at(-1).id })), 10_000, "the end");
+    assert.deepEqual(after, []);
   });
 
   test("typed errors carry status, code, message and details", async () => {
@@ -159,14 +162,20 @@ describe("the client", needs("url", "key"), () => {
     const wfe = client();
     const { executionId } = await wfe.execute(slow(30), {});
     const seen = [];
-    const following = collect(wfe.events(executionId), (e) => {
+    const controller = new AbortController();
+    const following = collect(wfe.events(executionId, { signal: controller.signal }), (e) => {
       seen.push(e);
       return false;
     });
-    await eventually(() => seen.some((e) => e.type === "node.started" && e.data.nodeId === "wait"), { what: "the delay" });
-    const cancelled = await wfe.cancel(executionId);
-    assert.deepEqual(cancelled, { executionId, status: "cancelled" });
-    const events = await within(following, 10_000, "execution.cancelled");
+    let events;
+    try {
+      await eventually(() => seen.some((e) => e.type === "node.started" && e.data.nodeId === "wait"), { what: "the delay" });
+      const cancelled = await wfe.cancel(executionId);
+      assert.deepEqual(cancelled, { executionId, status: "cancelled" });
+      events = await within(following, 10_000, "execution.cancelled");
+    } finally {
+      controller.abort();
+    }
     assert.equal(events.at(-1).type, "execution.cancelled");
     const again = await wfe.cancel(executionId).catch((e) => e);
     assert.ok(again instanceof ConflictError);
@@ -260,14 +269,18 @@ describe("the client", needs("url", "key"), () => {
         if (isFinalEvent(event) && ++finals === 2) return;
       }
     })();
-    // the subscription is made once the socket is open; an execution submitted before that
-    // and still running is followed from its first event too
-    const a = await wfe.execute(slow(0.5), {}, { clientId });
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const b = await wfe.execute(double, { total: 3 }, { clientId });
-    await wfe.execute(double, { total: 3 }, { clientId: unique("someone-else") });
-    await within(following, 20_000, () => `two final events; got ${JSON.stringify([...byExecution.keys()])}`);
-    controller.abort();
+    let a, b;
+    try {
+      // the subscription is made once the socket is open; an execution submitted before that
+      // and still running is followed from its first event too
+      a = await wfe.execute(slow(0.5), {}, { clientId });
+      await eventually(() => byExecution.has(a.executionId), { what: "a's first event" }); // subscribed
+      b = await wfe.execute(double, { total: 3 }, { clientId });
+      await wfe.execute(double, { total: 3 }, { clientId: unique("someone-else") });
+      await within(following, 20_000, () => `two final events; got ${JSON.stringify([...byExecution.keys()])}`);
+    } finally {
+      controller.abort();
+    }
     assert.deepEqual([...byExecution.keys()].sort(), [a.executionId, b.executionId].sort());
     for (const [executionId, events] of byExecution) {
       const replay = await collect(wfe.events(executionId));
@@ -291,18 +304,22 @@ describe("the client", needs("url", "key"), () => {
         if (isFinalEvent(event) && ++finals === 2) return;
       }
     })();
-    await eventually(() => FlakyWebSocket.open.size === 1, { what: "the socket" });
-    await new Promise((resolve) => setTimeout(resolve, 100)); // its subscription is made
-    const a = await wfe.execute(slow(1), {}, { clientId });
-    await eventually(() => got.some((e) => e.type === "node.started" && e.data.nodeId === "wait"), { what: "a's delay" });
-    FlakyWebSocket.down = true; // the network goes: every socket drops, none connects
-    for (const socket of FlakyWebSocket.open) socket.close(4000, "network down");
-    const b = await wfe.execute(double, { total: 6 }, { clientId });
-    await wfe.wait(b.executionId); // b runs and ends while the client is away
-    await eventually(() => FlakyWebSocket.refused > 0, { what: "a try while the network is down" });
-    FlakyWebSocket.down = false;
-    await within(following, 20_000, () => `two final events; got ${got.map((e) => e.type)}`);
-    controller.abort();
+    let a, b;
+    try {
+      await eventually(() => FlakyWebSocket.open.size === 1, { what: "the socket" });
+      a = await wfe.execute(slow(1), {}, { clientId });
+      await eventually(() => got.some((e) => e.type === "node.started" && e.data.nodeId === "wait"), { what: "a's delay" });
+      FlakyWebSocket.down = true; // the network goes: every socket drops, none connects
+      for (const socket of FlakyWebSocket.open) socket.close(4000, "network down");
+      b = await wfe.execute(double, { total: 6 }, { clientId });
+      await wfe.wait(b.executionId); // b runs and ends while the client is away
+      await eventually(() => FlakyWebSocket.refused > 0, { what: "a try while the network is down" });
+      FlakyWebSocket.down = false;
+      await within(following, 20_000, () => `two final events; got ${got.map((e) => e.type)}`);
+    } finally {
+      FlakyWebSocket.down = false;
+      controller.abort();
+    }
     for (const { executionId } of [a, b]) {
       const replay = await collect(wfe.events(executionId));
       assert.deepEqual(
@@ -336,6 +353,10 @@ describe("the client", needs("url", "key"), () => {
     }
     const viaEventSource = new WorkflowEngineClient(env.url, { apiKey: env.key, EventSource: MiniEventSource });
     await assert.rejects(collect(viaEventSource.events("exec_nothing_here", { transport: "eventsource" })), NotFoundError);
+    const { executionId: ended } = await viaEventSource.execute(double, { total: 1 });
+    const all = await collect(viaEventSource.events(ended, { transport: "eventsource" }));
+    const after = viaEventSource.events(ended, { transport: "eventsource", lastEventId: all.at(-1).id });
+    assert.deepEqual(await within(collect(after), 10_000, "the end after the final event"), []);
     // a source that drops after each event: the client reconnects after the last one
     MiniEventSource.dropAfter = 1;
     try {

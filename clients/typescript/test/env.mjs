@@ -79,7 +79,7 @@ export async function collect(iterable, until = () => false) {
 }
 
 /** Poll `check` until it returns something truthy. */
-export async function eventually(check, { timeoutMs = 20_000, everyMs = 50, what = "condition" } = {}) {
+export async function eventually(check, { timeoutMs = 20_000, everyMs = 50, what = "condition", detail } = {}) {
   const deadline = Date.now() + timeoutMs;
   let lastError;
   for (;;) {
@@ -90,7 +90,8 @@ export async function eventually(check, { timeoutMs = 20_000, everyMs = 50, what
       lastError = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError}` : ""}`);
+      const more = detail ? ` (${detail()})` : "";
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${more}${lastError ? `: ${lastError}` : ""}`);
     }
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }

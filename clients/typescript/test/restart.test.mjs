@@ -69,20 +69,49 @@ test("events() and clientEvents() go on across a SIGKILL and restart of wfe dev"
   const dir = await mkdtemp(join(tmpdir(), "wfe-dev-restart-"));
   const port = await freePort();
   let dev = await startDev(dir, port);
+  const controller = new AbortController(); // stops both iterators, whatever happens
   try {
-    const client = new WorkflowEngineClient(`http://127.0.0.1:${port}`, { reconnect: { initialDelayMs: 100, maxDelayMs: 500 } });
+    // the iterators' failed tries while the server is down: events() fetches that throw, sockets closed
+    let failedFetches = 0;
+    let socketsClosed = 0;
+    class CountingWebSocket extends WebSocket {
+      constructor(url) {
+        super(url);
+        let counted = false;
+        const ended = () => {
+          if (!counted) socketsClosed += 1;
+          counted = true;
+        };
+        // (undici on Node 20 may fire `error` only)
+        this.addEventListener("close", ended);
+        this.addEventListener("error", ended);
+      }
+    }
+    const countingFetch = (url, init) =>
+      fetch(url, init).catch((error) => {
+        if (String(url).includes("/api/workflow/events/")) failedFetches += 1;
+        throw error;
+      });
+    const client = new WorkflowEngineClient(`http://127.0.0.1:${port}`, {
+      fetch: countingFetch,
+      WebSocket: CountingWebSocket,
+      reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
+    });
     const clientId = unique("restart-tab");
-    const controller = new AbortController();
-    const viaSocket = collect(client.clientEvents(clientId, { signal: controller.signal }), (e) => isFinalEvent(e));
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the socket is open
+    const socketSeen = [];
+    const viaSocket = collect(client.clientEvents(clientId, { signal: controller.signal }), (e) => {
+      socketSeen.push(e);
+      return isFinalEvent(e);
+    });
     const { executionId } = await client.execute(slow(3), {}, { clientId });
     const seen = [];
-    const viaSse = collect(client.events(executionId), (e) => {
+    const viaSse = collect(client.events(executionId, { signal: controller.signal }), (e) => {
       seen.push(e);
       return false;
     });
-    await eventually(() => seen.some((e) => e.type === "node.started" && e.data.nodeId === "wait"), {
-      what: "the delay node started",
+    const delayStarted = (events) => events.some((e) => e.type === "node.started" && e.data.nodeId === "wait");
+    await eventually(() => delayStarted(seen) && delayStarted(socketSeen), {
+      what: "the delay node started, on SSE and on the socket",
     });
 
     // the box dies: wfe dev and its Redis (left running, a second redis-server would share its AOF)
@@ -91,6 +120,7 @@ test("events() and clientEvents() go on across a SIGKILL and restart of wfe dev"
       if ((await cmdline(pid)).includes("redis-server")) redisPids.push(pid);
     }
     assert.equal(redisPids.length, 1, "wfe dev runs one redis-server");
+    const [fetchesBefore, closedBefore] = [failedFetches, socketsClosed];
     dev.child.kill("SIGKILL");
     await exited(dev.child);
     for (const pid of redisPids) {
@@ -101,7 +131,11 @@ test("events() and clientEvents() go on across a SIGKILL and restart of wfe dev"
       }
     }
     const before = seen.length;
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // both clients have noticed: a try of events() failed, the socket closed
+    await eventually(() => failedFetches > fetchesBefore && socketsClosed > closedBefore, {
+      what: "both iterators noticed the server gone",
+      detail: () => `events() fetches failed: ${failedFetches - fetchesBefore}, sockets ended: ${socketsClosed - closedBefore}`,
+    });
     dev = await startDev(dir, port);
 
     const events = await within(viaSse, 40_000, () => `the final event; got ${seen.map((e) => e.type)}`);
@@ -133,6 +167,7 @@ test("events() and clientEvents() go on across a SIGKILL and restart of wfe dev"
     assert.equal(status.context.status, "completed");
     assert.equal(status.result, "done");
   } finally {
+    controller.abort();
     dev.child.kill("SIGTERM"); // stops its Redis too
     await within(exited(dev.child), 20_000, "wfe dev stopped").catch(() => dev.child.kill("SIGKILL"));
     await rm(dir, { recursive: true, force: true });
