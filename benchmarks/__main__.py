@@ -1,7 +1,7 @@
 """Every benchmark side by side, in one run, on one private Redis.
 
     python -m benchmarks [--executions 2000] [--stores sqlite,postgres,mongodb] [--quick]
-                         [--out docs/benchmarks]
+                         [--peers celery,dbos] [--out docs/benchmarks]
 
 Prints one table and writes ``results.json`` and ``throughput.png`` under ``--out``:
 
@@ -15,7 +15,10 @@ Prints one table and writes ``results.json`` and ``throughput.png`` under ``--ou
    through the queue; executor µs per node for 1,000-node chains and fan-outs;
 5. Redis commands and Redis CPU per execution (``INFO commandstats`` / ``INFO cpu``) for the
    engine and for a raw no-op job, to project a shard's capacity (docs/capacity.md);
-6. cancel latency p50/p99 and event delivery to 100 WebSocket clients.
+6. cancel latency p50/p99 and event delivery to 100 WebSocket clients;
+7. durable peers (``--peers dbos``, benchmarks/dbos_peer.py): DBOS's 3-step and 40-step
+   workflows against ours with effectful steps (each result checkpointed before the next
+   starts), both on the PostgreSQL server of the ``postgres`` store, beside ours with pure steps.
 
 Every figure of one run comes from the same machine and Redis, so the ratios hold even where
 the absolute numbers move with the machine.
@@ -35,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import dbos_peer, live, service
 from benchmarks import executor as executor_bench
-from benchmarks import live, service
 from benchmarks.redis_cost import snapshot
 from benchmarks.stats import percentiles
 from workflow_engine.api.services import Services
@@ -53,6 +56,7 @@ FORTY_STEPS = {
 
 
 STORES = ("sqlite", "postgres", "mongodb")
+PEERS = ("celery", "dbos")
 
 
 def settings_for(redis_url: str, store_url: str) -> Settings:
@@ -66,6 +70,17 @@ def store_names(value: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown store {', '.join(unknown) or '(none)'}; choose from {', '.join(STORES)}"
+        )
+    return names
+
+
+def peer_names(value: str) -> list[str]:
+    """``--peers``: the other systems run beside ours; an unknown name is an error."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PEERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer {', '.join(unknown)}; choose from {', '.join(PEERS)}"
         )
     return names
 
@@ -209,6 +224,10 @@ def table(results: dict[str, Any]) -> list[str]:
         row("   engine (1 worker) / Celery", f"{best / celery['chains_per_s']:.1f}x")
     elif celery:
         row(f"Celery: {celery['skipped']}")
+    durable = results.get("durable")
+    if durable:
+        rows.extend(dbos_peer.table(durable))
+        rows.append("")
     ex = results["executor"]
     row(
         "executor µs per node, 1,000-node chain / fan-out",
@@ -252,6 +271,15 @@ def chart(results: dict[str, Any], path: Path) -> None:
         labels.append("Celery chain\n(3 tasks)")
         values.append(celery["chains_per_s"])
         colors.append("#d9822b")
+    durable = results.get("durable") or {}
+    if "engine_effectful" in durable:
+        labels.append("engine postgres\neffectful, 1 worker")
+        values.append(durable["engine_effectful"]["executions_per_s"])
+        colors.append("#2f5577")
+    if "workflows_per_s" in durable.get("dbos", {}):
+        labels.append("DBOS\n(3 steps, PG)")
+        values.append(durable["dbos"]["workflows_per_s"])
+        colors.append("#b05a2b")
     fig, ax = plt.subplots(figsize=(11, 4.5))
     bars = ax.bar(range(len(values)), values, color=colors)
     ax.bar_label(bars, fmt="%.0f")
@@ -286,9 +314,21 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"({store} unreachable: skipped)")
                 continue
             results[store] = await engine_section(redis.url, url, n, api_n)
-        results["celery"] = await asyncio.to_thread(
-            celery_section, redis.url, n, 50 if args.quick else 200
-        )
+        if "dbos" in args.peers:
+            sizes = dbos_peer.Sizes(
+                executions=n,
+                dbos_workflows=100 if args.quick else 1000,
+                samples=30 if args.quick else 200,
+                forty=5 if args.quick else 30,
+            )
+            pure = results.get("postgres")  # ours, pure steps, on the same server: reused
+            results["durable"] = await dbos_peer.durable_peers(
+                redis.url, Path(tmp), sizes, FORTY_STEPS, pure
+            )
+        if "celery" in args.peers:
+            results["celery"] = await asyncio.to_thread(
+                celery_section, redis.url, n, 50 if args.quick else 200
+            )
         results["executor"] = await executor_section(3 if args.quick else 7)
         if not args.no_live:
             results["live"] = await live.run_live(
@@ -319,6 +359,9 @@ if __name__ == "__main__":
     parser.add_argument("--api-executions", type=int, default=1000)
     parser.add_argument(
         "--stores", type=store_names, default="sqlite,postgres", help=f"from {', '.join(STORES)}"
+    )
+    parser.add_argument(
+        "--peers", type=peer_names, default="celery,dbos", help=f"from {', '.join(PEERS)}"
     )
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
