@@ -113,7 +113,13 @@ async def test_a_direct_job_naming_another_tenants_execution_does_not_run_on_it(
 
     await wait_until(ended, 30, "the API's execution to complete")
     # once its job is gone, another producer reuses that id as its jobId, as another tenant
-    await producer.remove(own)
+    # (the job is acknowledged just after the execution's end is stored: wait for that)
+
+    async def acknowledged() -> bool:
+        return bool(await producer.getJobState(own) == "completed")
+
+    await wait_until(acknowledged, 30, "the API's job to be acknowledged")
+    assert await producer.remove(own) == 1
     data = {"workflowDefinition": ECHO, "inputs": {"n": 99}, "tenantId": "mallory"}
     hijack = await producer.add("execute", data, {"jobId": own})
     reason = await wait_until(
