@@ -313,7 +313,11 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
             if url is None:
                 print(f"({store} unreachable: skipped)")
                 continue
-            results[store] = await engine_section(redis.url, url, n, api_n)
+            try:
+                results[store] = await engine_section(redis.url, url, n, api_n)
+            finally:
+                if store == "postgres":  # (its database is the run's own)
+                    await dbos_peer.drop_database(url)
         if "dbos" in args.peers:
             sizes = dbos_peer.Sizes(
                 executions=n,
