@@ -29,6 +29,17 @@ CHAIN = {
 }
 
 
+async def submit_traced(http: httpx.AsyncClient) -> str:
+    """Submit ``CHAIN`` as a request that carries the trace ``TRACE_ID``/``PARENT_ID``."""
+    submitted = await http.post(
+        "/api/workflow/execute",
+        json={"workflowDefinition": CHAIN},
+        headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+    )
+    assert submitted.status_code == 202, submitted.text
+    return str(submitted.json()["executionId"])
+
+
 def exporter() -> InMemorySpanExporter:
     """The process's provider with an in-memory exporter (set once: OpenTelemetry keeps the
     first provider a process sets)."""
@@ -53,13 +64,7 @@ async def test_one_trace_runs_from_the_request_through_the_job_to_each_node(
             served(create_app(services.settings, services)) as address,
             httpx.AsyncClient(base_url=f"http://{address}") as http,
         ):
-            submitted = await http.post(
-                "/api/workflow/execute",
-                json={"workflowDefinition": CHAIN},
-                headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
-            )
-            assert submitted.status_code == 202, submitted.text
-            execution_id = submitted.json()["executionId"]
+            execution_id = await submit_traced(http)
 
             async def ended() -> bool:
                 names = {s.name for s in memory.get_finished_spans()}

@@ -14,7 +14,7 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import make_settings
-from tests.monitor.test_tracing import CHAIN, PARENT_ID, TRACE_ID
+from tests.monitor.test_tracing import PARENT_ID, TRACE_ID, submit_traced
 from tests.support.http_server import LocalHttpServer
 from tests.support.processes import (
     WFE,
@@ -58,13 +58,7 @@ async def test_the_api_and_worker_processes_export_one_span_tree(
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/health")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            submitted = await http.post(
-                "/api/workflow/execute",
-                json={"workflowDefinition": CHAIN},
-                headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
-            )
-            assert submitted.status_code == 202, submitted.text
-            execution_id = submitted.json()["executionId"]
+            execution_id = await submit_traced(http)
 
         async def exported() -> dict[str, tuple[str, Any]] | None:
             spans = {span.name: (service, span) for service, span in received(collector)}
