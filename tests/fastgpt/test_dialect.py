@@ -55,3 +55,23 @@ def test_a_variable_update_among_a_loops_children_sends_update_variables() -> No
     done = event(ev.NODE_COMPLETED, "loop1[0].vu", loopId="loop1", iteration=0, output=written)
     [frame] = dialect.frames(done)
     assert (frame.event, json.loads(frame.data)) == ("updateVariables", {"other": 1, "acc": "a;"})
+
+
+def test_a_node_seeded_for_a_resume_and_replayed_after_it_is_listed_once() -> None:
+    """A client resumes after an event of the same millisecond as a node's stored end, and
+    the node's own event comes after it: ``flowResponses`` lists that node once."""
+    definition = {
+        "nodes": [
+            {"id": "a", "type": "fastgpt.answerNode", "inputs": {}},
+            {"id": "b", "type": "fastgpt.answerNode", "inputs": {}},
+        ]
+    }
+    dialect = FastGptDialect.of(definition, {}, detail=True)
+    stored = [
+        {"nodeId": "a", "status": "completed", "completedAt": "2026-11-30T00:00:00.000Z"},
+        {"nodeId": "b", "status": "completed", "completedAt": "2026-11-30T00:00:01.000Z"},
+    ]
+    dialect.seed(stored, before_ms=1_795_996_801_000.0)  # b's end, to the millisecond
+    dialect.frames(event(ev.NODE_COMPLETED, "b", durationMs=20))  # replayed after the resume
+    assert [r["id"] for r in dialect.responses] == ["a", "b"]
+    assert dialect.responses[-1]["runningTime"] == 0.02  # the event's, not the seed's

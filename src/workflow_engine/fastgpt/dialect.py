@@ -87,6 +87,10 @@ class FastGptDialect:
     responses: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
     """FastGPT's response is over (it waits for the user): the stream closes."""
+    _seeded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The responses ``seed`` took from stored results, by our node id: a replayed event of
+    the same node replaces its one (the seed goes by time, to the millisecond, and a node's
+    event is written just after its result)."""
     _first_ms: float | None = None
 
     @classmethod
@@ -204,7 +208,7 @@ class FastGptDialect:
             and _ms(str(r.get("completedAt") or "")) <= before_ms
         ]
         for result in sorted(ended, key=lambda r: str(r.get("completedAt"))):
-            self._response(result)
+            self._seeded[str(result.get("nodeId", ""))] = self._response(result)
 
     def _finished(self, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
         response = self._response(data)
@@ -237,6 +241,9 @@ class FastGptDialect:
         output = data.get("output")
         if flow_type == "loopEnd" and isinstance(output, Mapping):
             response["loopOutputValue"] = output.get("loopOutputValue")
+        seeded = self._seeded.pop(node_id, None)
+        if seeded is not None:
+            self.responses.remove(seeded)
         self.responses.append(response)
         return response
 
