@@ -165,3 +165,42 @@ async def test_connections_come_from_the_environment_and_never_print_their_key(
     with pytest.raises(ConfigError, match="WFE_CONNECTIONS__BAD__BASE_URL") as raised:
         load_settings()
     assert key not in str(raised.value)
+
+
+def test_named_queues_inherit_their_class_and_override_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_NAMED_QUEUES__BILLING__CLASS", "realtime")
+    monkeypatch.setenv("WFE_NAMED_QUEUES__BILLING__CONCURRENCY", "3")
+    monkeypatch.setenv("WFE_NAMED_QUEUES__REPORTS__TIMEOUT_S", "600")
+    settings = load_settings()
+    assert settings.queue_names == (
+        "realtime",
+        "workflow",
+        "scheduled",
+        "background",
+        "billing",
+        "reports",
+    )
+    billing = settings.queue("billing")
+    assert (billing.concurrency, billing.attempts, billing.timeout_s) == (3, 2, 30)
+    reports = settings.queue("reports")  # class workflow by default
+    assert (reports.timeout_s, reports.attempts, reports.backoff_ms) == (600, 3, 2000)
+    assert (settings.queue_class("billing"), settings.queue_class("reports")) == (
+        "realtime",
+        "workflow",
+    )
+    assert settings.queue_class("background") == "background"
+    with pytest.raises(KeyError):
+        settings.queue("nowhere")
+
+
+@pytest.mark.parametrize("name", ["workflow", "Bad:name", "x" * 33])
+def test_a_named_queue_needs_a_name_of_its_own(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("WFE_NAMED_QUEUES", f'{{"{name}": {{"class": "background"}}}}')
+    with pytest.raises(ConfigError, match="WFE_NAMED_QUEUES.*cannot name a queue"):
+        load_settings()
+
+
+def test_a_named_queue_of_an_unknown_class_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_NAMED_QUEUES__BILLING__CLASS", "urgent")
+    with pytest.raises(ConfigError, match="WFE_NAMED_QUEUES__BILLING__CLASS"):
+        load_settings()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from workflow_engine.vocabulary import QUEUE_NAMES, ExecutionStatus
+from workflow_engine.vocabulary import ExecutionStatus
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
@@ -41,7 +41,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # --help shows these: they come from the vocabulary, which costs nothing to import (the
 # config module would cost pydantic, the SDK httpx and websockets)
-ALL_QUEUES = ",".join(QUEUE_NAMES)
 EXIT_WAITING = 3
 """``submit --wait``: the execution waits for an answer (``wfe resume``); 1 is a failure."""
 
@@ -380,19 +379,27 @@ def api(
 @app.command()
 def worker(
     queues: Annotated[
-        str, typer.Option(help="Comma-separated queue classes to work on.")
-    ] = ALL_QUEUES,
+        str | None,
+        typer.Option(
+            help="Comma-separated queues to work on (classes and named queues); default: all."
+        ),
+    ] = None,
 ) -> None:
     """Run a worker: takes jobs from the queues, runs them, records every result."""
     from workflow_engine import serve
 
-    names = [q.strip() for q in queues.split(",") if q.strip()]
-    unknown = sorted(set(names) - set(QUEUE_NAMES))
+    settings = _settings()
+    names = (
+        list(settings.queue_names)
+        if queues is None
+        else [q.strip() for q in queues.split(",") if q.strip()]
+    )
+    unknown = sorted(set(names) - set(settings.queue_names))
     if unknown or not names:
-        known = ", ".join(QUEUE_NAMES)
+        known = ", ".join(settings.queue_names)
         err.print(f"[red]unknown queue(s):[/] {', '.join(unknown)} (known: {known})")
         raise typer.Exit(2)
-    _serve(serve.serve_worker(_settings(), names))
+    _serve(serve.serve_worker(settings, names))
 
 
 @app.command()
@@ -511,7 +518,13 @@ def submit(
     ] = None,
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="key=value")] = None,
     inputs_file: Annotated[Path | None, typer.Option("--inputs-file")] = None,
-    queue: Annotated[str, typer.Option("--type", help="Queue class.")] = "workflow",
+    queue: Annotated[
+        str | None, typer.Option("--type", help="Queue class (default: workflow).")
+    ] = None,
+    named_queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="A named queue (WFE_NAMED_QUEUES); --type is its class."),
+    ] = None,
     priority: Annotated[int, typer.Option(help="1 is the highest; 0: none.")] = 0,
     delay: Annotated[int, typer.Option(help="Milliseconds before it may start.")] = 0,
     client_id: Annotated[str | None, typer.Option("--client-id")] = None,
@@ -534,6 +547,7 @@ def submit(
     inputs = _inputs(input, inputs_file)
     options: dict[str, Any] = {
         "type": queue,
+        "queue": named_queue,
         "priority": priority or None,
         "delay": delay or None,
         "client_id": client_id,
@@ -1009,7 +1023,7 @@ def queues_ls(ctx: typer.Context, url: UrlOption = None, key: KeyOption = None) 
         sys.stdout.write(f"{queue['name']}\t{paused}\tworkers={queue['workers']}\t{jobs}\n")
 
 
-QueueName = Annotated[str, typer.Argument(metavar="NAME", help="A queue class.")]
+QueueName = Annotated[str, typer.Argument(metavar="NAME", help="A queue class or a named queue.")]
 
 
 @queues_app.command("pause")

@@ -5,6 +5,7 @@ an error, not a silent no-op. The seed's names (``REDIS_HOST``, ``REDIS_PORT``,
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -71,6 +72,32 @@ class Queues(BaseModel):
     background: BackgroundQueue = Field(default_factory=BackgroundQueue)
 
 
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+"""A named queue's name: it is a BullMQ queue name (a Redis key part) and the ``queue`` column."""
+
+
+class NamedQueue(BaseModel):
+    """A queue by business type (``WFE_NAMED_QUEUES__<NAME>__CLASS`` and the other fields): a
+    BullMQ queue of its own that takes its class's defaults, each one overridable here."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    queue_class: QueueName = Field(
+        "workflow", alias="class", description="The class whose defaults it inherits."
+    )
+    attempts: int | None = Field(None, ge=1)
+    backoff_ms: int | None = Field(None, ge=0)
+    timeout_s: float | None = Field(None, gt=0)
+    remove_on_complete: int | None = Field(None, ge=0)
+    remove_on_fail: int | None = Field(None, ge=0)
+    concurrency: int | None = Field(None, ge=1, le=10_000)
+
+    def over(self, base: QueueSettings) -> QueueSettings:
+        """The class's settings with the fields set here in their place."""
+        changed = {name: getattr(self, name) for name in self.model_fields_set - {"queue_class"}}
+        return base.model_copy(update=changed)
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -92,6 +119,11 @@ class Settings(BaseSettings):
         "the admin scope; empty: no auth (one tenant, anonymous).",
     )
     queues: Queues = Field(default_factory=Queues)
+    named_queues: dict[str, NamedQueue] = Field(
+        default_factory=dict,
+        description="Queues by business type (WFE_NAMED_QUEUES__<NAME>__CLASS=workflow and "
+        "the class's fields to override), chosen per execution by `queue`.",
+    )
     stalled_interval_ms: int = Field(30_000, ge=1000)
     drain_delay_s: int = Field(
         1,
@@ -227,6 +259,17 @@ class Settings(BaseSettings):
         "encrypts, all decrypt (rotation). wfe dev makes one in .wfe/ when unset.",
     )
 
+    @field_validator("named_queues")
+    @classmethod
+    def _named(cls, value: dict[str, NamedQueue]) -> dict[str, NamedQueue]:
+        for name in value:
+            if name in QUEUE_NAMES or not QUEUE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} cannot name a queue: 1-32 of a-z 0-9 _ - (starting with a "
+                    f"letter or digit), not one of the classes {', '.join(QUEUE_NAMES)}"
+                )
+        return value
+
     @field_validator("egress_allow")
     @classmethod
     def _egress(cls, value: str) -> str:
@@ -251,7 +294,24 @@ class Settings(BaseSettings):
             return None
         return MaintenanceWindow.parse(self.maintenance_window, self.maintenance_tz)
 
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """The four classes, then the named queues: every BullMQ queue of the deployment."""
+        return QUEUE_NAMES + tuple(sorted(self.named_queues))
+
+    def queue_class(self, name: str) -> str:
+        """The class of a queue: itself for a class, the declared one for a named queue."""
+        named = self.named_queues.get(name)
+        return name if named is None else named.queue_class
+
     def queue(self, name: str) -> QueueSettings:
+        """A class's settings, or a named queue's (its class's, with its own overrides);
+        ``KeyError`` for a name that is neither."""
+        named = self.named_queues.get(name)
+        if named is not None:
+            return named.over(self.queue(named.queue_class))
+        if name not in QUEUE_NAMES:
+            raise KeyError(name)
         settings: QueueSettings = getattr(self.queues, name)
         return settings
 

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from workflow_engine.api.app import create_app
 from workflow_engine.api.auth import KeyRing, check_bind
 from workflow_engine.api.services import Services
-from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.config import Settings
 from workflow_engine.egress import LOOPBACK, policy_for
 from workflow_engine.embedded_redis import EmbeddedRedis
 from workflow_engine.monitor import tracing
@@ -96,7 +96,7 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
-async def serve_worker(settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> None:
+async def serve_worker(settings: Settings, queues: Sequence[str] | None = None) -> None:
     store = open_store(
         settings.store_url,
         max_batch=settings.group_commit_max,
@@ -166,7 +166,7 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
             f"  API      {base}   (OpenAPI docs: {base}/docs)\n"
             f"  Redis    {redis_server.url}   (data in {DEV_DIR / 'redis'})\n"
             f"  store    {without_password(settings.store_url)}\n"
-            f"  worker   queues {', '.join(QUEUE_NAMES)}\n"
+            f"  worker   queues {', '.join(settings.queue_names)}\n"
             f"  egress   workflows may reach loopback ({LOOPBACK}){also} (dev only)\n"
             f"Press Ctrl-C to stop."
         )

@@ -95,6 +95,8 @@ export interface ClientOptions {
 /** Options of `execute` (and of `schedule`, `workflows.execute`). */
 export interface ExecuteOptions {
   type?: "realtime" | "workflow" | "scheduled" | "background";
+  /** A queue by business type (the server's WFE_NAMED_QUEUES), or a class; `type` is its class. */
+  queue?: string;
   priority?: number;
   /** Start it after this many ms. */
   delay?: number;

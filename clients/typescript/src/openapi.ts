@@ -936,6 +936,11 @@ export interface components {
              */
             type: "realtime" | "workflow" | "scheduled" | "background";
             /**
+             * Queue
+             * @description A queue by business type (WFE_NAMED_QUEUES), or a class; default: the class of `type`. `type`, when given too, must be the named queue's class.
+             */
+            queue?: string | null;
+            /**
              * Priority
              * @description 1 is the highest; 0: none.
              * @default 0
@@ -977,6 +982,7 @@ export interface components {
          *       "metadata": {
          *         "orderId": "A-1042"
          *       },
+         *       "queue": "workflow",
          *       "startedAt": "2026-11-30T09:15:02.160Z",
          *       "status": "completed",
          *       "type": "workflow",
@@ -1000,6 +1006,7 @@ export interface components {
          *       "metadata": {
          *         "orderId": "A-1042"
          *       },
+         *       "queue": "workflow",
          *       "startedAt": "2026-11-30T09:15:02.160Z",
          *       "status": "failed",
          *       "type": "workflow",
@@ -1028,9 +1035,15 @@ export interface components {
             clientId: string | null;
             /**
              * Type
+             * @description The queue class (a named queue's class).
              * @enum {string}
              */
             type: "realtime" | "workflow" | "scheduled" | "background";
+            /**
+             * Queue
+             * @description The queue: the class, or the named queue.
+             */
+            queue: string;
             status: components["schemas"]["ExecutionStatus"];
             /** Metadata */
             metadata: {
@@ -1146,6 +1159,7 @@ export interface components {
          *           "metadata": {
          *             "orderId": "A-1042"
          *           },
+         *           "queue": "workflow",
          *           "startedAt": "2026-11-30T09:15:02.160Z",
          *           "status": "completed",
          *           "type": "workflow",
@@ -1178,6 +1192,7 @@ export interface components {
          *         "metadata": {
          *           "orderId": "A-1042"
          *         },
+         *         "queue": "workflow",
          *         "startedAt": "2026-11-30T09:15:02.160Z",
          *         "status": "completed",
          *         "type": "workflow",
@@ -1222,6 +1237,7 @@ export interface components {
          *         "metadata": {
          *           "orderId": "A-1042"
          *         },
+         *         "queue": "workflow",
          *         "startedAt": "2026-11-30T09:15:02.160Z",
          *         "status": "completed",
          *         "type": "workflow",
@@ -1444,9 +1460,9 @@ export interface components {
         QueueCleaned: {
             /**
              * Name
-             * @enum {string}
+             * @description A queue class or a named queue.
              */
-            name: "realtime" | "workflow" | "scheduled" | "background";
+            name: string;
             /**
              * State
              * @enum {string}
@@ -1482,9 +1498,17 @@ export interface components {
         };
         /**
          * QueueCountsByClass
-         * @description Job counts of each queue class (every tenant's jobs).
+         * @description Job counts of each queue class (every tenant's jobs), then of each named queue
+         *     (``WFE_NAMED_QUEUES``) under its name.
          * @example {
          *       "background": {
+         *         "active": 1,
+         *         "completed": 120,
+         *         "delayed": 0,
+         *         "failed": 2,
+         *         "waiting": 3
+         *       },
+         *       "billing": {
          *         "active": 1,
          *         "completed": 120,
          *         "delayed": 0,
@@ -1519,6 +1543,8 @@ export interface components {
             workflow: components["schemas"]["QueueCounts"];
             scheduled: components["schemas"]["QueueCounts"];
             background: components["schemas"]["QueueCounts"];
+        } & {
+            [key: string]: components["schemas"]["QueueCounts"];
         };
         /**
          * QueueList
@@ -1609,9 +1635,9 @@ export interface components {
         QueueOverview: {
             /**
              * Name
-             * @enum {string}
+             * @description A queue class or a named queue.
              */
-            name: "realtime" | "workflow" | "scheduled" | "background";
+            name: string;
             /** Paused */
             paused: boolean;
             jobs: components["schemas"]["JobStates"];
@@ -1629,9 +1655,9 @@ export interface components {
         QueuePaused: {
             /**
              * Name
-             * @enum {string}
+             * @description A queue class or a named queue.
              */
-            name: "realtime" | "workflow" | "scheduled" | "background";
+            name: string;
             /** Paused */
             paused: boolean;
         };
@@ -1646,9 +1672,9 @@ export interface components {
         QueueRetried: {
             /**
              * Name
-             * @enum {string}
+             * @description A queue class or a named queue.
              */
-            name: "realtime" | "workflow" | "scheduled" | "background";
+            name: string;
             /** Retried */
             retried: number;
         };
@@ -1849,6 +1875,7 @@ export interface components {
          *       "createdAt": "2026-11-14T16:40:51.002Z",
          *       "iterations": 12,
          *       "nextRunAt": "2026-12-01T05:00:00.000Z",
+         *       "queue": "scheduled",
          *       "repeat": {
          *         "cron": "0 6 * * 1-5",
          *         "every": null,
@@ -1872,9 +1899,15 @@ export interface components {
             clientId: string | null;
             /**
              * Type
+             * @description The queue class (a named queue's class).
              * @enum {string}
              */
             type: "realtime" | "workflow" | "scheduled" | "background";
+            /**
+             * Queue
+             * @description The queue: the class, or the named queue.
+             */
+            queue: string;
             repeat: components["schemas"]["Repeat"];
             /**
              * Iterations
@@ -1932,6 +1965,7 @@ export interface components {
          *       "iterations": 12,
          *       "metadata": {},
          *       "nextRunAt": "2026-12-01T05:00:00.000Z",
+         *       "queue": "scheduled",
          *       "repeat": {
          *         "cron": "0 6 * * 1-5",
          *         "every": null,
@@ -1967,9 +2001,15 @@ export interface components {
             clientId: string | null;
             /**
              * Type
+             * @description The queue class (a named queue's class).
              * @enum {string}
              */
             type: "realtime" | "workflow" | "scheduled" | "background";
+            /**
+             * Queue
+             * @description The queue: the class, or the named queue.
+             */
+            queue: string;
             repeat: components["schemas"]["Repeat"];
             /**
              * Iterations
@@ -2003,6 +2043,7 @@ export interface components {
          *           "createdAt": "2026-11-14T16:40:51.002Z",
          *           "iterations": 12,
          *           "nextRunAt": "2026-12-01T05:00:00.000Z",
+         *           "queue": "scheduled",
          *           "repeat": {
          *             "cron": "0 6 * * 1-5",
          *             "every": null,

@@ -56,6 +56,7 @@ _CONTEXT: dict[str, Any] = {
     "userId": "acme",
     "clientId": "web-7f3a",
     "type": "workflow",
+    "queue": "workflow",
     "status": "completed",
     "metadata": {"orderId": "A-1042"},
     "attempts": 1,
@@ -103,6 +104,7 @@ _SCHEDULE: dict[str, Any] = {
     "userId": "acme",
     "clientId": None,
     "type": "scheduled",
+    "queue": "scheduled",
     "repeat": _REPEAT,
     "iterations": 12,
     "nextRunAt": "2026-12-01T05:00:00.000Z",
@@ -231,7 +233,8 @@ class ExecutionContext(BaseModel):
     workflow_id: str
     user_id: str = Field(description="The tenant.")
     client_id: str | None
-    type: QueueName
+    type: QueueName = Field(description="The queue class (a named queue's class).")
+    queue: str = Field(description="The queue: the class, or the named queue.")
     status: ExecutionStatus
     metadata: dict[str, Any]
     attempts: int
@@ -379,9 +382,14 @@ class QueueCounts(BaseModel):
 
 
 class QueueCountsByClass(BaseModel):
-    """Job counts of each queue class (every tenant's jobs)."""
+    """Job counts of each queue class (every tenant's jobs), then of each named queue
+    (``WFE_NAMED_QUEUES``) under its name."""
 
-    model_config = _examples(_QUEUES_BY_CLASS)
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{**_QUEUES_BY_CLASS, "billing": _QUEUE_COUNTS}]},
+    )
+    __pydantic_extra__: dict[str, QueueCounts] = Field(init=False)  # the named queues
     realtime: QueueCounts
     workflow: QueueCounts
     scheduled: QueueCounts
@@ -441,7 +449,8 @@ class Schedule(BaseModel):
     workflow_id: str | None
     user_id: str
     client_id: str | None
-    type: QueueName
+    type: QueueName = Field(description="The queue class (a named queue's class).")
+    queue: str = Field(description="The queue: the class, or the named queue.")
     repeat: Repeat
     iterations: int = Field(description="Ticks so far.")
     next_run_at: datetime | None
@@ -626,7 +635,7 @@ class QueueOverview(BaseModel):
     model_config = _examples(
         {"name": "workflow", "paused": False, "jobs": _JOB_STATES, "workers": 2}
     )
-    name: QueueName
+    name: str = Field(description="A queue class or a named queue.")
     paused: bool
     jobs: JobStates
     workers: int
@@ -650,7 +659,7 @@ class QueuePaused(BaseModel):
     """Whether the queue is paused now."""
 
     model_config = _examples({"name": "background", "paused": True})
-    name: QueueName
+    name: str = Field(description="A queue class or a named queue.")
     paused: bool
 
 
@@ -661,7 +670,7 @@ class QueueCleaned(BaseModel):
     model_config = _examples(
         {"name": "background", "state": "delayed", "removed": 14, "cancelled": 14}
     )
-    name: QueueName
+    name: str = Field(description="A queue class or a named queue.")
     state: Literal["completed", "failed", "delayed", "wait"]
     removed: int
     cancelled: int
@@ -671,7 +680,7 @@ class QueueRetried(BaseModel):
     """How many failed jobs were sent back."""
 
     model_config = _examples({"name": "workflow", "retried": 2})
-    name: QueueName
+    name: str = Field(description="A queue class or a named queue.")
     retried: int
 
 

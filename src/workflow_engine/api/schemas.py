@@ -118,6 +118,13 @@ class ExecuteRequest(Body):
     inputs: dict[str, Any] = Field(default_factory=dict)
     user_id: str | None = Field(None, min_length=1, max_length=200)
     type: Literal["realtime", "workflow", "scheduled", "background"] = "workflow"
+    queue: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="A queue by business type (WFE_NAMED_QUEUES), or a class; default: the "
+        "class of `type`. `type`, when given too, must be the named queue's class.",
+    )
     priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="1 is the highest; 0: none.")
     delay: int = Field(
         0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the execution may start."

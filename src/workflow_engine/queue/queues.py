@@ -1,4 +1,5 @@
-"""The four queue classes (SPEC section 3) as BullMQ queues, with their job defaults."""
+"""The queues as BullMQ queues, with their job defaults: the four classes (SPEC section 3) and
+the named queues of the configuration (``WFE_NAMED_QUEUES``), each with its class's defaults."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from bullmq import Queue
 
-from workflow_engine.config import QUEUE_NAMES, QueueSettings, Settings
+from workflow_engine.config import QueueSettings, Settings
 from workflow_engine.keys import Keys
 
 JOB_NAME = "execute"
@@ -30,7 +31,7 @@ JOB_STATES = ("waiting", "prioritized", "paused", "active", "delayed", "complete
 
 
 class QueueSet:
-    """One BullMQ ``Queue`` per queue class, sharing a connection.
+    """One BullMQ ``Queue`` per queue (class or named queue), sharing a connection.
 
     ``connection`` is a redis-py asyncio client (``decode_responses=True``) or a URL. The API
     passes a client that fails fast, so that a Redis outage is a 503, not a hang.
@@ -48,7 +49,7 @@ class QueueSet:
                     "defaultJobOptions": job_defaults(settings.queue(name)),
                 },
             )
-            for name in QUEUE_NAMES
+            for name in settings.queue_names
         }
 
     def __getitem__(self, name: str) -> Queue:

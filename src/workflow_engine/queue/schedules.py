@@ -10,7 +10,6 @@ from typing import Any
 from croniter import croniter
 
 from workflow_engine.clock import Clock, SystemClock
-from workflow_engine.config import QUEUE_NAMES
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.ids import new_id
 from workflow_engine.maintenance import zone
@@ -101,14 +100,17 @@ class Schedule:
     def tenant_id(self) -> str:
         return str(self.template.get("tenantId", "anonymous"))
 
-    def to_dict(self, *, detail: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, detail: bool = False, queue_class: str = "") -> dict[str, Any]:
+        """camelCase; ``type`` the queue class (``queue_class`` for a named queue), ``queue``
+        the queue its ticks go to."""
         definition = self.template.get("workflowDefinition") or {}
         body: dict[str, Any] = {
             "scheduleId": self.schedule_id,
             "workflowId": definition.get("id"),
             "userId": self.tenant_id,
             "clientId": self.template.get("clientId"),
-            "type": self.queue,
+            "type": queue_class or self.queue,
+            "queue": self.queue,
             "repeat": self.repeat.to_dict(),
             "iterations": self.iterations,
             "nextRunAt": iso_ms(self.next_run_ms),
@@ -187,8 +189,8 @@ class Scheduler:
     async def of_tenant(self, tenant_id: str | None) -> list[Schedule]:
         """Every schedule of the tenant (all of them without one), soonest first."""
         found: list[Schedule] = []
-        for name in QUEUE_NAMES:
-            for raw in await self.queues[name].getJobSchedulers(0, -1, True):
+        for name, queue in self.queues.queues.items():
+            for raw in await queue.getJobSchedulers(0, -1, True):
                 schedule = _schedule(name, raw)
                 if tenant_id is None or schedule.tenant_id == tenant_id:
                     found.append(schedule)
@@ -196,8 +198,8 @@ class Scheduler:
 
     async def get(self, schedule_id: str, tenant_id: str | None) -> Schedule:
         if schedule_id.startswith(SCHEDULE_PREFIX):
-            for name in QUEUE_NAMES:
-                raw = await find_job_scheduler(self.queues[name], schedule_id)
+            for name, queue in self.queues.queues.items():
+                raw = await find_job_scheduler(queue, schedule_id)
                 if raw:
                     schedule = _schedule(name, raw)
                     if tenant_id is None or schedule.tenant_id == tenant_id:

@@ -8,7 +8,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow_engine.config import QUEUE_NAMES
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.events import model as ev
 from workflow_engine.events.publisher import EventPublisher
@@ -106,8 +105,11 @@ def new_record(submission: Submission, plan: WorkflowPlan) -> ExecutionRecord:
     )
 
 
-def announce(events: EventPublisher, record: ExecutionRecord, delay_ms: int = 0) -> Any:
-    """The execution's first event (and its client's index entry); await the result."""
+def announce(
+    events: EventPublisher, record: ExecutionRecord, delay_ms: int = 0, queue_class: str = ""
+) -> Any:
+    """The execution's first event (and its client's index entry); await the result.
+    ``type`` is the queue class (``queue_class`` for a named queue), ``queue`` the queue."""
     if record.client_id is not None:
         events.index_client(record.tenant_id, record.client_id, record.execution_id)
     return events.publish(
@@ -115,7 +117,8 @@ def announce(events: EventPublisher, record: ExecutionRecord, delay_ms: int = 0)
         ev.EXECUTION_QUEUED,
         {
             "workflowId": record.workflow_id,
-            "type": record.queue,
+            "type": queue_class or record.queue,
+            "queue": record.queue,
             "clientId": record.client_id,
             "priority": record.priority,
             "delay": delay_ms,
@@ -165,8 +168,8 @@ class Submitter:
         """Raises ``DefinitionError`` / ``InputValidationError`` (nothing stored),
         ``TenantBusy`` (the tenant's cap or rate: nothing stored), ``StoreUnavailable`` or
         ``QueueUnavailable`` (nothing left behind)."""
-        if submission.queue not in QUEUE_NAMES:
-            raise ValueError(f"unknown queue type {submission.queue!r}")
+        if submission.queue not in self.queues.queues:
+            raise ValueError(f"unknown queue {submission.queue!r}")
         plan = self.plans.get(submission.definition)
         plan.check_inputs(submission.inputs)
         if self.max_queued:
@@ -194,7 +197,8 @@ class Submitter:
             raise admitted
         rank = admitted
         try:  # the first event and the client's index entry exist before any worker's event
-            await announce(self.events, record, submission.delay_ms)
+            queue_class = self.queues.settings.queue_class(record.queue)
+            await announce(self.events, record, submission.delay_ms, queue_class)
         except Exception as exc:
             await self._forget(record)
             raise QueueUnavailable(f"could not record the execution's first event: {exc}") from exc

@@ -51,10 +51,12 @@ class ExecutionRecord:
     """Its execution variables when it ended (SPEC section 9); None when its definition
     declares none (or it has not ended)."""
 
-    def context(self) -> dict[str, Any]:
+    def context(self, queue_class: str | None = None) -> dict[str, Any]:
         """The execution context of SPEC section 4, camelCase; with ``usage`` once an ``llm``
         node reported some (SPEC section 9), ``workflowVersion`` when it runs a stored
-        workflow (SPEC section 10), ``parentExecutionId`` and ``parentNodeId`` for a child."""
+        workflow (SPEC section 10), ``parentExecutionId`` and ``parentNodeId`` for a child.
+        ``type`` is the queue class (``queue_class``: a named queue's, from the settings) and
+        ``queue`` the queue it runs on, the same but for a named queue."""
         metadata = self.metadata
         parent = metadata.get(PARENT_KEY) if isinstance(metadata, dict) else None
         callback = metadata.get(CALLBACK_KEY) if isinstance(metadata, dict) else None
@@ -65,7 +67,8 @@ class ExecutionRecord:
             "workflowId": self.workflow_id,
             "userId": self.tenant_id,
             "clientId": self.client_id,
-            "type": self.queue,
+            "type": queue_class or self.queue,
+            "queue": self.queue,
             "status": str(self.status),
             "metadata": metadata,
             "attempts": self.attempts,

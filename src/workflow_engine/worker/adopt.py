@@ -41,6 +41,7 @@ async def adopt(
     store: StateStore,
     plans: PlanCache,
     events: EventPublisher,
+    queue_class: str = "",
 ) -> None:
     """Create the pending record of a job that has none; ``UnrecoverableError`` (the job
     fails, not retried) when its data cannot be run."""
@@ -83,5 +84,5 @@ async def adopt(
     record = replace(new_record(submission, plan), execution_id=execution_id)
     record, created = await store.create(record)
     if created and record.status is ExecutionStatus.PENDING:
-        await announce(events, record)
+        await announce(events, record, 0, queue_class)
         log.info("job adopted", executionId=execution_id, queue=job.queue_name)

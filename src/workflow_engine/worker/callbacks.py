@@ -45,8 +45,11 @@ class CallbackSender:
         keys: Keys,
         http: Callable[[], httpx.AsyncClient],
         secret: Callable[[str], bytes | None],
+        queue_class: Callable[[str], str] = str,
     ) -> None:
         self.store = store
+        self.queue_class = queue_class
+        """A queue's class (a named queue's declared one): the context's ``type``."""
         self.redis = redis
         self.keys = keys
         self.http = http
@@ -61,7 +64,7 @@ class CallbackSender:
         if record is None or secret is None:
             raise UnrecoverableError("nothing to deliver (execution gone, or no callback key)")
         body: dict[str, Any] = {
-            "context": record.context(),
+            "context": record.context(self.queue_class(record.queue)),
             "progress": record.progress_or_empty(),
             "result": record.result,
         }

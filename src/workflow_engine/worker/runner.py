@@ -344,7 +344,8 @@ class JobRunner:
         the one created then (not another tenant's execution of that id)."""
         record = await self.store.get(execution_id)
         if record is None:
-            await adopt(job, execution_id, self.store, self.plans, self.events)
+            queue_class = self.settings.queue_class(job.queue_name)
+            await adopt(job, execution_id, self.store, self.plans, self.events, queue_class)
         elif record.tenant_id != tenant:
             raise UnrecoverableError(
                 f"job {job.id} cannot run: its id names an execution of another tenant"

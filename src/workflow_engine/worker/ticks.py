@@ -51,7 +51,7 @@ class ScheduleTicks:
             raise UnrecoverableError(str(exc)) from exc
         record, fresh = await self.store.create(new_record(submission, plan))
         if fresh:
-            await announce(self.events, record)
+            await announce(self.events, record, 0, self.settings.queue_class(record.queue))
         data = {
             **job.data,
             "executionId": record.execution_id,

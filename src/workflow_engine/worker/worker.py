@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bullmq import Queue
 
-from workflow_engine.config import QUEUE_NAMES, Settings
+from workflow_engine.config import Settings
 from workflow_engine.connections import FirstFound, ServerConnections
 from workflow_engine.definition.expressions import ExpressionEngine
 from workflow_engine.definition.validate import Limits
@@ -97,13 +97,14 @@ class WorkerService:
         self,
         settings: Settings,
         store: StateStore,
-        queues: Sequence[str] = QUEUE_NAMES,
+        queues: Sequence[str] | None = None,
         executor: Executor | None = None,
     ) -> None:
-        unknown = sorted(set(queues) - set(QUEUE_NAMES))
+        queues = settings.queue_names if queues is None else queues
+        unknown = sorted(set(queues) - set(settings.queue_names))
         if unknown:
             raise ValueError(
-                f"unknown queue(s): {', '.join(unknown)} (known: {', '.join(QUEUE_NAMES)})"
+                f"unknown queue(s): {', '.join(unknown)} (known: {', '.join(settings.queue_names)})"
             )
         self.settings = settings
         self.store = store
@@ -162,6 +163,7 @@ class WorkerService:
             self.keys,
             self.executor.http_client,
             partial(callback_secret, settings),
+            settings.queue_class,
         )
         count_tenants(settings.metrics_tenant_label)
         self.probes: Probes | None = None

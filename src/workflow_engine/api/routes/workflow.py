@@ -18,6 +18,7 @@ from workflow_engine.api.schemas import (
     bounded_body,
 )
 from workflow_engine.api.services import Services
+from workflow_engine.config import Settings
 from workflow_engine.errors import InvalidRequest, Problem
 from workflow_engine.fastgpt.translate import as_definition
 from workflow_engine.monitor import tracing
@@ -88,7 +89,7 @@ async def execute(
         definition=definition,
         inputs=body.inputs,
         tenant_id=who.tenant,  # without keys, `anonymous` whatever `userId` says (SPEC 8)
-        queue=body.type if "type" in body.model_fields_set or body.repeat is None else "scheduled",
+        queue=_queue(body, svc.settings),
         priority=body.priority,
         delay_ms=body.delay,
         client_id=body.client_id,
@@ -107,6 +108,27 @@ async def execute(
     ) as carrier:
         submitted = await svc.submitter.submit(replace(submission, trace=carrier))
     return _accepted(submitted)
+
+
+def _queue(body: ExecuteRequest, settings: Settings) -> str:
+    """The queue the execution goes to: ``queue`` (a named queue or a class) when given, else
+    ``type`` (``scheduled`` for a schedule without one). 422 for an unknown queue, or a
+    ``type`` that is not the class of the named queue."""
+    typed = "type" in body.model_fields_set
+    if body.queue is None:
+        return body.type if typed or body.repeat is None else "scheduled"
+    if body.queue not in settings.queue_names:
+        message = f"no queue {body.queue!r} (queues: {', '.join(settings.queue_names)})"
+        raise ApiError(
+            422, "invalid", message, [{"path": "queue", "message": message, "code": "unknown"}]
+        )
+    queue_class = settings.queue_class(body.queue)
+    if typed and body.type != queue_class:
+        message = f"queue {body.queue!r} is of class {queue_class!r}, not {body.type!r}"
+        raise ApiError(
+            422, "invalid", message, [{"path": "type", "message": message, "code": "mismatch"}]
+        )
+    return body.queue
 
 
 def _callback_url(url: str, tenant: str, svc: Services) -> str:
@@ -138,7 +160,7 @@ async def status(execution_id: str, who: Who, svc: Svc, nodes: bool = False) -> 
     if record is None:
         raise NotFound(f"execution {execution_id} not found")
     body: dict[str, Any] = {
-        "context": record.context(),
+        "context": record.context(svc.settings.queue_class(record.queue)),
         "progress": record.progress_or_empty(),
         "result": record.result,
     }
@@ -198,13 +220,15 @@ async def rerun(execution_id: str, body: RerunRequest, who: Who, svc: Svc) -> di
 @router.get("/schedules", responses={200: {"model": models.ScheduleList}})
 async def schedules(who: Who, svc: Svc) -> dict[str, Any]:
     """The caller's schedules, soonest next run first."""
-    return {"items": [s.to_dict() for s in await svc.scheduler.of_tenant(who.tenant_id)]}
+    found = await svc.scheduler.of_tenant(who.tenant_id)
+    return {"items": [s.to_dict(queue_class=svc.settings.queue_class(s.queue)) for s in found]}
 
 
 @router.get("/schedules/{schedule_id}", responses={200: {"model": models.ScheduleDetail}})
 async def schedule(schedule_id: str, who: Who, svc: Svc) -> dict[str, Any]:
     """One schedule, with the definition and inputs each tick runs."""
-    return (await svc.scheduler.get(schedule_id, who.tenant_id)).to_dict(detail=True)
+    schedule = await svc.scheduler.get(schedule_id, who.tenant_id)
+    return schedule.to_dict(detail=True, queue_class=svc.settings.queue_class(schedule.queue))
 
 
 @router.delete("/schedules/{schedule_id}", responses={200: {"model": models.ScheduleDeleted}})
@@ -244,4 +268,5 @@ async def executions(
         limit=limit,
         cursor=cursor,
     )
-    return {"items": [r.context() for r in page.items], "nextCursor": page.next_cursor}
+    contexts = [r.context(svc.settings.queue_class(r.queue)) for r in page.items]
+    return {"items": contexts, "nextCursor": page.next_cursor}
