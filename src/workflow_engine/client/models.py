@@ -56,6 +56,9 @@ class Context(Wire):
     user_id: str
     client_id: str | None = None
     type: str
+    """The queue class."""
+    queue: str | None = None
+    """The queue it runs on: the class, or a named queue (None from an older server)."""
     status: str
     metadata: dict[str, Any] = {}
     attempts: int = 0
