@@ -381,6 +381,31 @@ async def test_a_4xx_other_than_429_fails_at_once_with_the_servers_message(
     assert len(models.exchanges) == 1
 
 
+async def test_an_error_in_the_stream_fails_the_node_with_the_servers_message(
+    executor: Executor, models: ModelServer
+) -> None:
+    models.script(Answer(["The ans", "wer is", " 4."], error_after=2))
+    recorder = Recorder()
+    outcome = await executor.run(executor.compile(llm_wf()), hooks=recorder)
+    assert outcome.status is ExecutionStatus.FAILED
+    assert outcome.nodes["ask"].error == {
+        "message": "connection 'default' (127.0.0.1) failed: The server is overloaded",
+        "type": "llm_error",
+    }
+    assert "The answer is".startswith(recorder.joined("text"))  # nothing after the error
+
+
+async def test_a_streamed_tool_call_is_put_together_from_its_pieces(
+    executor: Executor, models: ModelServer
+) -> None:
+    models.script(Answer.calls(("lookup", {"city": "Paris", "days": 3}), text="Let me see."))
+    outcome = await executor.run(executor.compile(llm_wf()))
+    output = outcome.nodes["ask"].output
+    assert output["text"] == "Let me see."
+    assert output["finishReason"] == "tool_calls"
+    assert output["usage"]["completionTokens"] > 0
+
+
 async def test_cancel_closes_the_upstream_stream_at_once(
     executor: Executor, models: ModelServer
 ) -> None:

@@ -43,6 +43,9 @@ class Answer:
     delay: float = 0.0
     finish_reason: str = "stop"
     stall_after: int | None = None
+    error_after: int | None = None
+    """Send an ``{"error": ...}`` chunk after that many content deltas, as a server that fails
+    mid-answer does (overloaded), and end the stream."""
     tool_calls: list[tuple[str, str]] = field(default_factory=list)
     """``(function name, JSON arguments)``: the answer calls these (streamed as OpenAI does:
     the call's id and name first, then its arguments in two pieces)."""
@@ -197,6 +200,11 @@ class ModelServer:
         for index, delta in enumerate(deltas):
             if answer.stall_after is not None and exchange.deltas_sent >= answer.stall_after:
                 await exchange.closed.wait()
+                return
+            if answer.error_after is not None and exchange.deltas_sent >= answer.error_after:
+                failure = {"message": "The server is overloaded", "type": "server_error"}
+                await _event(send, {"error": failure})
+                await send({"type": "http.response.body", "body": b""})
                 return
             if index > 1 and answer.delay and await _closed_within(exchange, answer.delay):
                 return
