@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +60,33 @@ def test_an_unknown_store_name_is_refused_before_anything_runs() -> None:
     assert done.returncode == 2
     assert "unknown store postgresql; choose from sqlite, postgres, mongodb" in done.stderr
     assert "private redis-server" not in done.stdout
+
+
+@pytest.mark.timeout(600)
+def test_the_ai_load_benchmark_streams_every_token_to_every_client_and_runs_code_nodes(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "ai_load.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ai_load", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["machine"]["cores"] >= 1
+    llm = results["llm"]
+    assert llm["every_client_got_every_token"] is True, llm["incomplete"]
+    assert llm["tokens_streamed"] == llm["streams"] * llm["tokens_per_stream"]
+    assert 0 < llm["stream_events_per_token"] <= 1
+    assert 0 < llm["lag_ms"]["p50"] <= llm["lag_ms"]["p99"]
+    assert llm["worker_cpu_s_per_1k_tokens"] > 0
+    assert llm["api_cpu_s_per_1k_tokens"] > 0
+    code = results["code"]
+    assert code["failed"] == 0
+    assert code["executions_per_s"] > 0
+    assert 0 < code["submit_to_complete_ms"]["p50"] <= code["submit_to_complete_ms"]["p99"]
+    assert code["worker_rss_mb"] > 0
+    assert "token lag, model -> WS client" in done.stdout
