@@ -112,7 +112,8 @@ def _reset_postgres(url: str) -> None:
         try:
             await conn.execute(
                 "DROP TABLE IF EXISTS wfe_executions, wfe_node_results, wfe_connections, "
-                "wfe_workflows, wfe_schema_migrations"
+                "wfe_workflows, wfe_schema_migrations, wfe_execution_counts, "
+                "wfe_idempotency_keys"
             )
         finally:
             await conn.close()

@@ -196,7 +196,7 @@ def test_named_queues_inherit_their_class_and_override_it(monkeypatch: pytest.Mo
 @pytest.mark.parametrize("name", ["workflow", "Bad:name", "x" * 33])
 def test_a_named_queue_needs_a_name_of_its_own(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("WFE_NAMED_QUEUES", f'{{"{name}": {{"class": "background"}}}}')
-    with pytest.raises(ConfigError, match="WFE_NAMED_QUEUES.*cannot name a queue"):
+    with pytest.raises(ConfigError, match=r"WFE_NAMED_QUEUES.*cannot name a queue"):
         load_settings()
 
 

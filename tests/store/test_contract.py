@@ -8,7 +8,9 @@ import multiprocessing
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from tests.store import counting
 from workflow_engine.store import (
     ExecutionRecord,
     IllegalTransition,
@@ -18,6 +20,7 @@ from workflow_engine.store import (
 )
 from workflow_engine.store.base import Start
 from workflow_engine.store.records import ConnectionRecord, WorkflowRecord
+from workflow_engine.store.sql import SqlStore
 from workflow_engine.store.writes import Transition
 from workflow_engine.vocabulary import (
     ExecutionError,
@@ -746,3 +749,111 @@ async def test_an_execution_keeps_the_stored_workflow_version_it_runs(store: Sta
     assert "workflowVersion" not in plain.context()
     listed = {r.execution_id: r for r in (await store.list_executions("t1")).items}
     assert listed["exec_v"].workflow_version == 3
+
+
+# -- status counts (kept by the writes themselves on SQL stores: tests/store/counting.py) ----
+
+
+async def test_counts_follow_each_create_transition_and_delete(store: StateStore) -> None:
+    for name in ("done", "broken", "stopped", "gone", "old", "waits"):
+        await store.create(record(name))
+    await store.create(record("theirs", tenant_id="t2"))
+    assert await counting.check(store) == {("t1", "pending"): 6, ("t2", "pending"): 1}
+    for name in ("done", "broken", "old", "waits"):
+        assert await store.mark_running(name, 1) is Start.STARTED
+    assert await store.mark_running("done", 2) is Start.RESUMED  # running -> running
+    assert await store.transition("waits", S.WAITING)
+    assert await counting.check(store) == {
+        ("t1", "pending"): 2,
+        ("t1", "running"): 3,
+        ("t1", "waiting"): 1,
+        ("t2", "pending"): 1,
+    }
+    assert await store.finish("done", S.COMPLETED, result=1)
+    assert await store.finish("broken", S.FAILED, error=ExecutionError("x", "fail"))
+    assert await store.transition("stopped", S.CANCELLED)
+    assert not await store.finish("stopped", S.COMPLETED)  # refused: nothing moves
+    assert await store.transition("old", S.COMPLETED, completed_at=now_ms() - 40 * 86_400_000)
+    await store.delete("gone")
+    await store.delete("ghost")  # nothing to delete, nothing counted
+    assert await counting.check(store) == {
+        ("t1", "completed"): 2,
+        ("t1", "failed"): 1,
+        ("t1", "cancelled"): 1,
+        ("t1", "waiting"): 1,
+        ("t2", "pending"): 1,
+    }
+    assert await store.cleanup(days=30) == ["old"]
+    assert await store.transition("broken", S.PENDING)  # an admin's retry of a failed job
+    assert await counting.check(store) == {
+        ("t1", "completed"): 1,
+        ("t1", "pending"): 1,
+        ("t1", "cancelled"): 1,
+        ("t1", "waiting"): 1,
+        ("t2", "pending"): 1,
+    }
+
+
+async def test_a_repeated_idempotency_key_is_not_counted_twice(store: StateStore) -> None:
+    await store.create(record("first", idempotency_key="k"))
+    _, fresh = await store.create(record("second", idempotency_key="k"))
+    assert not fresh
+    assert await counting.check(store) == {("t1", "pending"): 1}
+
+
+async def test_counts_equal_a_fresh_group_by_after_a_mixed_workload(store: StateStore) -> None:
+    """Hundreds of writes of every kind, concurrent (so that they share batches: several
+    transitions of one key, and of one execution, in one transaction), over three tenants."""
+    names = [f"mix_{i:03}" for i in range(120)]
+    tenants = {name: f"t{i % 3}" for i, name in enumerate(names)}
+    await asyncio.gather(*(store.create(record(n, tenant_id=tenants[n])) for n in names))
+    await asyncio.gather(*(store.mark_running(n, 1) for n in names[:100]))
+    ends: list[Any] = []
+    for i, name in enumerate(names[:100]):
+        if i % 5 == 0:
+            ends.append(store.finish(name, S.COMPLETED, result=i))
+        elif i % 5 == 1:
+            ends.append(store.finish(name, S.FAILED, error=ExecutionError("x", "fail")))
+        elif i % 5 == 2:
+            ends.append(store.transition(name, S.WAITING))
+            ends.append(store.mark_running(name, 2))  # the same execution, same batch
+            ends.append(store.transition(name, S.CANCELLED))
+        elif i % 5 == 3:
+            ends.append(store.save_node(name, _done("n", i)))
+            ends.append(store.finish(name, S.SKIPPED))
+        # i % 5 == 4: stays running
+    ends += [store.transition(n, S.CANCELLED) for n in names[100:110]]
+    ends += [store.finish(n, S.COMPLETED) for n in names[110:]]  # refused: still pending
+    await asyncio.gather(*ends)
+    await asyncio.gather(*(store.delete(n) for n in names[::7]))
+    truth = await counting.check(store)
+    assert sum(truth.values()) == len(names) - len(names[::7])
+
+
+async def test_the_counts_migration_counts_the_executions_already_there(
+    store_url: str, store: StateStore
+) -> None:
+    """A database from before the counts (its table dropped, migration 8 not applied) gets
+    them from its rows."""
+    if not isinstance(store, SqlStore):
+        pytest.skip("MongoDB groups at each read: nothing to migrate")
+    for i in range(9):
+        await store.create(record(f"exec_{i}", tenant_id=f"t{i % 2}"))
+    for i in range(6):
+        await store.mark_running(f"exec_{i}", 1)
+    for i in range(3):
+        await store.finish(f"exec_{i}", S.COMPLETED)
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text("DROP TABLE wfe_execution_counts"))
+        await conn.execute(sa.text("DELETE FROM wfe_schema_migrations WHERE version = 8"))
+    await store.migrate()
+    assert await counting.check(store) == {
+        ("t0", "completed"): 2,
+        ("t1", "completed"): 1,
+        ("t0", "running"): 1,
+        ("t1", "running"): 2,
+        ("t0", "pending"): 2,
+        ("t1", "pending"): 1,
+    }
+    await store.mark_running("exec_8", 1)  # and kept from there
+    assert (await counting.check(store))[("t0", "running")] == 2

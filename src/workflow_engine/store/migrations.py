@@ -12,9 +12,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from workflow_engine.store import partitions
 from workflow_engine.store.schema import (
     NODE_ID_LENGTH,
     connections,
+    execution_counts,
     executions,
     metadata,
     node_results,
@@ -70,6 +72,34 @@ def _v6_iteration_node_ids(conn: sa.Connection) -> None:
         )
 
 
+def _v7_partitions(conn: sa.Connection) -> None:
+    """PostgreSQL: executions and node results partitioned by month (store/partitions.py).
+    SQLite stays as it is."""
+    if conn.dialect.name == "postgresql":
+        partitions.partition_layout(conn)
+
+
+def _v8_execution_counts(conn: sa.Connection) -> None:
+    """The status counts, filled from the executions there are (the writes keep them from
+    now on: this runs under the migration lock, before any process of this version writes)."""
+    metadata.create_all(conn, tables=[execution_counts], checkfirst=True)
+    recount(conn)
+
+
+def recount(conn: sa.Connection) -> None:
+    """Count the executions there are again (the migration; a bulk load that bypassed the
+    store). Only while nothing else writes: a write between the two statements is lost."""
+    conn.execute(sa.delete(execution_counts))
+    bucket = "wfe_month(id_ms)" if conn.dialect.name == "postgresql" else "0"
+    conn.execute(
+        sa.text(
+            "INSERT INTO wfe_execution_counts (tenant_id, status, bucket, slot, n) "
+            f"SELECT tenant_id, status, {bucket}, 0, count(*) FROM wfe_executions "
+            "GROUP BY tenant_id, status, 3"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_connections),
@@ -77,6 +107,8 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (4, _v4_stored_workflows),
     (5, _v5_variables),
     (6, _v6_iteration_node_ids),
+    (7, _v7_partitions),
+    (8, _v8_execution_counts),
 ]
 
 

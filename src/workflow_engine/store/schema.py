@@ -95,3 +95,18 @@ schema_migrations = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.BigInteger, nullable=False),
 )
+
+execution_counts = sa.Table(
+    "wfe_execution_counts",
+    metadata,
+    # how many executions each tenant has in each status, kept by every write that creates an
+    # execution, changes its status or deletes it, in that write's transaction (migration 8).
+    # PostgreSQL splits a key's count by the month partition its executions are in (``bucket``,
+    # so that dropping a month drops its counts) and over a few ``slot`` rows (concurrent
+    # writers of one tenant do not queue on one row); SQLite keeps bucket and slot at 0.
+    sa.Column("tenant_id", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from workflow_engine.store import migrations
+from workflow_engine.store import counts, migrations
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.errors import StoreError, StoreUnavailable
 from workflow_engine.store.records import (
@@ -53,6 +53,14 @@ one of the racing saves wins, so this many saves at once of one id still all suc
 
 _CONTEXT_COLUMNS = [c for c in executions.c if c.name not in {"definition", "inputs"}]
 _WORKFLOW_SUMMARY = [c for c in workflows.c if c.name != "definition"]
+_GONE = (
+    executions.c.execution_id,
+    executions.c.tenant_id,
+    executions.c.status,
+    executions.c.idempotency_key,
+)
+"""What a delete returns of each execution: enough to take it out of the counts (and, on
+PostgreSQL, to free its idempotency key)."""
 
 
 def _dumps(value: Any) -> str:
@@ -162,11 +170,17 @@ class SqlStore(StateStore):
     async def delete(self, execution_id: str) -> None:
         async with self._connect(write=True) as conn:
             await conn.execute(
-                sa.delete(node_results).where(node_results.c.execution_id == execution_id)
+                sa.delete(node_results).where(
+                    node_results.c.execution_id == execution_id,
+                    *self._pinned([execution_id]),
+                )
             )
-            await conn.execute(
-                sa.delete(executions).where(executions.c.execution_id == execution_id)
+            gone = await conn.execute(
+                sa.delete(executions)
+                .where(executions.c.execution_id == execution_id, *self._pinned([execution_id]))
+                .returning(*_GONE)
             )
+            await self._forget(conn, gone.all())
 
     async def _delete_finished_before(self, cutoff_ms: int) -> list[str]:
         old = sa.select(executions.c.execution_id).where(
@@ -180,10 +194,38 @@ class SqlStore(StateStore):
                 if not ids:
                     return removed
                 await conn.execute(
-                    sa.delete(node_results).where(node_results.c.execution_id.in_(ids))
+                    sa.delete(node_results).where(
+                        node_results.c.execution_id.in_(ids), *self._pinned(ids)
+                    )
                 )
-                await conn.execute(sa.delete(executions).where(executions.c.execution_id.in_(ids)))
+                gone = await conn.execute(
+                    sa.delete(executions)
+                    .where(executions.c.execution_id.in_(ids), *self._pinned(ids))
+                    .returning(*_GONE)
+                )
+                await self._forget(conn, gone.all())
             removed += ids
+
+    # -- the backend's hooks for the status counts and the month layout ------------------
+
+    def _bucket(self, execution_id: str) -> int:
+        """The counts' bucket of an execution (PostgreSQL: its month)."""
+        return 0
+
+    def _pinned(self, execution_ids: Sequence[str]) -> tuple[sa.ColumnElement[bool], ...]:
+        """Extra conditions that find these executions' rows faster (PostgreSQL: their
+        partitions); none by default."""
+        return ()
+
+    async def _forget(self, conn: AsyncConnection, gone: Sequence[Any]) -> None:
+        """Executions were deleted (``_GONE`` of each): their counts go, in the same
+        transaction."""
+        deltas = counts.Deltas()
+        for execution_id, tenant_id, status, _key in gone:
+            deltas[(tenant_id, status, self._bucket(execution_id))] -= 1
+        rows = deltas.rows()
+        if rows:
+            await conn.execute(counts.upsert(self.engine.dialect.name, rows))
 
     async def answer(self, execution_id: str, node_id: str, answer: Any) -> bool:
         async with self._connect(write=True) as conn:
@@ -194,6 +236,7 @@ class SqlStore(StateStore):
                 .where(
                     executions.c.execution_id == execution_id,
                     executions.c.status == str(ExecutionStatus.WAITING),
+                    *self._pinned([execution_id]),
                 )
                 .values(updated_at=now_ms())
             )
@@ -203,6 +246,7 @@ class SqlStore(StateStore):
                 node_results.c.execution_id == execution_id,
                 node_results.c.node_id == node_id,
                 node_results.c.status == str(NodeStatus.WAITING),
+                *self._pinned([execution_id]),
             )
             row = (await conn.execute(sa.select(node_results.c.output).where(*where))).first()
             ticket = row[0] if row is not None else None
@@ -218,7 +262,9 @@ class SqlStore(StateStore):
         self, execution_id: str, tenant_id: str | None = None, *, with_definition: bool = False
     ) -> ExecutionRecord | None:
         columns = list(executions.c) if with_definition else _CONTEXT_COLUMNS
-        query = sa.select(*columns).where(executions.c.execution_id == execution_id)
+        query = sa.select(*columns).where(
+            executions.c.execution_id == execution_id, *self._pinned([execution_id])
+        )
         if tenant_id is not None:
             query = query.where(executions.c.tenant_id == tenant_id)
         async with self._connect() as conn:
@@ -228,7 +274,7 @@ class SqlStore(StateStore):
     async def node_results(self, execution_id: str) -> list[NodeResult]:
         query = (
             sa.select(node_results)
-            .where(node_results.c.execution_id == execution_id)
+            .where(node_results.c.execution_id == execution_id, *self._pinned([execution_id]))
             .order_by(node_results.c.seq, node_results.c.node_id)
         )
         async with self._connect() as conn:
@@ -295,6 +341,7 @@ class SqlStore(StateStore):
         query = sa.select(executions.c.execution_id).where(
             executions.c.execution_id.in_(list(execution_ids)),
             executions.c.status.in_([str(s) for s in FINAL_STATUSES]),
+            *self._pinned(execution_ids),
         )
         async with self._connect() as conn:
             return set((await conn.execute(query)).scalars())
@@ -425,14 +472,11 @@ class SqlStore(StateStore):
             return bool((await conn.execute(statement)).rowcount)
 
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
-        query = sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
-        if tenant_id is not None:
-            query = query.where(executions.c.tenant_id == tenant_id)
+        """From the counts the writes keep (``store/counts.py``): as fast with a year of
+        history as with none."""
         async with self._connect() as conn:
-            rows = (await conn.execute(query)).all()
-        counts = {str(s): 0 for s in ExecutionStatus}
-        counts.update({status: int(count) for status, count in rows})
-        return counts
+            rows = (await conn.execute(counts.read_query(tenant_id))).all()
+        return counts.as_counts(rows)
 
 
 def _live(tenant_id: str, workflow_id: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from workflow_engine.config import ConfigError
+from workflow_engine.store import counts
 from workflow_engine.store.errors import StoreUnavailable
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.sql import (
@@ -118,25 +120,44 @@ def _connect(path: str, *, busy_timeout_s: float) -> sqlite3.Connection:
 
 
 def _insert(conn: sqlite3.Connection, row: dict[str, Any]) -> bool:
-    """Insert a new execution; False when its idempotency key is taken."""
-    names = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
+    """Insert a new execution and count it; False when its idempotency key is taken."""
     conflict = (
         " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
         if row["idempotency_key"] is not None
         else ""
     )
-    cursor = conn.execute(
-        f"INSERT INTO wfe_executions ({names}) VALUES ({marks}){conflict}", list(row.values())
-    )
-    return cursor.rowcount == 1
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    with _transaction(conn):
+        cursor = conn.execute(
+            f"INSERT INTO wfe_executions ({names}) VALUES ({marks}){conflict}", list(row.values())
+        )
+        inserted = cursor.rowcount == 1
+        if inserted:
+            conn.execute(counts.UPSERT_SQL, (row["tenant_id"], row["status"], 0, 0, 1))
+    return inserted
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock from the start (reading statuses and
+    then updating them is atomic across processes); rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _apply(conn: sqlite3.Connection, batch: Batch) -> list[bool]:
-    """One group-commit batch in one transaction; which transitions took effect."""
+    """One group-commit batch in one transaction; which transitions took effect. The counts'
+    changes of all its transitions are summed and written last, one row per key."""
     results: list[bool] = [True] * batch.size
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    deltas = counts.Deltas()
+    with _transaction(conn):
         if batch.progress:
             conn.executemany(
                 "UPDATE wfe_executions SET progress = ?, updated_at = ? "
@@ -147,43 +168,43 @@ def _apply(conn: sqlite3.Connection, batch: Batch) -> list[bool]:
             taken = _transitions(conn, shape, [op for _, op in group], batch.now)
             for index, op in group:
                 results[index] = op.execution_id in taken
+            for tenant_id, old in taken.values():
+                deltas.moved(tenant_id, old, shape[0], 0)
         if batch.nodes:
             conn.executemany(_NODES, [_node_row(op) for op in batch.nodes])
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        if deltas:
+            conn.executemany(counts.UPSERT_SQL, deltas.rows())
     return results
 
 
 def _transitions(
     conn: sqlite3.Connection, shape: Shape, ops: list[Transition], now: int
-) -> set[str]:
-    """Apply transitions of one shape; the ids that were in an allowed status (changed)."""
+) -> dict[str, tuple[str, str]]:
+    """Apply transitions of one shape; the ids that were in an allowed status (changed), each
+    with its tenant and the status it had. The write lock is held since ``BEGIN IMMEDIATE``,
+    so the statuses read are the ones the updates replace."""
     to, allowed, _, columns = shape
-    taken: set[str] = set()
+    taken: dict[str, tuple[str, str]] = {}
     for start in range(0, len(ops), IN_CHUNK):
         chunk = ops[start : start + IN_CHUNK]
         ids = [op.execution_id for op in chunk]
+        cursor = conn.execute(_eligible(allowed, len(ids)), [*ids, *sorted(allowed)])
+        eligible = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        if not eligible:
+            continue
+        taken.update(eligible)
         # compare encoded values: 1, 1.0 and True are equal in Python, not in JSON
         params = [tuple(_param(c, op.values[c]) for c in columns) for op in chunk]
         if all(p == params[0] and same_types(p, params[0]) for p in params):
-            cursor = conn.execute(
-                _update_same(shape, len(ids)), [to, now, *params[0], *ids, *sorted(allowed)]
-            )
-            taken.update(row[0] for row in cursor.fetchall())
+            chosen = [i for i in ids if i in eligible]
+            conn.execute(_update_same(shape, len(chosen)), [to, now, *params[0], *chosen])
             continue
-        cursor = conn.execute(_eligible(allowed, len(ids)), [*ids, *sorted(allowed)])
-        eligible = {row[0] for row in cursor.fetchall()}
         rows = [
             [to, now, *values, op.execution_id]
             for op, values in zip(chunk, params, strict=True)
             if op.execution_id in eligible
         ]
-        if rows:
-            conn.executemany(_update_each(shape), rows)
-        taken |= eligible
+        conn.executemany(_update_each(shape), rows)
     return taken
 
 
@@ -221,12 +242,12 @@ def _placeholders(first: int, count: int) -> str:
 
 @functools.cache
 def _update_same(shape: Shape, ids: int) -> str:
-    _, allowed, stamp, columns = shape
+    """Eligible executions (read first) all getting the same values."""
+    _, _, stamp, columns = shape
     first_id = 3 + len(columns)
     return (
         f"UPDATE wfe_executions SET {_assignments(stamp, columns)} "
-        f"WHERE execution_id IN ({_placeholders(first_id, ids)}) "
-        f"AND status IN ({_placeholders(first_id + ids, len(allowed))}) RETURNING execution_id"
+        f"WHERE execution_id IN ({_placeholders(first_id, ids)})"
     )
 
 
@@ -242,7 +263,8 @@ def _update_each(shape: Shape) -> str:
 @functools.cache
 def _eligible(allowed: frozenset[str], ids: int) -> str:
     return (
-        f"SELECT execution_id FROM wfe_executions WHERE execution_id IN ({_placeholders(1, ids)})"
+        "SELECT execution_id, tenant_id, status FROM wfe_executions "
+        f"WHERE execution_id IN ({_placeholders(1, ids)})"
         f" AND status IN ({_placeholders(1 + ids, len(allowed))})"
     )
 
