@@ -214,3 +214,37 @@ def test_the_budget_counts_the_evaluating_thread_only() -> None:
     finally:
         stop.set()
         burner.join()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (the swallowed)
+def test_a_budget_raise_swallowed_by_a_gc_callback_is_raised_again() -> None:
+    """Python ignores an exception that escapes a garbage collector callback (as it does one
+    from ``__del__``): an ``OverBudget`` landing there was lost, and the evaluation ran on
+    unbudgeted. The budget raises again until the evaluation ends."""
+    import gc
+
+    engine = ExpressionEngine(timeout_ms=100)
+    # a template that keeps what it allocates (so collections run), for many seconds unbounded
+    churn = engine.compile_value(
+        "{% set ns = namespace(chain=[]) %}{% for a in range(3000) %}{% for b in range(20000) %}"
+        "{% set ns.chain = [ns.chain, b] %}{% endfor %}{% endfor %}done"
+    )
+    assert churn is not None
+    entered: list[str] = []
+
+    def slow_collection(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and len(entered) < 3:  # the budget runs out in here, at first
+            entered.append(phase)
+            started = time.thread_time()
+            while time.thread_time() - started < 0.15:
+                pass
+
+    gc.callbacks.append(slow_collection)
+    started = time.thread_time()
+    try:
+        with pytest.raises(ExpressionLimitError):
+            engine.resolve(churn, engine.scope())
+    finally:
+        gc.callbacks.remove(slow_collection)
+    assert entered  # collections ran (and spun) inside the evaluation
+    assert time.thread_time() - started < 0.45 + 0.1 + SLACK_S  # three callbacks, the budget

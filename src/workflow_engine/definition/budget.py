@@ -10,6 +10,13 @@ evaluation to the handler it replaced; the timer another user had armed is re-ar
 Arming and disarming cost ~0.6 µs (two ``setitimer`` calls); swapping the handler every time
 would cost ~5 µs, more than a whole expression.
 
+A raise can be swallowed: Python ignores (and prints) an exception that escapes a garbage
+collector callback, a ``__del__`` or a weakref callback, and the evaluation goes on. So once
+over its budget the handler re-arms the timer for ``_RESOLUTION_S`` and raises again until
+``stop``; it raises only in a frame below the one that started the evaluation and outside
+``stop`` and ``_Limit.__exit__``, so that the unwinding of a first raise always reaches
+``stop`` (which disarms the timer) before a second can land.
+
 Signals reach Python handlers only in the main thread. Elsewhere the budget is a deadline on
 ``time.thread_time()`` that the sandbox checks on every call it makes and every 1,024 steps of
 a ``range`` (``checkpoint``/``counted_range``): a loop without either (a ``for`` over a long
@@ -22,11 +29,11 @@ refuses those by their size before they run (``expressions.py``).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 
@@ -41,6 +48,8 @@ _RESOLUTION_S = 0.001
 _HAS_TIMER = hasattr(signal, "setitimer")
 _UNLIMITED = object()
 _THREAD = object()
+_DEEPEST = 1000
+"""Frames the handler walks up looking for the evaluation's starter (deeper: it is not raised)."""
 
 
 class Budget:
@@ -53,15 +62,18 @@ class Budget:
         self._allowed = 0.0
         self._started_cpu = 0.0
         self._previous: Any = None
+        self._starter: FrameType | None = None  # (the frame the evaluation runs under)
         self._installed = False
         self._local = threading.local()
         self._main = threading.main_thread().ident
 
-    def start(self, seconds: float | None = None) -> object:
+    def start(self, seconds: float | None = None, starter: FrameType | None = None) -> object:
         """Begin limiting this thread's evaluation to ``min(self.seconds, seconds)`` of CPU
         (None: no limit); past it, ``OverBudget`` is raised inside it. Pass what this returns
         to ``stop``. An evaluation started inside one already limited counts against it.
-        (A pair of calls rather than a context manager: this is on every node's path.)"""
+        (A pair of calls rather than a context manager: this is on every node's path.)
+        ``starter``: the frame that calls ``stop`` (default: the caller's); the evaluation
+        is what runs below it."""
         allowed = _smaller(self.seconds, seconds)
         if allowed is None:
             return _UNLIMITED
@@ -72,6 +84,7 @@ class Budget:
                 self._previous = signal.signal(signal.SIGPROF, self._on_signal)
                 self._installed = True
             self._active = True
+            self._starter = starter or sys._getframe(1)
             self._allowed = allowed
             self._started_cpu = time.thread_time()
             return signal.setitimer(signal.ITIMER_PROF, max(allowed, 1e-6))
@@ -88,18 +101,14 @@ class Budget:
             return
         # a signal landing after this line is handed on or ignored (``_on_signal``)
         self._active = False
+        self._starter = None
         assert isinstance(token, tuple)
         signal.setitimer(signal.ITIMER_PROF, *token)  # (another user's timer, if it had one)
 
-    @contextmanager
-    def limit(self, seconds: float | None = None) -> Iterator[None]:
+    def limit(self, seconds: float | None = None) -> _Limit:
         """``start``/``stop`` around a block (``OverBudget`` can come out of the block's end
         too: catch it around the ``with``)."""
-        token = self.start(seconds)
-        try:
-            yield
-        finally:
-            self.stop(token)
+        return _Limit(self, seconds)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._active:
@@ -110,8 +119,11 @@ class Budget:
             if left > _RESOLUTION_S:
                 signal.setitimer(signal.ITIMER_PROF, left)
                 return
-            self._active = False
-            raise OverBudget
+            # again soon, until ``stop``: this raise may be swallowed (a GC callback's)
+            signal.setitimer(signal.ITIMER_PROF, _RESOLUTION_S)
+            if _inside(frame, self._starter):
+                raise OverBudget
+            return
         previous = self._previous
         if callable(previous):
             previous(signum, frame)
@@ -142,6 +154,46 @@ class Budget:
             if i % _RANGE_CHECK_EVERY == 0:
                 self.checkpoint()
             yield n
+
+
+class _Limit:
+    """``Budget.limit``'s context manager (a class, so that ``_on_signal`` knows its exit)."""
+
+    __slots__ = ("budget", "seconds", "token")
+
+    def __init__(self, budget: Budget, seconds: float | None) -> None:
+        self.budget = budget
+        self.seconds = seconds
+        self.token: object = _UNLIMITED
+
+    def __enter__(self) -> None:
+        self.token = self.budget.start(self.seconds, sys._getframe(1))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.budget.stop(self.token)
+
+
+_STOPPING: frozenset[CodeType] = frozenset({Budget.stop.__code__, _Limit.__exit__.__code__})
+
+
+def _inside(frame: FrameType | None, starter: FrameType | None) -> bool:
+    """Whether ``frame`` runs below ``starter`` (the evaluation's own frames), and not on the
+    way to ``stop``: the only place an ``OverBudget`` may be raised."""
+    if frame is None or starter is None or frame is starter:
+        return False
+    current: FrameType | None = frame
+    for _ in range(_DEEPEST):
+        if current is None or current.f_code in _STOPPING:
+            return False
+        current = current.f_back
+        if current is starter:
+            return True
+    return False
 
 
 def _smaller(a: float | None, b: float | None) -> float | None:
