@@ -62,11 +62,54 @@ def _on_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
     return restore
 
 
+DRAIN_QUIET_S = 0.5
+DRAIN_MAX_S = 5.0
+KEEP_ALIVE_S = 75
+"""How long an idle keep-alive connection stays open: longer than a proxy keeps its idle
+connections to us (nginx's upstream ``keepalive_timeout``, 60 s), so that the proxy closes
+them, not the API. uvicorn's default (5 s) closed some just as nginx sent a request on them
+("upstream prematurely closed connection"): a POST that nginx does not retry, a 503."""
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, with a shutdown that a load balancer keeping connections open
+    (nginx's upstream ``keepalive``) does not turn into errors. uvicorn closes idle keep-alive
+    connections as soon as it stops; a request the balancer has just written on one is reset,
+    and nginx never retries a POST elsewhere: the client got a 503 (seen under load by
+    tests/deploy/test_rolling_restart.py). Here the listening socket closes first (a refused
+    connection is retried on another process), every response from then on says
+    ``Connection: close``, and idle connections are closed only once no request has started or
+    ended for ``DRAIN_QUIET_S`` (at most ``DRAIN_MAX_S``); then uvicorn's own shutdown."""
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        state = self.server_state
+        state.default_headers = [*state.default_headers, (b"connection", b"close")]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_MAX_S
+        seen, quiet_since = (state.total_requests, len(state.tasks)), loop.time()
+        while state.connections and loop.time() < deadline:
+            now = (state.total_requests, len(state.tasks))  # (a long stream changes neither)
+            if now != seen:
+                seen, quiet_since = now, loop.time()
+            elif loop.time() - quiet_since >= DRAIN_QUIET_S:
+                break
+            await asyncio.sleep(0.05)  # (uvicorn has no event for a request)
+        await super().shutdown(sockets)
+
+
 def _server(app: Any, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
-    return uvicorn.Server(config)
+    return DrainingServer(config)
 
 
 async def serve_api(settings: Settings) -> None:
