@@ -794,6 +794,24 @@ async def test_counts_follow_each_create_transition_and_delete(store: StateStore
     }
 
 
+async def test_a_batch_whose_count_changes_cancel_out_commits(store: StateStore) -> None:
+    """One execution parks while another of the same tenant resumes, in one batch: running
+    -1 +1, waiting +1 -1, nothing to add to the counts (PostgreSQL sent an upsert of no
+    rows and the whole batch failed)."""
+    for name in ("parks", "resumes"):
+        await store.create(record(name))
+        await store.mark_running(name, 1)
+    assert await store.transition("resumes", S.WAITING)
+    batches = store.batches
+    both = [
+        store.submit(Transition("resumes", S.RUNNING)),
+        store.submit(Transition("parks", S.WAITING)),
+    ]
+    assert await asyncio.gather(*both) == [True, True]
+    assert store.batches == batches + 1
+    assert await counting.check(store) == {("t1", "running"): 1, ("t1", "waiting"): 1}
+
+
 async def test_a_repeated_idempotency_key_is_not_counted_twice(store: StateStore) -> None:
     await store.create(record("first", idempotency_key="k"))
     _, fresh = await store.create(record("second", idempotency_key="k"))

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -273,3 +274,116 @@ async def test_a_database_on_the_old_layout_is_converted_keeping_its_rows(
         assert not await exists(store, "wfe_executions_202405")
     finally:
         await store.close()
+
+
+# -- ids at the edges, and partitions made while the tables are in use -----------------------
+
+FAR = "exec_7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # a ULID's last millisecond: year 10889
+"""A producer's job id (issue 20) may look like a ULID of any time."""
+
+
+@pg
+async def test_an_id_whose_time_no_date_holds_is_untimed(store: StateStore) -> None:
+    """Python's dates end in year 9999 (a ULID's in 10889): such an id is written, to the
+    untimed partition, instead of failing its create with a ValueError; the last month that
+    still has a month after it is partitioned as any."""
+    last = new_id("exec_", now=(partitions.LAST_MS - 1) / 1000)
+    beyond = new_id("exec_", now=partitions.LAST_MS / 1000)
+    for execution_id in (FAR, beyond, last):
+        record = ExecutionRecord(execution_id, "w", "t", "workflow")
+        assert (await store.create(record))[1]
+        assert await store.mark_running(execution_id, 1) is Start.STARTED
+        assert await store.finish(execution_id, S.COMPLETED)
+        key = partitions.id_ms(execution_id)
+        row = await sql(store, "SELECT wfe_id_ms(:p0), wfe_month(wfe_id_ms(:p0))", execution_id)
+        assert tuple(row[0]) == (key, partitions.month_of(key))
+    for execution_id in (FAR, beyond):
+        assert await partition_of(store, "wfe_executions", execution_id) == [
+            "wfe_executions_untimed"
+        ]
+    assert await partition_of(store, "wfe_executions", last) == ["wfe_executions_999910"]
+    assert await counting.check(store) == {("t", "completed"): 3}
+
+
+@pg
+async def test_a_database_holding_such_an_id_is_converted(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in migrations.MIGRATIONS if m[0] <= 6])
+    store = open_store(store_url)
+    await store.migrate()
+    monkeypatch.undo()
+    assert isinstance(store, SqlStore)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(executions).values(
+                execution_id=FAR,
+                tenant_id="t",
+                workflow_id="w",
+                queue="workflow",
+                status="completed",
+                priority=0,
+                attempts=1,
+                created_at=1,
+                updated_at=1,
+            )
+        )
+    try:
+        await store.migrate()
+        assert await partition_of(store, "wfe_executions", FAR) == ["wfe_executions_untimed"]
+        assert await counting.check(store) == {("t", "completed"): 1}
+    finally:
+        await store.close()
+
+
+@pg
+async def test_a_month_is_made_while_a_transaction_writes_both_tables(
+    store: StateStore, store_url: str
+) -> None:
+    """A new month's partitions are attached (SHARE UPDATE EXCLUSIVE on the tables), not
+    created as partitions (ACCESS EXCLUSIVE): they do not wait for a transaction that writes
+    the tables, and that transaction, a delete as ``SqlStore.delete`` makes it (node results,
+    then the execution), does not deadlock with them."""
+    running = made_at(now_ms())
+    await finished(store, running, now_ms())
+    conn = await asyncpg.connect(store_url)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "DELETE FROM wfe_node_results WHERE execution_id = $1", running.execution_id
+            )
+            later = made_at(at(2031, 5))
+            # without the attach, this waited for the transaction (and every write behind it)
+            assert (await asyncio.wait_for(store.create(later), 10))[1]
+            await conn.execute(
+                "DELETE FROM wfe_executions WHERE execution_id = $1", running.execution_id
+            )
+    finally:
+        await conn.close()
+    assert await partition_of(store, "wfe_executions", later.execution_id) == [
+        "wfe_executions_203105"
+    ]
+    for table in ("wfe_executions", "wfe_node_results"):  # made whole: keys and indexes
+        indexes = await sql(
+            store,
+            "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(:p0)",
+            table + "_203106",
+        )
+        assert indexes[0][0] == (5 if table == "wfe_executions" else 1)
+    node = NodeResult("n", "echo", None, NodeStatus.COMPLETED, output=1, attempt=1)
+    assert await store.mark_running(later.execution_id, 1) is Start.STARTED
+    assert await store.save_node(later.execution_id, node)
+    with pytest.raises(asyncpg.UniqueViolationError):  # the key holds in an attached month
+        await store.create(later)
+
+
+@pg
+async def test_a_process_makes_the_month_after_the_one_it_writes_in(store: StateStore) -> None:
+    """A process that first wrote in May made May and June; writing in June all month, it
+    makes July before July begins (it made nothing, and July's first writes made it, under
+    load)."""
+    await store.create(made_at(at(2031, 5)))
+    assert not await exists(store, "wfe_executions_203107")
+    await store.create(made_at(at(2031, 6)))
+    assert await exists(store, "wfe_executions_203107")
+    assert await exists(store, "wfe_node_results_203107")

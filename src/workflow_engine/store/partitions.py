@@ -24,13 +24,14 @@ LOCK_KEY = 0x57_46_45_02  # "WFE" + 2: creating partitions
 
 
 def id_ms(execution_id: str) -> int:
-    """The milliseconds an ``exec_`` ULID encodes; ``UNTIMED`` for any other id."""
+    """The milliseconds an ``exec_`` ULID encodes; ``UNTIMED`` for any other id, and for one
+    whose time is past ``LAST_MS`` (a ULID reaches year 10889, Python's dates year 9999)."""
     if not _ULID_ID.fullmatch(execution_id):
         return UNTIMED
     value = 0
     for char in execution_id[5:15]:
         value = value * 32 + _DIGITS[char]
-    return value
+    return value if value < LAST_MS else UNTIMED
 
 
 def month_of(ms: int) -> int:
@@ -56,21 +57,41 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp()) * 1000
 
 
+LAST_MS = _ms(datetime(9999, 11, 1, tzinfo=UTC))
+"""Ids whose time is this or later are untimed: the partition of a month and the one made
+ahead of it both need the month after them to be a date (an id is a producer's job id
+as much as ours, issue 20: ``exec_7ZZZZZZZZZ…`` must not crash a write)."""
+
+
 def partition_name(table: str, month: int) -> str:
     if month == UNTIMED:
         return f"{table}_untimed"
     return f"{table}_{datetime.fromtimestamp(month / 1000, UTC):%Y%m}"
 
 
+def _bounds(month: int) -> str:
+    if month == UNTIMED:
+        return "FROM (MINVALUE) TO (0)"
+    return f"FROM ({int(month)}) TO ({next_month(int(month))})"
+
+
 def create_partition_sql(table: str, month: int) -> str:
-    bounds = (
-        "FROM (MINVALUE) TO (0)"
-        if month == UNTIMED
-        else f"FROM ({int(month)}) TO ({next_month(int(month))})"
-    )
     return (
         f"CREATE TABLE IF NOT EXISTS {partition_name(table, month)} PARTITION OF {table} "
-        f"FOR VALUES {bounds}"
+        f"FOR VALUES {_bounds(month)}"
+    )
+
+
+def attach_partition_sql(table: str, month: int) -> tuple[str, str]:
+    """Make a month's partition while the table is in use: created on its own, then attached,
+    which locks the partitioned table in SHARE UPDATE EXCLUSIVE mode only (``CREATE TABLE …
+    PARTITION OF`` locks it ACCESS EXCLUSIVE: it waits for every transaction using the table,
+    every read and write waits behind it, and a writer that holds the other table's lock and
+    then needs this one deadlocks with it). Run both in one transaction."""
+    name = partition_name(table, month)
+    return (
+        f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+        f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {_bounds(month)}",
     )
 
 
@@ -85,9 +106,10 @@ def month_from_name(name: str) -> int | None:
 FUNCTIONS = (
     # the SQL twin of ``id_ms`` (the migration and bulk loads compute keys in the database)
     "CREATE OR REPLACE FUNCTION wfe_id_ms(id text) RETURNS bigint LANGUAGE sql IMMUTABLE "
-    "PARALLEL SAFE AS $$ SELECT CASE WHEN id ~ '^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$' THEN "
-    "(SELECT sum((strpos('0123456789ABCDEFGHJKMNPQRSTVWXYZ', substr(id, 5 + i, 1)) - 1)::bigint "
-    "<< (5 * (10 - i))) FROM generate_series(1, 10) AS i)::bigint ELSE -1 END $$",
+    f"PARALLEL SAFE AS $$ SELECT CASE WHEN ms < {LAST_MS} THEN ms ELSE -1 END FROM (SELECT CASE "
+    "WHEN id ~ '^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$' THEN (SELECT sum((strpos("
+    "'0123456789ABCDEFGHJKMNPQRSTVWXYZ', substr(id, 5 + i, 1)) - 1)::bigint << (5 * (10 - i))) "
+    "FROM generate_series(1, 10) AS i)::bigint ELSE -1 END AS ms) AS k $$",
     # the SQL twin of ``month_of``
     "CREATE OR REPLACE FUNCTION wfe_month(ms bigint) RETURNS bigint LANGUAGE sql IMMUTABLE "
     "PARALLEL SAFE AS $$ SELECT CASE WHEN ms < 0 THEN -1 ELSE (extract(epoch FROM "

@@ -26,8 +26,8 @@ from workflow_engine.store.partitions import (
     LOCK_KEY,
     PARTITIONED,
     UNTIMED,
+    attach_partition_sql,
     bucket_of,
-    create_partition_sql,
     id_ms,
     month_from_name,
     next_month,
@@ -107,7 +107,8 @@ class PostgresStore(SqlStore):
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._months: set[int] = set()
-        """Month partitions known to exist (checked once per process and month)."""
+        """Months whose partitions, and those of the month after each, are known to exist
+        (checked once per process and month)."""
 
     async def ping(self) -> None:
         """Both ways in answer: SQLAlchemy's (reads) and the write pool."""
@@ -158,6 +159,8 @@ class PostgresStore(SqlStore):
     async def _ensure_months(self, execution_ids: Sequence[str]) -> None:
         """Create the month partitions these executions go to, and the month after each
         (created ahead, so that a month begins with its partition there)."""
+        # a month is known once it and the one after it are there: a process writing all
+        # month long in a month it first saw ahead still makes the next one before it begins
         wanted = {bucket_of(i) for i in execution_ids} - self._months
         if not wanted:
             return
@@ -171,8 +174,11 @@ class PostgresStore(SqlStore):
                         await conn.fetchval("SELECT to_regclass($1)", partition_name(table, month))
                         is None
                     ):
-                        await conn.execute(create_partition_sql(table, month))
-        self._months |= months
+                        # attached, not created as a partition: no ACCESS EXCLUSIVE lock on the
+                        # tables every write uses (partitions.attach_partition_sql)
+                        for statement in attach_partition_sql(table, month):
+                            await conn.execute(statement)
+        self._months |= wanted
 
     async def _retrying_on_new_month(self, execution_ids: Sequence[str], write: Any) -> Any:
         """Run ``write()`` after making sure its partitions exist; once more if one was
@@ -242,7 +248,7 @@ class PostgresStore(SqlStore):
             except asyncpg.LockNotAvailableError:
                 log.info("retention: month kept busy, deleting instead", partition=part)
                 return []
-        self._months.discard(month)
+        self._months.clear()  # this month, and the one before it (known with its next one)
         log.info("retention: month dropped", partition=part, executions=len(ids))
         return ids
 
@@ -347,8 +353,8 @@ class PostgresStore(SqlStore):
                         deltas.moved(row[1], row[2], shape[0], bucket_of(row[0]))
             if batch.nodes and not fuse:
                 await conn.execute(_nodes_sql(1), *_nodes_args(batch.nodes))
-            if deltas:
-                rows = deltas.rows(slot)
+            rows = deltas.rows(slot)
+            if rows:  # none when the batch's changes cancel out (one parks, one resumes)
                 await conn.execute(_COUNT, *(list(column) for column in zip(*rows, strict=True)))
         return results
 
