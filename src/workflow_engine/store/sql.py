@@ -123,8 +123,9 @@ class SqlStore(StateStore):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            # reads and rare writes; the hot writes have a pool of their own (postgres.py)
-            kwargs.update(pool_size=5, max_overflow=5, pool_timeout=10)
+            # reads and rare writes; the hot writes have a pool of their own (postgres.py). A
+            # burst (256 resumes at once) waits its turn instead of failing (503) after 10 s
+            kwargs.update(pool_size=5, max_overflow=10, pool_timeout=30)
             kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
