@@ -17,6 +17,13 @@ over its budget the handler re-arms the timer for ``_RESOLUTION_S`` and raises a
 ``stop`` and ``_Limit.__exit__``, so that the unwinding of a first raise always reaches
 ``stop`` (which disarms the timer) before a second can land.
 
+The garbage collector's own time is not the evaluation's: a full collection of a big worker's
+heap can take longer than a whole budget in the middle of a one-line template (seen: a
+`{{ nodes.root.output.step }}` failed). A ``gc.callbacks`` entry, installed once, times the
+collections that run during an evaluation in the main thread, and the budget is extended by
+that time, up to ``_GC_CREDIT_MAX`` times itself (so a template cannot buy unbounded time by
+making garbage).
+
 Signals reach Python handlers only in the main thread. Elsewhere the budget is a deadline on
 ``time.thread_time()`` that the sandbox checks on every call it makes and every 1,024 steps of
 a ``range`` (``checkpoint``/``counted_range``): a loop without either (a ``for`` over a long
@@ -28,6 +35,7 @@ refuses those by their size before they run (``expressions.py``).
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -48,6 +56,43 @@ _RESOLUTION_S = 0.001
 _HAS_TIMER = hasattr(signal, "setitimer")
 _UNLIMITED = object()
 _THREAD = object()
+_GC_CREDIT_MAX = 4.0
+"""The collector's time an evaluation is not charged for, at most, in multiples of its budget."""
+
+
+class _Collections:
+    """Time the garbage collector spent during the main thread's current evaluation."""
+
+    active = False
+    started: float | None = None
+    spent = 0.0
+
+    @classmethod
+    def begin(cls) -> None:
+        cls.active, cls.started, cls.spent = True, None, 0.0
+
+    @classmethod
+    def end(cls) -> None:
+        cls.active = False
+
+    @classmethod
+    def so_far(cls) -> float:
+        """Spent so far, with a collection in progress (a signal during it) counted."""
+        started = cls.started
+        return cls.spent + (time.thread_time() - started if started is not None else 0.0)
+
+    @classmethod
+    def on_gc(cls, phase: str, _info: dict[str, Any]) -> None:
+        if not cls.active or threading.get_ident() != _MAIN:
+            return
+        if phase == "start":
+            cls.started = time.thread_time()
+        elif cls.started is not None:
+            cls.spent += time.thread_time() - cls.started
+            cls.started = None
+
+
+_MAIN = threading.main_thread().ident
 _DEEPEST = 1000
 """Frames the handler walks up looking for the evaluation's starter (deeper: it is not raised)."""
 
@@ -83,10 +128,13 @@ class Budget:
             if not self._installed:
                 self._previous = signal.signal(signal.SIGPROF, self._on_signal)
                 self._installed = True
+                if _Collections.on_gc not in gc.callbacks:
+                    gc.callbacks.append(_Collections.on_gc)
             self._active = True
             self._starter = starter or sys._getframe(1)
             self._allowed = allowed
             self._started_cpu = time.thread_time()
+            _Collections.begin()
             return signal.setitimer(signal.ITIMER_PROF, max(allowed, 1e-6))
         if getattr(self._local, "deadline", None) is not None:
             return _UNLIMITED
@@ -102,6 +150,7 @@ class Budget:
         # a signal landing after this line is handed on or ignored (``_on_signal``)
         self._active = False
         self._starter = None
+        _Collections.end()
         assert isinstance(token, tuple)
         signal.setitimer(signal.ITIMER_PROF, *token)  # (another user's timer, if it had one)
 
@@ -115,7 +164,8 @@ class Budget:
             # ITIMER_PROF counts the whole process's CPU: other threads (the store's write
             # thread, a driver's) may have used some of it. The evaluation is charged for its
             # own thread's time only; short of the budget, the timer is set for the rest.
-            left = self._allowed - (time.thread_time() - self._started_cpu)
+            credit = min(_Collections.so_far(), _GC_CREDIT_MAX * self._allowed)
+            left = self._allowed + credit - (time.thread_time() - self._started_cpu)
             if left > _RESOLUTION_S:
                 signal.setitimer(signal.ITIMER_PROF, left)
                 return
