@@ -1,7 +1,8 @@
 """Every benchmark side by side, in one run, on one private Redis.
 
     python -m benchmarks [--executions 2000] [--stores sqlite,postgres,mongodb] [--quick]
-                         [--peers celery,dbos] [--out docs/benchmarks]
+                         [--peers celery,dbos] [--scale cluster,ai,submit,parked,history]
+                         [--parked 100000] [--out docs/benchmarks]
 
 Prints one table and writes ``results.json`` and ``throughput.png`` under ``--out``:
 
@@ -18,7 +19,13 @@ Prints one table and writes ``results.json`` and ``throughput.png`` under ``--ou
 6. cancel latency p50/p99 and event delivery to 100 WebSocket clients;
 7. durable peers (``--peers dbos``, benchmarks/dbos_peer.py): DBOS's 3-step and 40-step
    workflows against ours with effectful steps (each result checkpointed before the next
-   starts), both on the PostgreSQL server of the ``postgres`` store, beside ours with pure steps.
+   starts), both on the PostgreSQL server of the ``postgres`` store, beside ours with pure steps;
+8. at scale (``--scale``, each section its own module and private Redis): a 10-node
+   execution's costs and the cluster row projected from them (``cluster``); 500 ``llm``
+   streams to 500 WebSocket clients and 200 ``code`` nodes in flight (``ai``); submits/s over
+   HTTP with wrk, 32 connections, one API process (``submit``); 100,000 parked executions on
+   one worker and their resume (``parked``); ``/stats`` counts, list, status read and
+   retention from 1,000 to 1,000,000 executions (``history``).
 
 Every figure of one run comes from the same machine and Redis, so the ratios hold even where
 the absolute numbers move with the machine.
@@ -38,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dbos_peer, live, service
+from benchmarks import ai_load, cluster, dbos_peer, history, http_submit, live, parked, service
 from benchmarks import executor as executor_bench
 from benchmarks.redis_cost import snapshot
 from benchmarks.stats import percentiles
@@ -57,6 +64,7 @@ FORTY_STEPS = {
 
 STORES = ("sqlite", "postgres", "mongodb")
 PEERS = ("celery", "dbos")
+SCALE = ("cluster", "ai", "submit", "parked", "history")
 
 
 def settings_for(redis_url: str, store_url: str) -> Settings:
@@ -70,6 +78,17 @@ def store_names(value: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown store {', '.join(unknown) or '(none)'}; choose from {', '.join(STORES)}"
+        )
+    return names
+
+
+def scale_names(value: str) -> list[str]:
+    """``--scale``: the sections at scale to run ("" for none); an unknown name is an error."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCALE]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown section {', '.join(unknown)}; choose from {', '.join(SCALE)}"
         )
     return names
 
@@ -250,6 +269,89 @@ def table(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def scale_table(results: dict[str, Any]) -> list[str]:
+    """The sections at scale, each as its own module prints it."""
+    rows: list[str] = []
+    found = results.get("cluster")
+    if found:
+        rows += ["", *cluster.table(found)]
+    ai = results.get("ai")
+    if ai:
+        rows += ["", "AI-shaped load (python -m benchmarks.ai_load):"]
+        if "llm" in ai:
+            llm = ai["llm"]
+            rows.append(
+                f"  {llm['streams']} llm streams x {llm['tokens_per_stream']} tokens at "
+                f"{ai['llm']['rate']:.0f}/s to as many WebSocket clients: token lag p50 "
+                f"{llm['lag_ms']['p50']:.0f} ms, p99 {llm['lag_ms']['p99']:.0f} ms; worker "
+                f"{llm['worker_cpu_s_per_1k_tokens']:.3f} s and API "
+                f"{llm['api_cpu_s_per_1k_tokens']:.3f} s CPU per 1,000 tokens; "
+                f"{llm['stream_events_per_token']:.2f} stream events per token; every client "
+                f"got every token: {llm['every_client_got_every_token']}"
+            )
+        if "code" in ai:
+            code = ai["code"]
+            rows.append(
+                f"  code nodes, {code['in_flight']} in flight: {code['executions_per_s']:.0f} "
+                f"executions/s, p50 {code['submit_to_complete_ms']['p50']:.0f} ms, p99 "
+                f"{code['submit_to_complete_ms']['p99']:.0f} ms, worker RSS "
+                f"{code['worker_rss_mb']:.0f} MB, {code['failed']} failed"
+            )
+    for store, submit in (results.get("submit") or {}).items():
+        if "skipped" in submit:
+            rows += ["", f"submit over HTTP ({store}): {submit['skipped']}"]
+            continue
+        rows += [
+            "",
+            f"submit over HTTP, wrk {submit['connections']} connections, one API process "
+            f"({store}, no worker): {submit['requests_per_s']:.0f}/s (target "
+            f"{http_submit.TARGET_PER_S}/s), p50 {submit.get('p50_ms', 0):.1f} ms, p99 "
+            f"{submit.get('p99_ms', 0):.1f} ms, non-2xx {submit['non_2xx']}; API CPU "
+            f"{submit['api_cpu_ms_per_request']:.2f} ms per submit",
+        ]
+    found = results.get("parked")
+    if found:
+        rows += [
+            "",
+            f"{found['count']:,} parked executions, one worker ({found['store']}): peak RSS "
+            f"{found['parked_peak_rss_mb']:.0f} MB (target < 300), Redis "
+            f"{found['parked_redis_used_mb']:.0f} MB; all resumed at once: "
+            f"{found['resume_calls_per_s']:.0f} resumes/s, {found['completed_per_s']:.0f} "
+            f"completions/s, {found['resume_refused']} refused",
+        ]
+    found = results.get("history")
+    if found:
+        rows += ["", "history (python -m benchmarks.history):", history.table(found)]
+    return rows
+
+
+async def scale_section(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The sections at scale (``--scale``), small with ``--quick``."""
+    sql_stores = [s for s in args.stores if s in ("sqlite", "postgres")] or ["sqlite"]
+    if "cluster" in args.scale:
+        results["cluster"] = await cluster.run(sql_stores, args.executions)
+    if "ai" in args.scale:
+        results["ai"] = await ai_load.run(quick=args.quick)
+    if "submit" in args.scale:
+        results["submit"] = {}
+        for store in sql_stores:
+            try:
+                results["submit"][store] = await http_submit.run(
+                    store, duration=5 if args.quick else 15
+                )
+            except RuntimeError as exc:  # no wrk
+                results["submit"][store] = {"skipped": str(exc)}
+    if "parked" in args.scale:
+        results["parked"] = await parked.run(min(args.parked, 1000) if args.quick else args.parked)
+    if "history" in args.scale:
+        urls = {"sqlite": "sqlite:///unused", "postgres": history.DEFAULT_POSTGRES}
+        sizes = history.QUICK_SIZES if args.quick else history.SIZES
+        results["history"] = [
+            await history.run(urls[store], sizes, reads=30 if args.quick else 200)
+            for store in sql_stores
+        ]
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -334,6 +436,7 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
                 celery_section, redis.url, n, 50 if args.quick else 200
             )
         results["executor"] = await executor_section(3 if args.quick else 7)
+        await scale_section(args, results)
         if not args.no_live:
             results["live"] = await live.run_live(
                 redis.url,
@@ -346,7 +449,7 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any], out: Path) -> None:
-    print("\n".join(table(results)))
+    print("\n".join(table(results) + scale_table(results)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     try:
@@ -367,6 +470,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--peers", type=peer_names, default="celery,dbos", help=f"from {', '.join(PEERS)}"
     )
+    parser.add_argument(
+        "--scale",
+        type=scale_names,
+        default=",".join(SCALE),
+        help=f"sections at scale, from {', '.join(SCALE)} ('' for none)",
+    )
+    parser.add_argument("--parked", type=int, default=100_000, help="executions to park")
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--no-live", action="store_true", help="skip WebSocket fan-out/cancel")

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.timeout(900)  # every section, small: a few minutes on a busy machine
 def test_the_benchmark_suite_runs_side_by_side_and_writes_json_and_a_chart(
     tmp_path: Path,
 ) -> None:
@@ -24,13 +25,15 @@ def test_the_benchmark_suite_runs_side_by_side_and_writes_json_and_a_chart(
             "--quick",
             "--stores",
             "sqlite",
+            "--scale",
+            "cluster,submit,parked,history",  # (ai: its own test below)
             "--out",
             str(tmp_path),
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=840,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -47,6 +50,17 @@ def test_the_benchmark_suite_runs_side_by_side_and_writes_json_and_a_chart(
     assert results["live"]["cancel"]["p50_ms"] > 0
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
     assert "engine 3-node (sqlite) executions/s" in done.stdout
+    projected = results["cluster"]["sqlite"]
+    assert projected["per_execution"]["redis_commands"] > 0
+    assert projected["projection"]["redis_primaries"] >= 1
+    submit = results["submit"]["sqlite"]  # wrk measures it, or says it is not installed
+    assert submit.get("requests_per_s", 0) > 0 or "wrk is not installed" in submit["skipped"]
+    assert results["parked"]["count"] == 1000
+    assert results["parked"]["parked_peak_rss_mb"] > 0
+    assert results["parked"]["resume_refused"] == 0
+    sizes = results["history"][0]["sizes"]
+    assert set(sizes) == {"1000", "10000"} or set(sizes) == {1000, 10000}
+    assert "history (python -m benchmarks.history):" in done.stdout
 
 
 def test_an_unknown_store_name_is_refused_before_anything_runs() -> None:
