@@ -53,12 +53,11 @@ import websockets
 
 from benchmarks.code import workflow as code_workflow
 from benchmarks.live import WFE, env
-from benchmarks.stats import percentiles
+from benchmarks.stats import CLK_TCK, cpu_seconds, percentiles
 from workflow_engine.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STAND_IN = [sys.executable, "-m", "benchmarks.ai_load", "--serve-model"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MODEL = "standin"
 LLM_FLOW = {
@@ -229,12 +228,6 @@ async def serve_model(port: int, rate: float, together: int) -> None:
 
 
 # -- processes: start, CPU, memory ----------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ import asyncpg
 
 from benchmarks import service
 from benchmarks.redis_cost import snapshot
+from benchmarks.stats import cpu_seconds
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
 from workflow_engine.embedded_redis import EmbeddedRedis
@@ -63,12 +63,6 @@ KEEP_DAYS = 30
 REDIS_HEADROOM = 0.6
 """A Redis primary planned at 60% of its one core (latency rises steeply near saturation)."""
 WORKER_HEADROOM = 0.7
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 async def settled_cpu(pid: int, timeout: float = 60) -> float:

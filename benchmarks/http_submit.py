@@ -48,26 +48,18 @@ from typing import Any
 
 import httpx
 
-from benchmarks.parked import cpu_seconds, store_url_for
+from benchmarks.parked import store_url_for
+from benchmarks.service import THREE_NODES, WFE, env_for
+from benchmarks.stats import cpu_seconds
 from workflow_engine.config import Settings
 from workflow_engine.embedded_redis import EmbeddedRedis, free_port
 from workflow_engine.store import open_store
 
 BIN = Path(sys.executable).parent
-WFE = str(BIN / "wfe")
 TARGET_PER_S = 1500
 WARM_UP_S = 3
 FACTORY = "workflow_engine.api.app:create_app"
 PROFILE_RATE = 200
-THREE_NODES: dict[str, Any] = {
-    "id": "bench3",
-    "nodes": [
-        {"id": "a", "type": "transform", "inputs": {"value": "{{ inputs.n }}"}},
-        {"id": "b", "type": "transform", "inputs": {"value": "{{ nodes.a.output + 1 }}"}},
-        {"id": "c", "type": "output", "inputs": {"value": "{{ nodes.b.output * 2 }}"}},
-    ],
-    "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}],
-}
 BODY = {"workflowDefinition": THREE_NODES, "inputs": {"n": 1}}
 
 LUA = """
@@ -104,17 +96,7 @@ HELPER_ROOT = "Thread._bootstrap "
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
-    env.update(
-        WFE_REDIS_URL=settings.redis_url,
-        WFE_STORE_URL=settings.store_url,
-        WFE_QUEUE_PREFIX=settings.queue_prefix,
-        WFE_LOG_LEVEL="WARNING",
-        WFE_TENANT_MAX_ACTIVE="0",
-        WFE_METRICS_PORT="0",
-    )
-    env.update(extra)
-    return env
+    return env_for(settings, WFE_TENANT_MAX_ACTIVE="0", WFE_METRICS_PORT="0", **extra)
 
 
 def seconds(value: str) -> float:

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -40,13 +39,14 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+from benchmarks.service import WFE, env_for
+from benchmarks.stats import cpu_seconds
 from workflow_engine.api.services import Services
 from workflow_engine.config import Settings
 from workflow_engine.embedded_redis import EmbeddedRedis, free_port
 from workflow_engine.queue.submit import Submission
 from workflow_engine.store.errors import StoreUnavailable
 
-WFE = str(Path(sys.executable).with_name("wfe"))
 RSS_TARGET_MB = 300
 DEFINITION: dict[str, Any] = {
     "id": "ask_a_number",
@@ -72,12 +72,6 @@ def memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def redis_used_mb(redis_url: str) -> float:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -99,17 +93,12 @@ async def poll(
 
 
 def worker_env(settings: Settings, concurrency: int, metrics_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
-    env.update(
-        WFE_REDIS_URL=settings.redis_url,
-        WFE_STORE_URL=settings.store_url,
-        WFE_QUEUE_PREFIX=settings.queue_prefix,
-        WFE_LOG_LEVEL="WARNING",
+    return env_for(
+        settings,
         WFE_METRICS_PORT=str(metrics_port),
         WFE_QUEUES__WORKFLOW__CONCURRENCY=str(concurrency),
         WFE_TENANT_MAX_ACTIVE="0",
     )
-    return env
 
 
 async def start_worker(settings: Settings, concurrency: int) -> subprocess.Popen[bytes]:

@@ -61,7 +61,9 @@ except ImportError:
 """
 
 
-def env_for(settings: Settings) -> dict[str, str]:
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """A ``wfe`` process's environment: this one's without WFE_ variables, the settings the
+    benchmark chose, then ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     env.update(
         WFE_REDIS_URL=settings.redis_url,
@@ -70,6 +72,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         WFE_LOG_LEVEL="WARNING",
         WFE_QUEUES__WORKFLOW__CONCURRENCY=str(CONCURRENCY),
     )
+    env.update(extra)
     return env
 
 
