@@ -395,6 +395,19 @@ async def test_an_error_in_the_stream_fails_the_node_with_the_servers_message(
     assert "The answer is".startswith(recorder.joined("text"))  # nothing after the error
 
 
+async def test_a_streamed_answer_keeps_the_unicode_line_separators_a_server_sends_raw(
+    executor: Executor, models: ModelServer
+) -> None:
+    """A JSON string may hold U+2028, U+2029 or U+0085 raw (vLLM's chunks do): they end no
+    server-sent event line (only CR, LF, CRLF do), so the chunk is not cut in two."""
+    pieces = ["one\u2028two", " three\u2029four", " five\x85six"]
+    models.script(Answer(pieces))
+    recorder = Recorder()
+    outcome = await executor.run(executor.compile(llm_wf()), hooks=recorder)
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.nodes["ask"].error
+    assert outcome.nodes["ask"].output["text"] == "".join(pieces)
+
+
 async def test_a_streamed_tool_call_is_put_together_from_its_pieces(
     executor: Executor, models: ModelServer
 ) -> None:

@@ -189,3 +189,30 @@ def test_a_worker_refuses_a_queue_it_does_not_know(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "unknown queue(s): billing" in refused.stderr
+
+
+async def test_a_process_without_the_named_queue_answers_503_naming_it(
+    deployment: Deployment, redis_server: RedisServer
+) -> None:
+    """An API whose configuration lacks a named queue another process declared: touching an
+    execution of that queue is a 503 that says so (was a KeyError, a 500)."""
+    billed = (await deployment.submit(queue="billing")).json()["executionId"]
+
+    async def done() -> bool:
+        return (await deployment.context(billed))["status"] == "completed"
+
+    await wait_until(done, 30, "the billing execution to complete")
+    declared = deployment.services.settings
+    settings = declared.model_copy(update={"named_queues": {}})  # same Redis, store, prefix
+    services = await Services.open(settings)
+    try:
+        async with (
+            served(create_app(settings, services)) as address,
+            httpx.AsyncClient(base_url=f"http://{address}", timeout=30) as http,
+        ):
+            rerun = await http.post(f"/api/workflow/rerun/{billed}", json={"fromNode": "a"})
+    finally:
+        await services.close()
+    assert rerun.status_code == 503, rerun.text
+    assert "queue 'billing' is not declared in this process" in rerun.json()["error"]["message"]
+    assert rerun.headers["retry-after"] == "1"

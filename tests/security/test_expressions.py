@@ -94,6 +94,34 @@ async def test_the_branches_of_a_condition_share_one_budget() -> None:
     assert time.perf_counter() - started < 0.1 + SLACK_S
 
 
+async def test_a_condition_over_its_budget_between_two_branches_fails_its_node() -> None:
+    """The budget can run out between two evaluations of a condition (in the node's own code,
+    inside ``limit()``): the ``OverBudget`` came out of the node, a ``BaseException`` that
+    killed the run's worker task; the node ended cancelled and the execution completed."""
+    cheap = "[1, 2, 3]|length > 5"  # ~1 µs each: much of the time goes between evaluations
+    branches = [{"name": f"b{i}", "when": cheap} for i in range(20_000)]
+    definition = {
+        "id": "w",
+        "nodes": [{"id": "t", "type": "condition", "inputs": {"branches": branches}}],
+    }
+    async with Executor(expressions=ExpressionEngine(timeout_ms=5)) as executor:
+        plan = executor.compile(definition)
+        for _ in range(30):  # (it landed between two branches about one time in seven)
+            outcome = await executor.run(plan)
+            assert node_error(outcome)["type"] == "expression_limit"
+
+
+def test_many_condition_branches_are_checked_in_linear_time() -> None:
+    """The unique-names check ran on the event loop, outside any budget, in quadratic time:
+    20,000 branches held a worker's loop ~4 s at compile and again at every run."""
+    from workflow_engine.nodes.condition import ConditionInputs
+
+    branches = [{"name": f"b{i}", "when": "true"} for i in range(20_000)]
+    started = time.thread_time()
+    ConditionInputs.model_validate({"branches": branches})
+    assert time.thread_time() - started < 0.5
+
+
 async def test_a_huge_power_fails_fast_whatever_the_cpu_budget() -> None:
     unbounded = ExpressionEngine(timeout_ms=None)  # the size check alone refuses it
     async with Executor(expressions=unbounded) as executor:

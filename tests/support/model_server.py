@@ -304,7 +304,7 @@ async def _closed_within(exchange: Exchange, seconds: float) -> bool:
 
 
 async def _event(send: Send, data: dict[str, Any]) -> None:
-    payload = f"data: {json.dumps(data)}\n\n".encode()
+    payload = f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()  # (raw UTF-8, as vLLM)
     await send({"type": "http.response.body", "body": payload, "more_body": True})
 
 

@@ -138,3 +138,35 @@ async def test_the_sweep_wakes_a_parent_whose_childs_outcome_was_lost(
     assert await queue.getJobState("exec_patient") == "delayed"
     [untouched] = await store.node_results("exec_patient")
     assert "answer" not in untouched.output
+
+
+async def test_the_sweep_goes_on_past_an_execution_of_a_queue_it_does_not_know(
+    services: Services,
+) -> None:
+    """An execution of a named queue this process is not configured with (another process's,
+    or one removed from WFE_NAMED_QUEUES): its lookup raised KeyError, which ended every sweep
+    before the executions after it were recovered."""
+    other = await stale(services, "exec_other_queue", ExecutionStatus.RUNNING)
+    store = services.store
+    assert isinstance(store, SqlStore)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.update(executions)
+            .where(executions.c.execution_id == other.execution_id)
+            .values(queue="billing", updated_at=now_ms() - 700_000)  # (first in the sweep)
+        )
+    await stale(services, "exec_lost_pending", ExecutionStatus.PENDING)
+    recovery = Recovery(
+        services.store,
+        services.queues,
+        services.redis,
+        services.redis_keys,
+        services.events,
+        interval_s=300,
+        stale_s=60,
+    )
+    found = await recovery.sweep()
+    assert found.failed == ["exec_lost_pending"]
+    record = await services.store.get("exec_other_queue")
+    assert record is not None
+    assert record.status is ExecutionStatus.RUNNING  # left to a process that knows its queue

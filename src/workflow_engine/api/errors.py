@@ -21,6 +21,7 @@ from workflow_engine.errors import (
 from workflow_engine.jsonvalues import MAX_DEPTH
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.queue.fairness import TenantBusy
+from workflow_engine.queue.queues import UnknownQueue
 from workflow_engine.queue.submit import Conflict, NotFound, QueueFull, QueueUnavailable
 from workflow_engine.store.base import StoreUnavailable
 
@@ -148,6 +149,11 @@ def install_error_handlers(app: FastAPI) -> None:
             f"{what} is unreachable; nothing was changed, retry later",
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(UnknownQueue)
+    async def unknown_queue(_: Request, exc: UnknownQueue) -> FastJSONResponse:
+        log.error("queue not declared here", error=str(exc))
+        return error_response(503, "unavailable", str(exc), headers={"Retry-After": "1"})
 
     for exc_type in (
         StoreUnavailable,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from workflow_engine.definition.budget import OverBudget
+from workflow_engine.errors import NodeError
 from workflow_engine.nodes.base import NodeContext, NodeInputs, NodeType
 
 
@@ -22,8 +25,8 @@ class ConditionInputs(NodeInputs):
     @field_validator("branches")
     @classmethod
     def _unique_names(cls, branches: list[Branch]) -> list[Branch]:
-        names = [b.name for b in branches]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(b.name for b in branches)  # (not list.count: quadratic, ~4 s for 20,000)
+        duplicates = sorted(n for n, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"branch names must be unique; repeated: {', '.join(duplicates)}")
         return branches
@@ -38,10 +41,17 @@ class ConditionNode(NodeType[ConditionInputs]):
     bare_expression_fields = frozenset({"branches[*].when"})
 
     async def run(self, ctx: NodeContext, inputs: ConditionInputs) -> Any:
-        with ctx.expressions.limit():  # every branch in one budget: the loop waits no longer
-            for branch in inputs.branches:
-                if ctx.evaluate(branch.when):
-                    return {"branch": branch.name}
+        try:
+            with ctx.expressions.limit():  # every branch in one budget: the loop waits no longer
+                for branch in inputs.branches:
+                    if ctx.evaluate(branch.when):
+                        return {"branch": branch.name}
+        except OverBudget:  # (landed between two evaluations: a BaseException, not the node's)
+            raise NodeError(
+                f"node '{ctx.node_id}': its conditions used up their CPU budget",
+                retryable=False,
+                error_type="expression_limit",
+            ) from None
         return {"branch": inputs.default}
 
     def declared_branches(self, inputs: Mapping[str, Any]) -> set[str] | None:

@@ -18,6 +18,7 @@ import asyncio
 import email.utils
 import importlib
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -270,7 +271,7 @@ async def _chunks(response: Any) -> AsyncIterator[dict[str, Any]]:
 
     data: list[str] = []
     event = ""
-    async for line in response.iter_lines():
+    async for line in _lines(response):
         if line:
             field, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
@@ -307,6 +308,32 @@ async def _chunks(response: Any) -> AsyncIterator[dict[str, Any]]:
                 body=error,
             )
         yield chunk
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+async def _lines(response: Any) -> AsyncIterator[str]:
+    """The stream's lines, ended by CR, LF or CRLF only, as the SSE spec says. (httpx's
+    ``aiter_lines`` also splits at U+0085, U+2028, U+2029..., which a JSON string holds raw:
+    a model's answer with one was cut in two, a chunk that is not JSON.)"""
+    pieces: list[str] = []  # (of the line so far: a long line is not copied again and again)
+    after_cr = False
+    async for text in response.iter_text():
+        if not text:
+            continue
+        if after_cr and text[0] == "\n":  # (the LF of a CRLF split between two reads)
+            text = text[1:]
+        after_cr = text.endswith("\r")
+        start = 0
+        for match in _LINE_END.finditer(text):
+            pieces.append(text[start : match.start()])
+            line = "".join(pieces)
+            pieces.clear()
+            start = match.end()
+            yield line
+        if start < len(text):
+            pieces.append(text[start:])
 
 
 MAX_TOOL_CALLS = 64

@@ -30,6 +30,17 @@ JOB_STATES = ("waiting", "prioritized", "paused", "active", "delayed", "complete
 """BullMQ's job states, as ``getJobCounts`` names them."""
 
 
+class UnknownQueue(KeyError):
+    """A queue this process's configuration does not declare (a named queue another process
+    has, or one since removed from ``WFE_NAMED_QUEUES``)."""
+
+    def __str__(self) -> str:
+        return (
+            f"queue {self.args[0]!r} is not declared in this process (WFE_NAMED_QUEUES): "
+            "every API and worker process needs the same named queues"
+        )
+
+
 class QueueSet:
     """One BullMQ ``Queue`` per queue (class or named queue), sharing a connection.
 
@@ -53,7 +64,10 @@ class QueueSet:
         }
 
     def __getitem__(self, name: str) -> Queue:
-        return self.queues[name]
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise UnknownQueue(name) from None
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """Per queue: waiting (including prioritized and paused), active, completed, failed,

@@ -15,7 +15,7 @@ from workflow_engine.ids import new_execution_id
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.plan import PlanCache, WorkflowPlan
 from workflow_engine.queue.fairness import TenantBusy, TenantGate, queue_priority
-from workflow_engine.queue.queues import JOB_NAME, QueueSet
+from workflow_engine.queue.queues import JOB_NAME, QueueSet, UnknownQueue
 from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.vocabulary import ExecutionStatus
@@ -169,7 +169,7 @@ class Submitter:
         ``TenantBusy`` (the tenant's cap or rate: nothing stored), ``StoreUnavailable`` or
         ``QueueUnavailable`` (nothing left behind)."""
         if submission.queue not in self.queues.queues:
-            raise ValueError(f"unknown queue {submission.queue!r}")
+            raise UnknownQueue(submission.queue)
         plan = self.plans.get(submission.definition)
         plan.check_inputs(submission.inputs)
         if self.max_queued:

@@ -78,7 +78,14 @@ class Recovery:
         found = Recovered()
         cutoff = now_ms() - int(self.stale_s * 1000)
         for record in await self.store.stale_active(cutoff):
-            queue = self.queues[record.queue]
+            queue = self.queues.queues.get(record.queue)
+            if queue is None:  # (a named queue this process is not configured with)
+                log.warning(
+                    "stale execution of an unknown queue",
+                    queue=record.queue,
+                    executionId=record.execution_id,
+                )
+                continue
             state = await queue.getJobState(record.execution_id)
             if state in FINE:
                 if (
