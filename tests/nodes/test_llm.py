@@ -408,6 +408,21 @@ async def test_a_streamed_answer_keeps_the_unicode_line_separators_a_server_send
     assert outcome.nodes["ask"].output["text"] == "".join(pieces)
 
 
+async def test_a_stream_that_does_not_stop_fails_past_the_size_bound(
+    executor: Executor, models: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflow_engine.nodes import openai_chat
+
+    monkeypatch.setattr(openai_chat, "MAX_STREAM_CHARS", 4000)  # (64 MiB for real)
+    models.script(Answer(["word " * 50] * 40))  # ~10,000 characters of chunks
+    outcome = await executor.run(executor.compile(llm_wf()))
+    assert outcome.status is ExecutionStatus.FAILED
+    error = outcome.nodes["ask"].error
+    assert error is not None
+    assert error["type"] == "llm_error"
+    assert "the answer passed 4,000 characters" in error["message"]
+
+
 async def test_a_streamed_tool_call_is_put_together_from_its_pieces(
     executor: Executor, models: ModelServer
 ) -> None:

@@ -317,11 +317,21 @@ async def _lines(response: Any) -> AsyncIterator[str]:
     """The stream's lines, ended by CR, LF or CRLF only, as the SSE spec says. (httpx's
     ``aiter_lines`` also splits at U+0085, U+2028, U+2029..., which a JSON string holds raw:
     a model's answer with one was cut in two, a chunk that is not JSON.)"""
+    import openai
+
     pieces: list[str] = []  # (of the line so far: a long line is not copied again and again)
+    streamed = 0
     after_cr = False
     async for text in response.iter_text():
         if not text:
             continue
+        streamed += len(text)
+        if streamed > MAX_STREAM_CHARS:  # a server that never stops: memory, not time
+            raise openai.APIError(
+                message=f"the answer passed {MAX_STREAM_CHARS:,} characters",
+                request=response.http_request,
+                body=None,
+            )
         if after_cr and text[0] == "\n":  # (the LF of a CRLF split between two reads)
             text = text[1:]
         after_cr = text.endswith("\r")
@@ -334,6 +344,11 @@ async def _lines(response: Any) -> AsyncIterator[str]:
             yield line
         if start < len(text):
             pieces.append(text[start:])
+
+
+MAX_STREAM_CHARS = 64 * 1024 * 1024
+"""The most a streamed answer may send, all its events together: far past any model's output
+(its text becomes a node output, at most ``WFE_MAX_OUTPUT_BYTES``), short of a worker's memory."""
 
 
 MAX_TOOL_CALLS = 64
