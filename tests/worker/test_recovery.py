@@ -18,6 +18,19 @@ from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.worker import WorkerService
 
 
+def recovery_of(services: Services) -> Recovery:
+    """The sweep as a worker runs it: executions unchanged for a minute are looked at."""
+    return Recovery(
+        services.store,
+        services.queues,
+        services.redis,
+        services.redis_keys,
+        services.events,
+        interval_s=300,
+        stale_s=60,
+    )
+
+
 async def stale(services: Services, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
     """An execution last touched ten minutes ago."""
     settings = services.settings
@@ -59,15 +72,7 @@ async def test_the_sweep_fails_given_up_jobs_and_requeues_lost_started_ones(
     await stale(services, "exec_lost_running", ExecutionStatus.RUNNING)  # no job at all
     await stale(services, "exec_lost_pending", ExecutionStatus.PENDING)
 
-    recovery = Recovery(
-        services.store,
-        services.queues,
-        services.redis,
-        services.redis_keys,
-        services.events,
-        interval_s=300,
-        stale_s=60,
-    )
+    recovery = recovery_of(services)
     found = await recovery.run_once()
     assert found is not None
     assert sorted(found.failed) == ["exec_given_up", "exec_lost_pending"]
@@ -156,15 +161,7 @@ async def test_the_sweep_goes_on_past_an_execution_of_a_queue_it_does_not_know(
             .values(queue="billing", updated_at=now_ms() - 700_000)  # (first in the sweep)
         )
     await stale(services, "exec_lost_pending", ExecutionStatus.PENDING)
-    recovery = Recovery(
-        services.store,
-        services.queues,
-        services.redis,
-        services.redis_keys,
-        services.events,
-        interval_s=300,
-        stale_s=60,
-    )
+    recovery = recovery_of(services)
     found = await recovery.sweep()
     assert found.failed == ["exec_lost_pending"]
     record = await services.store.get("exec_other_queue")
