@@ -2,9 +2,11 @@
 
     python -m benchmarks [--executions 2000] [--stores sqlite,postgres,mongodb] [--quick]
                          [--peers celery,dbos] [--scale cluster,ai,submit,parked,history]
-                         [--parked 100000] [--out docs/benchmarks]
+                         [--parked 100000] [--out docs/benchmarks] [--baseline FILE]
 
-Prints one table and writes ``results.json`` and ``throughput.png`` under ``--out``:
+Prints one table and writes ``results.json`` and ``throughput.png`` under ``--out``. Beside
+each figure, the same figure of an earlier run (``--baseline``, a ``results.json``; by default
+the previous round's, ``benchmarks/previous_round.json``):
 
 1. raw Python bullmq no-op jobs/s, 1 and 2 worker processes (the ceiling for a Python worker);
 2. our engine, a trivial 3-node workflow, queued by the Submitter and drained by 1 and 2
@@ -47,6 +49,7 @@ from typing import Any
 
 from benchmarks import ai_load, cluster, dbos_peer, history, http_submit, live, parked, service
 from benchmarks import executor as executor_bench
+from benchmarks.baseline import PREVIOUS_ROUND, STORES, Baseline
 from benchmarks.redis_cost import snapshot
 from benchmarks.stats import percentiles
 from workflow_engine.api.services import Services
@@ -62,7 +65,6 @@ FORTY_STEPS = {
 }
 
 
-STORES = ("sqlite", "postgres", "mongodb")
 PEERS = ("celery", "dbos")
 SCALE = ("cluster", "ai", "submit", "parked", "history")
 
@@ -190,87 +192,142 @@ def celery_section(redis_url: str, n: int, samples: int) -> dict[str, Any]:
     return celery_chain(redis_url, chains=n, latency_samples=samples)
 
 
-def table(results: dict[str, Any]) -> list[str]:
+def table(results: dict[str, Any], baseline: Baseline | None = None) -> list[str]:
+    """This run's figures, 1 and 2 workers, and beside them the ``baseline``'s (the previous
+    round's by default) where it has them."""
+    was = baseline or Baseline({})
     raw = results["raw_bullmq"]["jobs_per_s"]
-    rows = [f"{'what':<50} {'1 worker':>11} {'2 workers':>11}"]
+    rows = [f"{'what':<50} {'1 worker':>11} {'2 workers':>11}   {was.heading}"]
 
-    def row(label: str, one: str = "", two: str = "") -> None:
-        rows.append(f"{label:<50} {one:>11} {two:>11}")
+    def row(label: str, one: str = "", two: str = "", before: str = "") -> None:
+        rows.append(f"{label:<50} {one:>11} {two:>11}   {before}".rstrip())
 
-    row("raw bullmq no-op jobs/s", f"{raw['1']:.0f}", f"{raw['2']:.0f}")
+    row(
+        "raw bullmq no-op jobs/s",
+        f"{raw['1']:.0f}",
+        f"{raw['2']:.0f}",
+        was.pair(("raw_bullmq", "jobs_per_s"), "{:.0f}"),
+    )
     for store in STORES:
         found = results.get(store)
         if found is None:
             continue
         rate = found["executions_per_s"]
-        row(f"engine 3-node ({store}) executions/s", f"{rate['1']:.0f}", f"{rate['2']:.0f}")
-        row("   share of raw bullmq", f"{rate['1'] / raw['1']:.0%}", f"{rate['2'] / raw['2']:.0%}")
-        row("   2 workers / 1 worker", "", f"{rate['2'] / rate['1']:.2f}x")
+        row(
+            f"engine 3-node ({store}) executions/s",
+            f"{rate['1']:.0f}",
+            f"{rate['2']:.0f}",
+            was.pair((store, "executions_per_s"), "{:.0f}"),
+        )
+        row(
+            "   share of raw bullmq",
+            f"{rate['1'] / raw['1']:.0%}",
+            f"{rate['2'] / raw['2']:.0%}",
+            was.share(store),
+        )
+        row(
+            "   2 workers / 1 worker",
+            "",
+            f"{rate['2'] / rate['1']:.2f}x",
+            was.scaling(store),
+        )
         latency = found["latency_ms"]
-        row("   submit-to-complete p50 / p99 ms", f"{latency['p50']:.1f}", f"{latency['p99']:.1f}")
+        row(
+            "   submit-to-complete p50 / p99 ms",
+            f"{latency['p50']:.1f}",
+            f"{latency['p99']:.1f}",
+            was.pair((store, "latency_ms"), "{:.1f}", ("p50", "p99")),
+        )
         forty = found["forty_steps_end_to_end_ms"]
         row(
             "   40 sequential steps end to end p50 / p99 ms",
             f"{forty['p50']:.1f}",
             f"{forty['p99']:.1f}",
+            was.pair((store, "forty_steps_end_to_end_ms"), "{:.1f}", ("p50", "p99")),
         )
         row(
             "   through the HTTP API (2 workers) exec/s",
             "",
             f"{found['api_executions_per_s_2_workers']:.0f}",
+            was.one((store, "api_executions_per_s_2_workers"), "{:.0f}"),
         )
         cost = found["redis_per_execution"]
         row(
             "   Redis commands / CPU µs per execution",
             f"{cost['commands']:.1f}",
             f"{cost['cpu_us']:.0f}",
+            was.pair((store, "redis_per_execution"), ("{:.1f}", "{:.0f}"), ("commands", "cpu_us")),
         )
     cost = results["raw_bullmq"]["redis_per_job"]
     row(
         "raw bullmq: Redis commands / CPU µs per job",
         f"{cost['commands']:.1f}",
         f"{cost['cpu_us']:.0f}",
+        was.pair(("raw_bullmq", "redis_per_job"), ("{:.1f}", "{:.0f}"), ("commands", "cpu_us")),
     )
     celery = results.get("celery")
     if celery and "chains_per_s" in celery:
-        row("Celery chain of 3 no-op tasks, chains/s", f"{celery['chains_per_s']:.0f}")
+        row(
+            "Celery chain of 3 no-op tasks, chains/s",
+            f"{celery['chains_per_s']:.0f}",
+            "",
+            was.one(("celery", "chains_per_s"), "{:.0f}"),
+        )
         row(
             "   one chain p50 / p99 ms",
             f"{celery['latency_p50_ms']:.1f}",
             f"{celery['latency_p99_ms']:.1f}",
+            was.pair(("celery",), "{:.1f}", ("latency_p50_ms", "latency_p99_ms")),
         )
         best = max(results[s]["executions_per_s"]["1"] for s in STORES if s in results)
-        row("   engine (1 worker) / Celery", f"{best / celery['chains_per_s']:.1f}x")
+        row(
+            "   engine (1 worker) / Celery",
+            f"{best / celery['chains_per_s']:.1f}x",
+            "",
+            was.over_celery(),
+        )
     elif celery:
         row(f"Celery: {celery['skipped']}")
     durable = results.get("durable")
     if durable:
         rows.extend(dbos_peer.table(durable))
+        rows.extend(was.by_hand_dbos())
         rows.append("")
     ex = results["executor"]
     row(
         "executor µs per node, 1,000-node chain / fan-out",
         f"{ex['us_per_node_templated']['chain']:.1f}",
         f"{ex['us_per_node_templated']['fan_out']:.1f}",
+        was.pair(("executor", "us_per_node_templated"), "{:.1f}", ("chain", "fan_out")),
     )
-    row("40 sequential steps in-process, ms", f"{ex['forty_steps_in_process_ms']:.1f}")
+    row(
+        "40 sequential steps in-process, ms",
+        f"{ex['forty_steps_in_process_ms']:.1f}",
+        "",
+        was.one(("executor", "forty_steps_in_process_ms"), "{:.1f}"),
+    )
     found_live = results.get("live")
     if found_live:
         fan, cancel = found_live["fan_out"], found_live["cancel"]
         row(
             f"events/s to {fan['clients']} WebSocket clients (all got all)",
             f"{fan['events_per_s']:.0f}",
+            "",
+            was.one(("live", "fan_out", "events_per_s"), "{:.0f}"),
         )
         row(
             "cancel of a running execution p50 / p99 ms",
             f"{cancel['p50_ms']:.1f}",
             f"{cancel['p99_ms']:.1f}",
+            was.pair(("live", "cancel"), "{:.1f}", ("p50_ms", "p99_ms")),
         )
     return rows
 
 
-def scale_table(results: dict[str, Any]) -> list[str]:
-    """The sections at scale, each as its own module prints it."""
+def scale_table(results: dict[str, Any], baseline: Baseline | None = None) -> list[str]:
+    """The sections at scale, each as its own module prints it, with the ``baseline``'s
+    figure where the previous round had one."""
+    was = baseline or Baseline({})
     rows: list[str] = []
     found = results.get("cluster")
     if found:
@@ -319,9 +376,13 @@ def scale_table(results: dict[str, Any]) -> list[str]:
             f"{found['resume_calls_per_s']:.0f} resumes/s, {found['completed_per_s']:.0f} "
             f"completions/s, {found['resume_refused']} refused",
         ]
+        if was.parked():
+            rows.append(f"   {was.parked()}")
     found = results.get("history")
     if found:
         rows += ["", "history (python -m benchmarks.history):", history.table(found)]
+        if was.stats_by_group():
+            rows.append(was.stats_by_group())
     return rows
 
 
@@ -448,8 +509,8 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def report(results: dict[str, Any], out: Path) -> None:
-    print("\n".join(table(results) + scale_table(results)))
+def report(results: dict[str, Any], out: Path, baseline: Baseline) -> None:
+    print("\n".join(table(results, baseline) + scale_table(results, baseline)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     try:
@@ -480,6 +541,12 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--no-live", action="store_true", help="skip WebSocket fan-out/cancel")
+    parser.add_argument(
+        "--baseline",
+        default=str(PREVIOUS_ROUND),
+        help="an earlier run's results.json, printed beside this run's figures (default: the "
+        "previous round's; '' for none)",
+    )
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.executions = min(arguments.executions, 200)
@@ -491,5 +558,6 @@ if __name__ == "__main__":
         runner = uvloop.run
     except ImportError:
         pass
+    baseline = Baseline.load(Path(arguments.baseline) if arguments.baseline else None)
     results = runner(collect(arguments))
-    report(results, Path(arguments.out))
+    report(results, Path(arguments.out), baseline)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from benchmarks.__main__ import scale_table, table
+from benchmarks.baseline import PREVIOUS_ROUND, Baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +63,10 @@ def test_the_benchmark_suite_runs_side_by_side_and_writes_json_and_a_chart(
     sizes = results["history"][0]["sizes"]
     assert set(sizes) == {"1000", "10000"} or set(sizes) == {1000, 10000}
     assert "history (python -m benchmarks.history):" in done.stdout
+    # beside this run's figures, the previous round's (benchmarks/previous_round.json)
+    heading = next(line for line in done.stdout.splitlines() if line.startswith("what "))
+    assert heading.endswith("before (2026-11-28)")
+    assert "10,000 parked, peak RSS 115 MB" in done.stdout
 
 
 def test_an_unknown_store_name_is_refused_before_anything_runs() -> None:
@@ -104,3 +110,51 @@ def test_the_ai_load_benchmark_streams_every_token_to_every_client_and_runs_code
     assert 0 < code["submit_to_complete_ms"]["p50"] <= code["submit_to_complete_ms"]["p99"]
     assert code["worker_rss_mb"] > 0
     assert "token lag, model -> WS client" in done.stdout
+
+
+THIS_RUN = json.loads((ROOT / "docs" / "benchmarks" / "results.json").read_text())
+
+
+def line_of(rows: list[str], label: str) -> str:
+    return next(row for row in rows if row.startswith(label))
+
+
+def test_the_table_prints_an_earlier_runs_figures_beside_this_runs() -> None:
+    earlier = {
+        "when": "2026-11-28T15:57:44+00:00",
+        "raw_bullmq": {
+            "jobs_per_s": {"1": 2000, "2": 4000},
+            "redis_per_job": {"commands": 38.5, "cpu_us": 122.6},
+        },
+        "sqlite": {"executions_per_s": {"1": 1000, "2": 1500}},
+        "celery": {"chains_per_s": 250},
+    }
+    rows = table(THIS_RUN, Baseline(earlier))
+    assert rows[0].endswith("before (2026-11-28)")
+    assert line_of(rows, "raw bullmq no-op jobs/s").endswith("2000 / 4000")
+    assert line_of(rows, "engine 3-node (sqlite)").endswith("1000 / 1500")
+    assert line_of(rows, "   share of raw bullmq").endswith("50% / 38%")
+    assert line_of(rows, "raw bullmq: Redis commands").endswith("38.5 / 123")
+    assert line_of(rows, "   engine (1 worker) / Celery").endswith("4.0x")
+    # what the earlier run did not measure is left blank, not made up
+    assert line_of(rows, "engine 3-node (postgres)").endswith(
+        f"{THIS_RUN['postgres']['executions_per_s']['2']:.0f}"
+    )
+
+
+def test_without_a_baseline_the_table_has_this_runs_figures_only() -> None:
+    rows = table(THIS_RUN, Baseline.load(None))
+    assert rows[0].split() == ["what", "1", "worker", "2", "workers"]
+    assert line_of(rows, "raw bullmq no-op jobs/s").split()[-2:] == [
+        f"{THIS_RUN['raw_bullmq']['jobs_per_s'][w]:.0f}" for w in ("1", "2")
+    ]
+
+
+def test_the_previous_round_is_the_default_baseline_with_its_figures_by_hand() -> None:
+    previous = Baseline.load(PREVIOUS_ROUND)
+    assert previous.heading == "before (2026-11-28)"
+    assert previous.get("sqlite", "executions_per_s", "1") > 0
+    assert previous.parked() == "before (2026-11-28): 10,000 parked, peak RSS 115 MB"
+    assert "48 ms at 100,000" in previous.stats_by_group()
+    lines = scale_table({"history": [{"store": "sqlite", "sizes": {}}]}, previous)
+    assert lines[-1] == previous.stats_by_group()
