@@ -392,7 +392,8 @@ class JobRunner:
     async def _tell_parent(self, execution_id: str, record: ExecutionRecord | None = None) -> None:
         """The execution ended: if it is a child, its parent's node gets the outcome (and the
         parent wakes up). A failure here is logged, not raised: the execution's own end is
-        recorded already; a parent already parked is then not woken (a known gap)."""
+        recorded already; a parent already parked gets it from the recovery sweep
+        (``worker/recovery.py``) once the parent has been still for ``recovery_after_s``."""
         if self.children is None:
             return
         try:
