@@ -109,6 +109,7 @@ class Stack:
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack for the module (starting it is most of the time); the test that stops the API
     processes comes last."""
+    nginx_binary()  # (skips before any process starts: a skip below would leave them running)
     tmp_path = tmp_path_factory.mktemp("nginx")
     settings = make_settings(redis_server.url, f"sqlite:///{tmp_path}/wfe.db")
     api_ports = [free_port(), free_port()]
