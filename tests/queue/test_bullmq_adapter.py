@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.redis_cost import snapshot
+import redis.asyncio as aioredis
 from bullmq import Job, Queue
 
 from tests.support.processes import wait_until
@@ -222,7 +222,12 @@ async def test_lanes_finish_jobs_through_a_batching_client_and_fetch_on_bullmqs_
 
 
 async def lua_calls(redis_url: str) -> int:
-    return (await snapshot(redis_url)).calls.get("evalsha", 0)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        stats: dict[str, Any] = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 async def test_an_idle_worker_of_50_lanes_takes_a_job_with_a_few_lua_calls(
