@@ -22,7 +22,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
-from workflow_engine.auto_pipeline import AutoPipeline
 from workflow_engine.clock import Clock, SystemClock
 from workflow_engine.reconnect import FIRST_WAIT_S, LONGEST_WAIT_S
 
@@ -155,14 +154,6 @@ class ChainingWorker(Worker):  # type: ignore[misc]
             if connection is not None:
                 kwargs_of_new_connections = connection.conn.connection_pool.connection_kwargs
                 kwargs_of_new_connections["retry"] = quick_retry()
-        # BullMQ's main client is a single connection (``single_connection_client=True``), so
-        # every lane's Lua call (finish and fetch the next job, renew locks) waited for the one
-        # before it. Its scripts go through an AutoPipeline over that client's pool instead:
-        # the calls of one loop iteration share a round trip, and lanes no longer queue.
-        if self.redisConnection is not None:
-            batched = AutoPipeline(connection_pool=self.redisConnection.conn.connection_pool)
-            for script in self.redisConnection.commands.values():
-                script.registered_client = batched
 
     async def processJob(self, job: Job, token: str) -> None:
         current: Job | None = job
