@@ -10,6 +10,7 @@ from tests.worker.test_runner import finished
 from workflow_engine.api.services import Services
 from workflow_engine.queue.queues import JOB_NAME
 from workflow_engine.queue.submit import job_data
+from workflow_engine.store.base import StateStore
 from workflow_engine.store.records import ExecutionRecord
 from workflow_engine.store.schema import executions
 from workflow_engine.store.sql import SqlStore
@@ -18,10 +19,11 @@ from workflow_engine.worker.recovery import Recovery
 from workflow_engine.worker.worker import WorkerService
 
 
-def recovery_of(services: Services) -> Recovery:
-    """The sweep as a worker runs it: executions unchanged for a minute are looked at."""
+def recovery_of(services: Services, store: StateStore | None = None) -> Recovery:
+    """The sweep as a worker runs it: executions unchanged for a minute are looked at (in
+    ``store``, by default the services')."""
     return Recovery(
-        services.store,
+        store or services.store,
         services.queues,
         services.redis,
         services.redis_keys,
@@ -125,16 +127,7 @@ async def test_the_sweep_wakes_a_parent_whose_childs_outcome_was_lost(
                 .where(executions.c.execution_id == parent_id)
                 .values(updated_at=now_ms() - 600_000)
             )
-    recovery = Recovery(
-        store,
-        services.queues,
-        services.redis,
-        services.redis_keys,
-        services.events,
-        interval_s=300,
-        stale_s=60,
-    )
-    found = await recovery.sweep()
+    found = await recovery_of(services, store).sweep()
     assert found.woken == ["exec_parent"]
     assert (found.failed, found.requeued) == ([], [])
     [answered] = await store.node_results("exec_parent")
