@@ -44,11 +44,15 @@ class Lane:
     async def state(self, job_id: str) -> str:
         return str(await self.queue.getJobState(job_id))
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Close the worker and wait for its loop to end (``start`` may run a new one)."""
         if self.worker is not None:
             await self.worker.close()
         if self._task is not None:
             await self._task
+
+    async def close(self) -> None:
+        await self.stop()
         await self.queue.close()
 
 
@@ -157,6 +161,86 @@ async def test_a_lane_runs_the_jobs_queued_behind_each_other_without_returning(
     assert len({id(t) for t in tasks}) == 1
     returned = [(await Job.fromId(lane.queue, job.id)).returnvalue for job in jobs]
     assert returned == [0, 1, 2, 3, 4]
+
+
+class Hold:
+    """Holds a worker's Redis call after it returned a job until ``go_on`` is set: the window
+    in which the worker starts to close."""
+
+    def __init__(self, call: Callable[..., Awaitable[Any]], brought_a_job: Callable[[Any], bool]):
+        self.call = call
+        self.brought_a_job = brought_a_job
+        self.holding = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        answer = await self.call(*args, **kwargs)
+        if self.brought_a_job(answer):
+            self.holding.set()
+            await self.go_on.wait()
+        return answer
+
+
+async def close_while_held(worker: ChainingWorker, hold: Hold) -> None:
+    await asyncio.wait_for(hold.holding.wait(), 10)
+    closing = asyncio.ensure_future(worker.close())
+
+    async def began_closing() -> bool:
+        return bool(worker.closing)
+
+    await wait_until(began_closing, 10, "the worker to begin closing")
+    hold.go_on.set()
+    await closing
+
+
+async def test_a_job_fetched_as_the_worker_closes_is_given_back_unstarted(lane: Lane) -> None:
+    """BullMQ's close waits for the fetch, not for the job it brings: that job must not be
+    left active (its lock would expire and it would run again as a second attempt)."""
+    ran: list[int] = []
+
+    async def processor(job: Job, token: str) -> str:
+        ran.append(JobHandle(job, token).attempt)
+        return "done"
+
+    lane.start(processor)
+    assert lane.worker is not None
+    hold = Hold(lane.worker.backend.moveToActive, lambda answer: bool(answer and answer[0]))
+    lane.worker.backend.moveToActive = hold
+    job = await lane.queue.add("j", {})
+    await close_while_held(lane.worker, hold)
+    await lane.stop()
+    assert await lane.state(job.id) in ("waiting", "delayed")
+    assert ran == []
+    lane.start(processor)  # the next worker runs it as its first attempt
+    await completed(lane, job.id)
+    assert ran == [1]
+
+
+async def test_a_job_chained_as_the_worker_closes_is_given_back_unstarted(lane: Lane) -> None:
+    """Finishing a job fetched the next one just as the worker began to close."""
+    ran: list[tuple[int, int]] = []
+
+    async def processor(job: Job, token: str) -> str:
+        ran.append((int(job.data["n"]), JobHandle(job, token).attempt))
+        return "done"
+
+    first = await lane.queue.add("j", {"n": 0})
+    second = await lane.queue.add("j", {"n": 1})
+    lane.start(processor)
+    assert lane.worker is not None
+    hold = Hold(
+        lane.worker.backend.moveToCompleted,
+        lambda answer: isinstance(answer, dict) and bool(answer.get("result")),
+    )
+    lane.worker.backend.moveToCompleted = hold
+    await close_while_held(lane.worker, hold)
+    await lane.stop()
+    assert await lane.state(first.id) == "completed"
+    assert await lane.state(second.id) in ("waiting", "delayed")
+    assert ran == [(0, 1)]
+    lane.start(processor)
+    await completed(lane, second.id)
+    assert ran == [(0, 1), (1, 1)]
 
 
 async def test_a_job_scheduler_is_found_by_id_and_an_unknown_one_is_none(lane: Lane) -> None:

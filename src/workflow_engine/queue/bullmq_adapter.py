@@ -23,6 +23,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from workflow_engine.clock import Clock, SystemClock
+from workflow_engine.monitor.logging import get_logger
 from workflow_engine.reconnect import FIRST_WAIT_S, LONGEST_WAIT_S
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_QUEUE = "workflow"
+
+log = get_logger(__name__)
 
 
 RETRIES = 30
@@ -155,10 +158,32 @@ class ChainingWorker(Worker):  # type: ignore[misc]
                 kwargs_of_new_connections = connection.conn.connection_pool.connection_kwargs
                 kwargs_of_new_connections["retry"] = quick_retry()
 
+    async def getNextJob(self, token: str) -> Job | None:
+        """BullMQ's fetch, except that a job it takes while the worker closes is given back.
+        The port's ``close`` waits for the fetches in flight, not for the jobs they return:
+        such a job would start after the worker let go of its locks and its connections, be
+        left active when the process exits, and run again, as a second attempt, once its lock
+        expired."""
+        job: Job | None = await super().getNextJob(token)
+        if job is not None and self.closing:
+            await self._give_back(job, token)
+            return None
+        return job
+
     async def processJob(self, job: Job, token: str) -> None:
         current: Job | None = job
         while current is not None:
+            if self.closing:  # fetched as the worker began to close: not started, given back
+                await self._give_back(current, token)
+                return
             current = await self._process_one(current, token)
+
+    async def _give_back(self, job: Job, token: str) -> None:
+        """Back to the queue, not started: another worker runs it as the same attempt."""
+        try:
+            await JobHandle(job, token).park(int(time.time() * 1000))
+        except Exception as exc:  # its lock expires and the stalled-job check brings it back
+            log.warning("could not give a job back", jobId=job.id, error=repr(exc))
 
     async def _process_one(self, job: Job, token: str) -> Job | None:
         """BullMQ's ``processJob`` for one job, returning the next job when the queue had one."""
