@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
+from workflow_engine.auto_pipeline import AutoPipeline
 from workflow_engine.clock import Clock, SystemClock
 from workflow_engine.monitor.logging import get_logger
 from workflow_engine.reconnect import FIRST_WAIT_S, LONGEST_WAIT_S
@@ -38,6 +39,11 @@ __all__ = [
 DEFAULT_QUEUE = "workflow"
 
 log = get_logger(__name__)
+
+UNBATCHED_SCRIPTS = frozenset({"moveToActive"})
+"""BullMQ's worker starts a fetch for every free lane at once; on one connection they take turns
+and the first to find the queue empty stops the rest. Batched, all of them ran: ~50 Lua calls
+after every job of an idle queue (submit-to-complete p50 4.5 -> 8.4 ms)."""
 
 
 RETRIES = 30
@@ -157,6 +163,15 @@ class ChainingWorker(Worker):  # type: ignore[misc]
             if connection is not None:
                 kwargs_of_new_connections = connection.conn.connection_pool.connection_kwargs
                 kwargs_of_new_connections["retry"] = quick_retry()
+        # BullMQ's main client is a single connection (``single_connection_client=True``), so
+        # every lane's Lua call (finish and fetch the next job, renew locks) waited for the one
+        # before it. Its scripts go through an AutoPipeline over that client's pool instead:
+        # the calls of one loop iteration share a round trip, and lanes no longer queue.
+        if self.redisConnection is not None:
+            batched = AutoPipeline(connection_pool=self.redisConnection.conn.connection_pool)
+            for name, script in self.redisConnection.commands.items():
+                if name not in UNBATCHED_SCRIPTS:
+                    script.registered_client = batched
 
     async def getNextJob(self, token: str) -> Job | None:
         """BullMQ's fetch, except that a job it takes while the worker closes is given back.
