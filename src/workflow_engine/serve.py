@@ -7,6 +7,7 @@ executions finish within the grace period, then releases them); the servers shut
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -44,6 +45,17 @@ def run(main: Any) -> None:
         uvloop.run(main)
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         asyncio.run(main)
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive once a process has started (its modules, classes, the app and
+    its routes: ~160,000 objects in the API) to the collector's permanent generation. Python's
+    cyclic collector otherwise walks them all at each full collection, and a busy process
+    triggers one every few hundred requests: freezing them cut a submit from 0.69-0.70 to
+    0.48-0.56 ms of CPU (docs/benchmarks.md). What is frozen is never collected, so only what
+    lives for the whole process is frozen: ``gc.collect`` first drops start-up's garbage."""
+    gc.collect()
+    gc.freeze()
 
 
 def _on_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
@@ -118,6 +130,7 @@ async def serve_api(settings: Settings) -> None:
     stop = asyncio.Event()
     restore = _on_stop_signals(stop)
     server = _server(create_app(settings), settings.host, settings.port)
+    freeze_startup_heap()
     try:
         serving = asyncio.ensure_future(server.serve())
         await asyncio.wait(
@@ -149,6 +162,7 @@ async def serve_worker(settings: Settings, queues: Sequence[str] | None = None) 
     tracing.configure("workflow-engine-worker")
     service = WorkerService(settings, store, queues)
     executor = service.executor
+    freeze_startup_heap()
     try:
         await service.run_until_stopped()
     finally:
@@ -202,6 +216,7 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
         if serving.done():
             await serving  # it failed to start: say why
             return
+        freeze_startup_heap()
         base = f"http://{settings.host}:{settings.port}"
         also = f" and {settings.egress_allow}" if settings.egress_allow else ""
         announce(
