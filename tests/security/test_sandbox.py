@@ -313,5 +313,29 @@ async def test_the_pool_replaces_a_killed_process(
             )
         ).execution_id,
     )
-    assert ok.result == {"c": 7}
+    assert ok.result == {"c": 7}, ok.error
     assert pool.started >= started
+
+
+async def test_a_javascript_process_is_replaced_after_a_run_over_its_limits(
+    services: Services, worker: WorkerService
+) -> None:
+    """Runs share a JavaScript process: one that timed out may leave its heap or scheduled work
+    behind, so the next run (maybe another tenant's) gets a fresh process. A run whose code
+    merely threw keeps it."""
+    pool = worker.executor.sandboxes().pool("javascript")
+
+    async def run(code: str) -> ExecutionRecord:
+        submitted = await services.submitter.submit(Submission(code_wf("javascript", code)))
+        return await finished(services, submitted.execution_id)
+
+    assert (await run("const main = () => 7;")).result == {"c": 7}
+    thrown = await run("function main() { throw new Error('no') }")
+    assert thrown.error is not None
+    assert thrown.error["type"] == "code_error"
+    assert pool.started == 1
+    await attack(
+        services, "javascript", "function main() { while (true) {} }", expected={"timeout"}
+    )
+    assert (await run("const main = () => 7;")).result == {"c": 7}
+    assert pool.started == 2

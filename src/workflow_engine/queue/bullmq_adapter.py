@@ -4,7 +4,8 @@
 - ``JobHandle``: the job a worker runs, as the runner needs it (its queue, its attempt number,
   handing it back to the queue with or without counting an attempt, removing, promoting).
 - ``ChainingWorker``: a BullMQ ``Worker`` that finishes a job and fetches the next one in a
-  single round trip, and finds a restarted Redis again within ~2 s.
+  single round trip, batches its lanes' Lua calls, gives back unstarted a job it fetched as it
+  closes, and finds a restarted Redis again within ~2 s.
 - ``promote_job``: wake a delayed job by id, without loading it; ``find_job_scheduler``: a job
   scheduler by id, or None.
 - ``DelayedError`` / ``UnrecoverableError``: what a processor raises to tell BullMQ that the

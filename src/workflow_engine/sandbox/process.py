@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from workflow_engine.sandbox.errors import CodeRunError, SandboxUnavailable
+from workflow_engine.sandbox.errors import CODE_ERROR, CodeRunError, SandboxUnavailable
 from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.sandbox.runners import Runner
 
@@ -85,7 +85,9 @@ class SandboxProcess:
         except TimeoutError:
             await self.close()
             raise CodeRunError("timeout", "the code did not finish in time") from None
-        except CodeRunError:
+        except CodeRunError as exc:
+            if self.runner.shared and exc.error_type != CODE_ERROR:
+                await self.close()  # what it left behind must not meet the next run
             raise
         except BaseException:
             await self.close()

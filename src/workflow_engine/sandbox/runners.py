@@ -27,6 +27,10 @@ class Runner:
     bound_data: bool = False
     """Bound the process's data segment once it is up (``RLIMIT_DATA``: what it uses at start
     plus the memory limit). Deno's V8 reserves more at start than a run may use."""
+    shared: bool = False
+    """Runs share the process (JavaScript; Python forks a child per run). One that timed out
+    or went past a limit may leave its heap, or work it scheduled, behind: its process is
+    replaced rather than handed to the next run, which may be another tenant's."""
 
     def after_start(self, pid: int, limits: SandboxLimits) -> None:
         if not self.bound_data:
@@ -79,7 +83,7 @@ def _deno(limits: SandboxLimits) -> Runner:
         str(HERE / "deno_runner.js"),
         json.dumps(settings),
     )  # and no --allow-*: no network, files, environment, subprocesses, FFI
-    return Runner("javascript", argv, bound_data=True)
+    return Runner("javascript", argv, bound_data=True, shared=True)
 
 
 def _deno_binary() -> str:
