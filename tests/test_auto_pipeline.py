@@ -107,3 +107,30 @@ async def test_when_redis_cannot_be_reached_every_command_of_the_batch_fails() -
     finally:
         await client.aclose()
     assert all(isinstance(reply, ConnectionError) for reply in replies), replies
+
+
+async def test_while_redis_stalls_later_commands_wait_for_a_connection_instead_of_failing(
+    redis_server: RedisServer, name: str
+) -> None:
+    """Every loop iteration's batch holds a connection until its replies come: during a stall
+    (a fork, a failover) a worker of many lanes would ask the pool for more connections than it
+    has, and the pool refuses at once (a finished job's acknowledgement would fail)."""
+    client = AutoPipeline.from_url(
+        redis_server.url, decode_responses=True, client_name=name, max_connections=12
+    )
+    stall = aioredis.Redis.from_url(redis_server.url)
+    try:
+
+        async def caller(turn: int) -> str:
+            for _ in range(turn):  # one batch per loop iteration: each caller its own
+                await asyncio.sleep(0)
+            return str(await client.execute_command("ECHO", f"{name}-{turn}"))
+
+        stalled = asyncio.ensure_future(stall.execute_command("DEBUG", "SLEEP", "0.5"))
+        replies = await asyncio.gather(*(caller(turn) for turn in range(1, 101)))
+        await stalled
+        assert replies == [f"{name}-{turn}" for turn in range(1, 101)]
+        assert await connections_named(redis_server, name) <= 8
+    finally:
+        await client.aclose()
+        await stall.aclose()

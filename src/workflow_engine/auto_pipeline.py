@@ -4,8 +4,10 @@ ioredis calls auto-pipelining; redis-py has no such option).
 Each caller awaits its own command as with any client and gets its own reply or error; the
 commands of callers that were cancelled before their batch left are not sent. A batch that
 fails as a whole (the connection is gone after the pool's retries) fails each of its commands,
-as each alone would have failed. Batches in flight at once each hold one connection of the
-pool, so a worker of any concurrency keeps a handful of connections.
+as each alone would have failed. At most ``MAX_IN_FLIGHT`` batches are in flight, each holding
+one connection of the pool: while Redis stalls, later commands gather into the next batch
+instead of taking connection after connection until the pool refuses one (a refusal is a
+``ConnectionError``, not retried: a finished job's acknowledgement would fail).
 
 Not for blocking commands (``BZPOPMIN``, ``XREAD BLOCK``): one would hold up its batch."""
 
@@ -17,6 +19,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 _Pending = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+
+MAX_IN_FLIGHT = 8
 
 
 class AutoPipeline(aioredis.Redis):
@@ -37,12 +41,20 @@ class AutoPipeline(aioredis.Redis):
 
     def _flush(self) -> None:
         self._scheduled = False
+        if len(self._sending) >= MAX_IN_FLIGHT:
+            return  # the next batch leaves when one of these is back (``_sent``)
         batch = [pending for pending in self._pending if not pending[2].done()]
         self._pending = []
         if batch:
             task = asyncio.ensure_future(self._send(batch))
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(self, batch: list[_Pending]) -> None:
         try:

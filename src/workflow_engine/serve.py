@@ -208,15 +208,16 @@ async def serve_dev(settings: Settings, announce: Callable[[str], None]) -> None
             settings, services.store, egress=policy_for(settings, own_api=True).with_loopback()
         )
         worker = WorkerService(settings, services.store, executor=executor)
+        app = create_app(settings, services)
+        freeze_startup_heap()  # (before the worker takes jobs: theirs are not for ever)
         await worker.start()
-        server = _server(create_app(settings, services), settings.host, settings.port)
+        server = _server(app, settings.host, settings.port)
         serving = asyncio.ensure_future(server.serve())
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         if serving.done():
             await serving  # it failed to start: say why
             return
-        freeze_startup_heap()
         base = f"http://{settings.host}:{settings.port}"
         also = f" and {settings.egress_allow}" if settings.egress_allow else ""
         announce(

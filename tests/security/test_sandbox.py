@@ -322,7 +322,7 @@ async def test_a_javascript_process_is_replaced_after_a_run_over_its_limits(
 ) -> None:
     """Runs share a JavaScript process: one that timed out may leave its heap or scheduled work
     behind, so the next run (maybe another tenant's) gets a fresh process. A run whose code
-    merely threw keeps it."""
+    threw, or touched what the sandbox forbids, keeps it (or any run could force a start)."""
     pool = worker.executor.sandboxes().pool("javascript")
 
     async def run(code: str) -> ExecutionRecord:
@@ -333,6 +333,9 @@ async def test_a_javascript_process_is_replaced_after_a_run_over_its_limits(
     thrown = await run("function main() { throw new Error('no') }")
     assert thrown.error is not None
     assert thrown.error["type"] == "code_error"
+    refused = await run("function main() { return fetch('http://example.com') }")
+    assert refused.error is not None
+    assert refused.error["type"] == "sandbox"
     assert pool.started == 1
     await attack(
         services, "javascript", "function main() { while (true) {} }", expected={"timeout"}

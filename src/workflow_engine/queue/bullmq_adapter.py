@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, NoReturn
 
@@ -173,6 +174,18 @@ class ChainingWorker(Worker):  # type: ignore[misc]
             for name, script in self.redisConnection.commands.items():
                 if name not in UNBATCHED_SCRIPTS:
                     script.registered_client = batched
+
+    async def close(self, force: bool = False) -> None:
+        """BullMQ's ``close``, once every lane has ended: the port's waits for the tasks it
+        sees when it starts, and its run loop may start one more for a job fetched just before
+        (which ``processJob`` gives back: that must reach Redis before the connections close)."""
+        if not force:
+            self.closing = True
+            if self.waiting:
+                self.waiting.cancel()
+            while busy := {task for task in self.processing if not task.done()}:
+                await asyncio.wait(busy)
+        await super().close(force)
 
     async def getNextJob(self, token: str) -> Job | None:
         """BullMQ's fetch, except that a job it takes while the worker closes is given back.

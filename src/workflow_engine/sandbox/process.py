@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from workflow_engine.sandbox.errors import CODE_ERROR, CodeRunError, SandboxUnavailable
+from workflow_engine.sandbox.errors import TIMEOUT, CodeRunError, SandboxUnavailable
 from workflow_engine.sandbox.limits import SandboxLimits
 from workflow_engine.sandbox.runners import Runner
 
@@ -86,7 +86,7 @@ class SandboxProcess:
             await self.close()
             raise CodeRunError("timeout", "the code did not finish in time") from None
         except CodeRunError as exc:
-            if self.runner.shared and exc.error_type != CODE_ERROR:
+            if self.runner.shared and exc.error_type == TIMEOUT:
                 await self.close()  # what it left behind must not meet the next run
             raise
         except BaseException:

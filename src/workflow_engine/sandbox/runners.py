@@ -28,9 +28,10 @@ class Runner:
     """Bound the process's data segment once it is up (``RLIMIT_DATA``: what it uses at start
     plus the memory limit). Deno's V8 reserves more at start than a run may use."""
     shared: bool = False
-    """Runs share the process (JavaScript; Python forks a child per run). One that timed out
-    or went past a limit may leave its heap, or work it scheduled, behind: its process is
-    replaced rather than handed to the next run, which may be another tenant's."""
+    """Runs share the process (JavaScript; Python forks a child per run). One interrupted at
+    its time limit may leave its heap, or work it scheduled, behind: its process is replaced
+    rather than handed to the next run, which may be another tenant's. (Not after other
+    refusals: a run could then force a process start at will, by touching ``fetch``.)"""
 
     def after_start(self, pid: int, limits: SandboxLimits) -> None:
         if not self.bound_data:
