@@ -245,48 +245,44 @@ async def test_a_job_chained_as_the_worker_closes_is_given_back_unstarted(lane: 
     assert ran == [(0, 1), (1, 1)]
 
 
-async def test_close_waits_for_a_job_given_back_after_it_began(redis_server: RedisServer) -> None:
+async def test_close_waits_for_a_job_given_back_after_it_began(lane: Lane) -> None:
     """A job fetched just before ``close``, whose task the run loop starts just after: it is
     given back, and ``close`` returns only once that reached Redis (BullMQ's own waits for the
     tasks it saw when it began, and closes the connections under the give-back)."""
-    lane = Lane(redis_server.url)
     ran: list[str] = []
-    try:
-        worker = ChainingWorker(
-            lane.name,
-            lambda job, token: ran.append(job.data["n"]),
-            {**lane.opts, "concurrency": 2, "autorun": False},
-        )
-        closing: list[asyncio.Future[None]] = []
-        fetch = worker.getNextJob
 
-        async def fetch_then_close(token: str) -> Job | None:
-            job = await fetch(token)
-            if job is not None and not closing:  # close lands between the fetch and its run
-                closing.append(asyncio.ensure_future(worker.close()))
-            return job
+    async def processor(job: Job, token: str) -> None:
+        ran.append(job.data["n"])
 
-        worker.getNextJob = fetch_then_close  # type: ignore[method-assign]
-        give_back = worker.backend.moveToDelayed
+    lane.start(processor, concurrency=2)
+    worker = lane.worker
+    assert worker is not None
+    closing: list[asyncio.Future[None]] = []
+    fetch = worker.getNextJob
 
-        async def slow_give_back(*args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(0.3)  # a slow round trip (a loaded Redis)
-            return await give_back(*args, **kwargs)
+    async def fetch_then_close(token: str) -> Job | None:
+        job = await fetch(token)
+        if job is not None and not closing:  # close lands between the fetch and its run
+            closing.append(asyncio.ensure_future(worker.close()))
+        return job
 
-        worker.backend.moveToDelayed = slow_give_back
-        job = await lane.queue.add("j", {"n": "late"})
-        running = asyncio.ensure_future(worker.run())
+    worker.getNextJob = fetch_then_close  # type: ignore[method-assign]
+    give_back = worker.backend.moveToDelayed
 
-        async def began_closing() -> bool:
-            return bool(closing)
+    async def slow_give_back(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)  # the round trip of a loaded Redis (latency, not a wait)
+        return await give_back(*args, **kwargs)
 
-        await wait_until(began_closing, 10, "the worker to begin closing")
-        await closing[0]
-        await running
-        assert await lane.state(job.id) in ("waiting", "delayed")
-        assert ran == []
-    finally:
-        await lane.close()
+    worker.backend.moveToDelayed = slow_give_back
+    job = await lane.queue.add("j", {"n": "late"})
+
+    async def began_closing() -> bool:
+        return bool(closing)
+
+    await wait_until(began_closing, 10, "the worker to begin closing")
+    await closing[0]
+    assert await lane.state(job.id) in ("waiting", "delayed")
+    assert ran == []
 
 
 async def test_a_job_scheduler_is_found_by_id_and_an_unknown_one_is_none(lane: Lane) -> None:

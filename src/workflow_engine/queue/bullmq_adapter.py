@@ -117,9 +117,13 @@ class JobHandle:
         processor must raise ``DelayedError`` afterwards."""
         await self.job.moveToDelayed(self._now_ms(), self.token)
 
-    async def hand_back(self) -> NoReturn:
+    async def give_back(self) -> None:
         """Back to the queue at once, not started: this fetch is not an attempt."""
         await self.park(self._now_ms())
+
+    async def hand_back(self) -> NoReturn:
+        """``give_back`` from inside the processor (which BullMQ must then leave alone)."""
+        await self.give_back()
         raise DelayedError()
 
     async def park(self, until_ms: int) -> None:
@@ -210,7 +214,7 @@ class ChainingWorker(Worker):  # type: ignore[misc]
     async def _give_back(self, job: Job, token: str) -> None:
         """Back to the queue, not started: another worker runs it as the same attempt."""
         try:
-            await JobHandle(job, token).park(int(time.time() * 1000))
+            await JobHandle(job, token).give_back()
         except Exception as exc:  # its lock expires and the stalled-job check brings it back
             log.warning("could not give a job back", jobId=job.id, error=repr(exc))
 
